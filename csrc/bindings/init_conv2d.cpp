@@ -1,0 +1,8 @@
+// init_conv2d.cpp — bindings for the conv2d operator (filled in by its issue).
+#include <pybind11/pybind11.h>
+
+namespace py = pybind11;
+
+namespace pycnnrnn {
+void init_conv2d(py::module_& m) { (void)m; }
+}  // namespace pycnnrnn

@@ -1,0 +1,45 @@
+// init_core.cpp — version, ISA, threads, the roofline probe and the shared shape formulas.
+#include <pybind11/pybind11.h>
+
+#include "core/dispatch.h"
+#include "core/shapes.h"
+#include "core/thread_pool.h"
+#include "cpu/roofline.h"
+
+namespace py = pybind11;
+
+namespace pycnnrnn {
+
+void init_core(py::module_& m) {
+#ifdef PYCNNRNN_VERSION
+  m.attr("__version__") = PYCNNRNN_VERSION;
+#endif
+  m.def("cpu_isa", [] { return std::string(isa_name(active_isa())); },
+        "The CPU instruction-set path in use: 'avx512', 'avx2' or 'scalar'.");
+  m.def("detected_isa", [] { return std::string(isa_name(detected_isa())); },
+        "The best path this CPU supports (before PYCNNRNN_ISA lowers it).");
+  m.def("get_num_threads", &get_num_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1, got " + std::to_string(n));
+    py::gil_scoped_release nogil;
+    set_num_threads(n);
+  });
+  m.def("default_num_threads", &default_num_threads);
+  m.def("measure_fma_peak_gflops", &measure_fma_peak_gflops, py::arg("iters") = 20000000,
+        py::call_guard<py::gil_scoped_release>());
+  m.def("measure_copy_bandwidth_gbs", &measure_copy_bandwidth_gbs, py::arg("bytes") = int64_t(256) << 20,
+        py::arg("passes") = 5, py::call_guard<py::gil_scoped_release>());
+  m.def("conv_output_size", &conv_output_size, py::arg("size"), py::arg("kernel"), py::arg("stride"),
+        py::arg("pad_l"), py::arg("pad_r"), py::arg("dilation"));
+  m.def("pool_output_size", &pool_output_size, py::arg("size"), py::arg("kernel"), py::arg("stride"),
+        py::arg("pad"), py::arg("dilation"), py::arg("ceil_mode"));
+  m.def("unpool_output_size", &unpool_output_size, py::arg("size"), py::arg("kernel"), py::arg("stride"),
+        py::arg("pad"));
+#ifdef PYCNNRNN_WITH_CUDA
+  m.attr("built_with_cuda") = true;
+#else
+  m.attr("built_with_cuda") = false;
+#endif
+}
+
+}  // namespace pycnnrnn

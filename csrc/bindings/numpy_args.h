@@ -1,0 +1,90 @@
+// numpy_args.h — the bindings' second line of defence, shared by every init_<op>.cpp.
+//
+// The Python layer (pycnnrnn/ops/_validate.py) has already checked dtypes, shapes and values
+// and made every array C-contiguous and aligned. These helpers re-check what the C++ relies
+// on (dtype, contiguity, alignment, ndim, shape) and hand back raw pointers. Bind array
+// arguments as py::array (not array_t, so nothing is silently cast) and call these.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+
+namespace pycnnrnn {
+namespace py = pybind11;
+
+template <typename T>
+inline const char* dtype_name() {
+  return sizeof(T) == 4 ? "float32" : "float64";
+}
+
+inline std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Checks `a` is a C-contiguous, aligned array of T with `ndim` dims (ndim < 0: any).
+template <typename T>
+inline void check_array(const py::array& a, const char* name, int ndim = -1) {
+  if (!py::isinstance<py::array_t<T>>(a) || a.dtype().kind() != 'f' || a.itemsize() != sizeof(T))
+    throw py::type_error(concat(name, " must be a ", dtype_name<T>(), " array, got dtype ",
+                                std::string(py::str(a.dtype()))));
+  if (ndim >= 0 && a.ndim() != ndim)
+    throw std::invalid_argument(concat(name, " must have ", ndim, " dimensions, got ", a.ndim()));
+  if (!(a.flags() & py::array::c_style))
+    throw std::invalid_argument(concat(name, " must be C-contiguous"));
+  if (reinterpret_cast<uintptr_t>(a.data()) % alignof(T) != 0)
+    throw std::invalid_argument(concat(name, " must be aligned to ", alignof(T), " bytes"));
+}
+
+template <typename T>
+inline const T* in_ptr(const py::array& a, const char* name, int ndim = -1) {
+  check_array<T>(a, name, ndim);
+  return static_cast<const T*>(a.data());
+}
+
+template <typename T>
+inline T* out_ptr(py::array& a, const char* name, int ndim = -1) {
+  check_array<T>(a, name, ndim);
+  if (!a.writeable()) throw std::invalid_argument(concat(name, " must be writeable"));
+  return static_cast<T*>(a.mutable_data());
+}
+
+// Optional input (None -> nullptr).
+template <typename T>
+inline const T* opt_in_ptr(const py::object& o, const char* name, int ndim = -1) {
+  if (o.is_none()) return nullptr;
+  return in_ptr<T>(py::reinterpret_borrow<py::array>(o), name, ndim);
+}
+
+inline void check_shape(const py::array& a, const char* name, std::initializer_list<int64_t> expect) {
+  bool ok = a.ndim() == static_cast<py::ssize_t>(expect.size());
+  int i = 0;
+  for (int64_t d : expect) {
+    if (!ok) break;
+    ok = a.shape(i++) == d;
+  }
+  if (!ok) {
+    std::string e = "(";
+    int j = 0;
+    for (int64_t d : expect) e += (j++ ? ", " : "") + std::to_string(d);
+    e += expect.size() == 1 ? ",)" : ")";
+    throw std::invalid_argument(concat(name, " must have shape ", e, ", got ", shape_str(a)));
+  }
+}
+
+// Allocate a C-contiguous output array of T (the GIL must be held).
+template <typename T>
+inline py::array_t<T> empty_array(const std::vector<py::ssize_t>& shape) {
+  return py::array_t<T>(shape);
+}
+
+// True when a is float64 (used to choose the template instance).
+inline bool is_f64(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize() == 8; }
+
+}  // namespace pycnnrnn

@@ -1,0 +1,219 @@
+#include "core/thread_pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+namespace pycnnrnn {
+namespace {
+
+// Iterations a waiting thread spins (with a pause) before it sleeps on a condition variable.
+// Short regions (one LSTM step) then cost a cache-line handoff, not a futex wake.
+constexpr int kSpinIterations = 20000;
+
+// True while this thread executes part of a parallel region: a nested parallel_run then runs
+// serially (std::mutex::try_lock by its owner would be undefined).
+thread_local bool tl_inside_region = false;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+class Pool {
+ public:
+  explicit Pool(int nthreads) { start(nthreads); }
+
+  int size() const { return nthreads_; }
+
+  void resize(int n) {
+    std::lock_guard<std::mutex> region(region_mutex_);
+    stop();
+    start(n);
+  }
+
+  void run(int nt, const TaskFn& fn) {
+    if (nt > nthreads_) nt = nthreads_;
+    std::unique_lock<std::mutex> region;
+    if (nt > 1 && !tl_inside_region) region = std::unique_lock<std::mutex>(region_mutex_, std::try_to_lock);
+    if (nt <= 1 || !region.owns_lock()) {  // serial: same partition, same result
+      int parts = nt <= 1 ? 1 : nt;
+      for (int t = 0; t < parts; ++t) fn(t, parts);
+      return;
+    }
+    task_ = &fn;
+    task_nt_ = nt;
+    error_ = nullptr;
+    pending_.store(nt - 1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lk(wake_mutex_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_cv_.notify_all();
+    run_part(0);
+    // wait for the workers
+    for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+      if (i < kSpinIterations) { cpu_relax(); continue; }
+      std::unique_lock<std::mutex> lk(done_mutex_);
+      done_cv_.wait(lk, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
+    task_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+  // After fork() only the forking thread exists in the child: forget the workers (their
+  // std::thread objects are leaked on purpose; joining them is impossible) and start anew.
+  void reset_after_fork() {
+    int n = nthreads_;
+    new (&region_mutex_) std::mutex();
+    new (&wake_mutex_) std::mutex();
+    new (&done_mutex_) std::mutex();
+    new (&wake_cv_) std::condition_variable();
+    new (&done_cv_) std::condition_variable();
+    new (&error_mutex_) std::mutex();
+    workers_ = new std::vector<std::thread>();  // old vector leaked deliberately
+    stopping_.store(false);
+    start(n);
+  }
+
+  std::mutex& region_mutex() { return region_mutex_; }
+
+ private:
+  void start(int n) {
+    nthreads_ = n < 1 ? 1 : n;
+    stopping_.store(false);
+    if (workers_ == nullptr) workers_ = new std::vector<std::thread>();
+    // The generation is read here, not in the new thread: a region started before the thread
+    // runs must still be seen as new by it.
+    uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int tid = 1; tid < nthreads_; ++tid) workers_->emplace_back([this, tid, gen] { worker(tid, gen); });
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(wake_mutex_);
+      stopping_.store(true);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_cv_.notify_all();
+    for (auto& t : *workers_) t.join();
+    workers_->clear();
+  }
+
+  void run_part(int tid) {
+    if (tid >= task_nt_) return;
+    tl_inside_region = true;
+    try {
+      (*task_)(tid, task_nt_);
+      tl_inside_region = false;
+    } catch (...) {
+      tl_inside_region = false;
+      std::lock_guard<std::mutex> lk(error_mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+
+  void worker(int tid, uint64_t seen) {
+    for (;;) {
+      // wait for a new generation: spin first, then sleep
+      uint64_t g;
+      for (int i = 0;; ++i) {
+        g = generation_.load(std::memory_order_acquire);
+        if (g != seen) break;
+        if (i < kSpinIterations) { cpu_relax(); continue; }
+        std::unique_lock<std::mutex> lk(wake_mutex_);
+        wake_cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      }
+      seen = g;
+      if (stopping_.load()) return;
+      if (tid < task_nt_) {
+        run_part(tid);
+        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+          std::lock_guard<std::mutex> lk(done_mutex_);
+          done_cv_.notify_one();
+        }
+      }
+    }
+  }
+
+  int nthreads_ = 1;
+  std::vector<std::thread>* workers_ = nullptr;
+  std::mutex region_mutex_;  // one parallel region at a time
+  std::mutex wake_mutex_, done_mutex_, error_mutex_;
+  std::condition_variable wake_cv_, done_cv_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stopping_{false};
+  const TaskFn* task_ = nullptr;
+  int task_nt_ = 0;
+  std::exception_ptr error_;
+};
+
+Pool* g_pool = nullptr;
+std::once_flag g_pool_once;
+
+void atfork_prepare() {
+  if (g_pool) g_pool->region_mutex().lock();
+}
+void atfork_parent() {
+  if (g_pool) g_pool->region_mutex().unlock();
+}
+void atfork_child() {
+  if (g_pool) g_pool->reset_after_fork();
+}
+
+Pool& pool() {
+  std::call_once(g_pool_once, [] {
+    g_pool = new Pool(default_num_threads());  // never destroyed: workers outlive static dtors
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+  });
+  return *g_pool;
+}
+
+}  // namespace
+
+int default_num_threads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc > 0 ? static_cast<int>(hc) : 1;
+}
+
+int get_num_threads() { return pool().size(); }
+
+void set_num_threads(int n) {
+  if (n < 1) n = 1;
+  if (n != pool().size()) pool().resize(n);
+}
+
+void parallel_run(int nthreads, const TaskFn& fn) { pool().run(nthreads, fn); }
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  int64_t max_by_grain = (n + grain - 1) / grain;
+  int nt = get_num_threads();
+  if (max_by_grain < nt) nt = static_cast<int>(max_by_grain);
+  if (nt <= 1) {
+    fn(0, n);
+    return;
+  }
+  parallel_run(nt, [&](int tid, int nthr) {
+    int64_t b, e;
+    split_range(n, tid, nthr, 1, &b, &e);
+    if (b < e) fn(b, e);
+  });
+}
+
+}  // namespace pycnnrnn

@@ -1,0 +1,39 @@
+// thread_pool.h — a small persistent pool of our own (no OpenMP; see DESIGN.md).
+//
+// parallel_run(nt, fn) calls fn(tid, nt) for tid = 0..nt-1, the calling thread taking tid 0,
+// and returns when all are done. Work is partitioned statically by tid, so a result depends
+// only on nt, never on which OS thread ran which part: results are bit-identical from call to
+// call and across Python threads.
+//
+// Only one parallel region runs on the pool at a time. A call that finds the pool busy (a
+// second Python thread, or a nested call from inside a task) runs all nt parts itself, in
+// order: same partition, same result, no deadlock.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace pycnnrnn {
+
+// Threads the pool uses by default: the process's CPU affinity count.
+int default_num_threads();
+int get_num_threads();
+// n >= 1. Safe while other threads run kernels (waits for the region in flight).
+void set_num_threads(int n);
+
+using TaskFn = std::function<void(int tid, int nthreads)>;
+void parallel_run(int nthreads, const TaskFn& fn);
+
+// Static split of [0, n) into nthreads nearly equal ranges, aligned to `align` items:
+// part tid gets [begin, end). Ranges may be empty.
+inline void split_range(int64_t n, int tid, int nthreads, int64_t align, int64_t* begin, int64_t* end) {
+  int64_t blocks = (n + align - 1) / align;
+  int64_t b0 = blocks * tid / nthreads, b1 = blocks * (tid + 1) / nthreads;
+  *begin = b0 * align < n ? b0 * align : n;
+  *end = b1 * align < n ? b1 * align : n;
+}
+
+// parallel_for(n, grain, fn): fn(begin, end) over a static split of [0, n) using at most
+// get_num_threads() threads and at least `grain` items per thread.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace pycnnrnn

@@ -1,0 +1,5 @@
+"""conv2d ops (numpy in/out)."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
