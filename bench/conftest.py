@@ -1,0 +1,125 @@
+"""Benchmark harness: pycnnrnn, torch and onnxruntime side by side, one group per case.
+
+Conventions for bench_*.py files:
+- parametrize the implementation as ``impl`` (values "pycnnrnn", "torch", "onnxruntime",
+  "numpy", ...) and set ``benchmark.group = "<op>-<case>"`` so peers share a group;
+- set ``benchmark.extra_info["flops"]`` (useful floating-point operations per call) or
+  ``benchmark.extra_info["bytes"]`` (bytes that must move: read + written) so the table can
+  print the fraction of the machine's FMA peak / copy bandwidth;
+- skip an impl with ``pytest.skip`` only when its package is absent or lacks the op.
+
+At the end of the session the harness prints, per group, each impl's median time, its ratio
+(baseline median / pycnnrnn median, > 1 means pycnnrnn is faster) and its GFLOP/s or GB/s as
+a fraction of the ceilings measured by pycnnrnn.roofline() in the same run; the same table is
+written to bench/results/ratios.json (or $PYCNNRNN_BENCH_JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import pycnnrnn
+
+_ROOF: dict | None = None
+
+
+def roofline() -> dict:
+    global _ROOF
+    if _ROOF is None:
+        _ROOF = pycnnrnn.roofline()
+    return _ROOF
+
+
+@pytest.fixture(scope="session")
+def roof():
+    return roofline()
+
+
+def pytest_configure(config):
+    try:
+        import torch
+
+        torch.set_num_threads(pycnnrnn.get_num_threads())
+    except ImportError:
+        pass
+
+
+def _median(bench) -> float | None:
+    stats = getattr(bench, "stats", None)
+    if stats is None:
+        return None
+    inner = getattr(stats, "stats", stats)
+    return getattr(inner, "median", None)
+
+
+def collect_table(benchmarks) -> list[dict]:
+    groups: dict[str, list] = {}
+    for b in benchmarks:
+        med = _median(b)
+        if med is None:
+            continue
+        params = getattr(b, "params", None) or {}
+        impl = params.get("impl", b.name)
+        groups.setdefault(b.group or b.name, []).append((impl, med, dict(getattr(b, "extra_info", {}) or {})))
+    roof = roofline()
+    rows = []
+    for group, entries in sorted(groups.items()):
+        ours = next((m for i, m, _ in entries if i == "pycnnrnn"), None)
+        for impl, med, extra in entries:
+            row = {"group": group, "impl": impl, "median_ms": med * 1e3}
+            if ours:
+                row["ratio_vs_pycnnrnn"] = med / ours  # baseline time / pycnnrnn time
+            if "flops" in extra:
+                g = extra["flops"] / med * 1e-9
+                row["gflops"] = g
+                row["frac_fma_peak"] = g / roof["fma_peak_gflops"]
+            if "bytes" in extra:
+                g = extra["bytes"] / med * 1e-9
+                row["gbs"] = g
+                row["frac_bandwidth"] = g / roof["copy_bandwidth_gbs"]
+            rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    roof = roofline()
+    lines = [
+        f"machine: FMA peak {roof['fma_peak_gflops']:.0f} GFLOP/s, copy {roof['copy_bandwidth_gbs']:.1f} GB/s, "
+        f"{roof['threads']} threads, isa {roof['isa']}",
+        f"{'group':<44} {'impl':<12} {'median ms':>10} {'ratio':>7} {'GFLOP/s|GB/s':>13} {'of peak':>8}",
+    ]
+    for r in rows:
+        rate = r.get("gflops", r.get("gbs"))
+        frac = r.get("frac_fma_peak", r.get("frac_bandwidth"))
+        ratio = r.get("ratio_vs_pycnnrnn")
+        lines.append(
+            f"{r['group']:<44} {r['impl']:<12} {r['median_ms']:>10.3f} "
+            f"{(f'{ratio:.2f}x' if ratio else '-'):>7} {(f'{rate:.1f}' if rate else '-'):>13} "
+            f"{(f'{100 * frac:.0f}%' if frac else '-'):>8}"
+        )
+    return "\n".join(lines)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    bs = getattr(session.config, "_benchmarksession", None)
+    if bs is None or not getattr(bs, "benchmarks", None):
+        return
+    rows = collect_table(bs.benchmarks)
+    if not rows:
+        return
+    out = Path(os.environ.get("PYCNNRNN_BENCH_JSON", Path(__file__).parent / "results" / "ratios.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "roofline": roofline(), "rows": rows}, indent=1)
+    )
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    text = "\n" + format_table(rows) + f"\n(ratio = baseline time / pycnnrnn time; written to {out})\n"
+    if tr is not None:
+        tr.write_line(text)
+    else:
+        print(text)
