@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import os
-
 import sys
 
 import numpy as np
 import pytest
+
+
+def _prefer_built_package() -> None:
+    """`python -m pytest` puts the source tree first on sys.path; its pycnnrnn/ has no built
+    extension. Drop that entry so the installed (or staged, via PYTHONPATH) package is tested."""
+    import glob
+
+    for entry in list(sys.path):
+        path = os.path.abspath(entry or os.getcwd())
+        src = os.path.join(path, "pycnnrnn")
+        if os.path.isfile(os.path.join(src, "__init__.py")) and not glob.glob(os.path.join(src, "_C*.so")):
+            sys.path.remove(entry)
+
+
+_prefer_built_package()
 
 if os.environ.get("PYCNNRNN_BLOCK_TORCH"):
     # The sanitizer job keeps torch (not built with ASan) out of the process: tests that

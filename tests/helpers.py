@@ -68,3 +68,37 @@ def nan_like(shape, dtype):
 
 def to_torch(x):
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def child_env(**env) -> dict:
+    """Environment for a child interpreter that imports the same pycnnrnn as this process
+    (PYTHONPATH made absolute; extra variables such as PYCNNRNN_ISA=avx2 added)."""
+    import os
+
+    import pycnnrnn
+
+    e = dict(os.environ)
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(pycnnrnn.__file__)))
+    e["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, e.get("PYTHONPATH", "")) if p)
+    e.update({k: str(v) for k, v in env.items()})
+    return e
+
+
+def run_python(code: str, *, timeout: float = 300, check: bool = True, **env):
+    """Run `code` in a fresh interpreter (outside the source tree, same pycnnrnn), e.g.
+    run_python("...", PYCNNRNN_ISA="scalar"). Returns the CompletedProcess."""
+    import subprocess
+    import sys
+    import tempfile
+
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=child_env(**env),
+        timeout=timeout,
+        cwd=tempfile.gettempdir(),
+    )
+    if check:
+        assert r.returncode == 0, f"child failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    return r

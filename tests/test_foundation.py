@@ -1,0 +1,146 @@
+"""The foundation: import, ISA dispatch, threads, roofline probe, shape formulas, CUDA query."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+from helpers import run_python
+
+import pycnnrnn
+from pycnnrnn import _C
+
+
+def run_py(code: str, **env) -> str:
+    return run_python(code, **env).stdout.strip()
+
+
+def test_import_is_fast_and_never_imports_torch():
+    out = run_py(
+        "import sys, time; t = time.perf_counter(); import pycnnrnn; dt = time.perf_counter() - t;"
+        "print(dt, 'torch' in sys.modules, 'pycnnrnn.functional' in sys.modules)"
+    )
+    dt, torch_loaded, functional_loaded = out.split()
+    assert float(dt) < 0.5
+    assert torch_loaded == "False"
+    assert functional_loaded == "False"  # submodules load lazily
+
+
+def test_default_isa_is_the_best_detected():
+    assert pycnnrnn.cpu_isa() in ("avx512", "avx2", "scalar")
+    if "PYCNNRNN_ISA" not in os.environ:
+        assert pycnnrnn.cpu_isa() == _C.detected_isa()
+
+
+@pytest.mark.parametrize("isa", ["avx2", "scalar"])
+def test_pycnnrnn_isa_forces_a_lower_path(isa):
+    best = _C.detected_isa()
+    order = ["scalar", "avx2", "avx512"]
+    expect = isa if order.index(isa) <= order.index(best) else best
+    assert run_py("import pycnnrnn; print(pycnnrnn.cpu_isa())", PYCNNRNN_ISA=isa) == expect
+
+
+def test_pycnnrnn_isa_rejects_unknown_values():
+    r = run_python("import pycnnrnn; pycnnrnn.cpu_isa()", check=False, PYCNNRNN_ISA="sse9")
+    assert r.returncode != 0
+    assert "PYCNNRNN_ISA must be one of" in r.stderr
+
+
+def test_threads_default_to_affinity_and_can_be_set():
+    assert pycnnrnn.get_num_threads() == len(os.sched_getaffinity(0)) or "PYCNNRNN_THREADS" in os.environ
+    n0 = pycnnrnn.get_num_threads()
+    try:
+        pycnnrnn.set_num_threads(1)
+        assert pycnnrnn.get_num_threads() == 1
+        pycnnrnn.set_num_threads(3)
+        assert pycnnrnn.get_num_threads() == 3
+    finally:
+        pycnnrnn.set_num_threads(n0)
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_set_num_threads_rejects_bad_values(bad, exc):
+    with pytest.raises(exc, match="set_num_threads"):
+        pycnnrnn.set_num_threads(bad)
+
+
+def test_set_num_threads_while_other_threads_measure():
+    # Resizing the pool while other Python threads run parallel regions must be safe.
+    n0 = pycnnrnn.get_num_threads()
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(5):
+                assert _C.measure_fma_peak_gflops(20000) > 0
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    ts = [threading.Thread(target=worker) for _ in range(3)]
+    for t in ts:
+        t.start()
+    for n in (1, 2, 4, 1, n0):
+        pycnnrnn.set_num_threads(n)
+    for t in ts:
+        t.join()
+    assert not errors
+    assert pycnnrnn.get_num_threads() == n0
+
+
+def test_roofline_measures_positive_ceilings():
+    r = pycnnrnn.roofline(fma_iters=200_000, copy_bytes=8 << 20)
+    assert r["fma_peak_gflops"] > 1
+    assert r["copy_bandwidth_gbs"] > 0.1
+    assert r["threads"] == pycnnrnn.get_num_threads()
+
+
+def test_cuda_available_is_false_without_a_gpu_and_never_raises():
+    assert isinstance(pycnnrnn.cuda_available(), bool)
+    if _C.cuda_device_count() == 0:
+        assert pycnnrnn.cuda_available() is False
+
+
+# ---- shape formulas (csrc/core/shapes.h), checked against torch's own -----------------------
+
+conv_cases = [
+    # size, kernel, stride, pad_l, pad_r, dilation
+    (7, 3, 1, 1, 1, 1),
+    (7, 3, 2, 0, 0, 1),
+    (8, 3, 2, 1, 1, 2),
+    (5, 5, 1, 0, 0, 1),
+    (1, 1, 3, 0, 0, 1),
+    (10, 4, 3, 2, 1, 1),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case", conv_cases)
+def test_conv_output_size_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    size, k, s, pl, pr, d = case
+    x = torch.zeros(1, 1, size + pl + pr, 1)
+    w = torch.zeros(1, 1, k, 1)
+    expect = torch.nn.functional.conv2d(x, w, stride=(s, 1), dilation=(d, 1)).shape[2]
+    assert _C.conv_output_size(size, k, s, pl, pr, d) == expect
+
+
+pool_cases = [
+    (7, 2, 2, 0, 1, False),
+    (7, 2, 2, 0, 1, True),
+    (7, 3, 2, 1, 1, True),
+    (6, 3, 3, 1, 1, True),
+    (5, 2, 2, 1, 2, True),
+    (224, 2, 2, 0, 1, False),
+    (13, 3, 2, 1, 2, True),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case", pool_cases)
+def test_pool_output_size_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    size, k, s, p, d, ceil = case
+    x = torch.rand(1, 1, size, size)
+    out = torch.nn.functional.max_pool2d(x, k, s, p, d, ceil_mode=ceil)
+    assert _C.pool_output_size(size, k, s, p, d, ceil) == out.shape[2]
