@@ -3,6 +3,32 @@ keys, initialisation, repr); the heavy layers run on pycnnrnn's C++ kernels."""
 
 from __future__ import annotations
 
+from . import init
+from .activation import Dropout, ReLU, Sigmoid, Tanh
+from .container import ModuleList, Sequential
+from .conv import Conv2d
+from .linear import Flatten, Identity, Linear
 from .module import IncompatibleKeys, Module, RemovableHandle
+from .pooling import AdaptiveAvgPool2d, MaxPool2d, MaxUnpool2d
+from .sparse import Embedding
 
-__all__ = ["IncompatibleKeys", "Module", "RemovableHandle"]
+__all__ = [
+    "AdaptiveAvgPool2d",
+    "Conv2d",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "Identity",
+    "IncompatibleKeys",
+    "Linear",
+    "MaxPool2d",
+    "MaxUnpool2d",
+    "Module",
+    "ModuleList",
+    "ReLU",
+    "RemovableHandle",
+    "Sequential",
+    "Sigmoid",
+    "Tanh",
+    "init",
+]

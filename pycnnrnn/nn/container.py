@@ -1,0 +1,91 @@
+"""Sequential and ModuleList containers."""
+
+from __future__ import annotations
+
+import operator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+
+from .module import Module
+
+__all__ = ["ModuleList", "Sequential"]
+
+
+class _IndexedContainer(Module):
+    def _abs_index(self, idx) -> int:
+        n = len(self._modules)
+        i = operator.index(idx)
+        if not -n <= i < n:
+            raise IndexError(f"index {idx} is out of range for {self._get_name()} of length {n}")
+        return i % n
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            items = list(self._modules.items())[idx]
+            return self._from_items(items)
+        return list(self._modules.values())[self._abs_index(idx)]
+
+    def __setitem__(self, idx, module: Module) -> None:
+        key = list(self._modules.keys())[self._abs_index(idx)]
+        self.add_module(key, module)
+
+    def __delitem__(self, idx) -> None:
+        keys = list(self._modules.keys())
+        doomed = keys[idx] if isinstance(idx, slice) else [keys[self._abs_index(idx)]]
+        for k in doomed:
+            del self._modules[k]
+        # torch renumbers the remaining children 0..n-1 when they were numbered.
+        if all(k.isdigit() for k in self._modules):
+            mods = list(self._modules.values())
+            self._modules.clear()
+            for i, m in enumerate(mods):
+                self._modules[str(i)] = m
+
+    def append(self, module: Module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]):
+        for m in modules:
+            self.append(m)
+        return self
+
+
+class Sequential(_IndexedContainer):
+    """Chain of modules: Sequential(m0, m1, ...) or Sequential(OrderedDict(name=module))."""
+
+    def __init__(self, *args):
+        super().__init__()
+        if len(args) == 1 and isinstance(args[0], OrderedDict):
+            for key, module in args[0].items():
+                self.add_module(key, module)
+        else:
+            for idx, module in enumerate(args):
+                self.add_module(str(idx), module)
+
+    def _from_items(self, items):
+        return type(self)(OrderedDict(items))
+
+    def forward(self, input):
+        for module in self._modules.values():
+            input = module(input)
+        return input
+
+
+class ModuleList(_IndexedContainer):
+    def __init__(self, modules: Iterable[Module] | None = None):
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _from_items(self, items):
+        return type(self)(m for _, m in items)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ModuleList has no forward(); iterate over it instead")
