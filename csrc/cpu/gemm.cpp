@@ -1,12 +1,31 @@
-// gemm.cpp — TEMPORARY correct-but-slow engine so other operators can be written against
-// gemm.h while the packed, cache-blocked engine is built (issue 3 replaces this file).
+// gemm.cpp — the GEMM engine: naive oracle first, then the packed, cache-blocked driver.
+//
+//   C[M][N] = alpha * op(A)[M][K] * op(B)[K][N] + beta * C[M][N]   (+ bias, relu)
+//
+// Driver (Goto/BLIS five loops, per thread over its own rectangle [m0,m1) x [n0,n1)):
+//   for jc in n-range step NC:            B block columns
+//     for pc in 0..K step KC:             pack B[pc:pc+kc][jc:jc+nc] -> NR-wide panels (L2)
+//       for ic in m-range step MC:        pack A[ic:ic+mc][pc:pc+kc] -> MR-high panels
+//         for ir in mc step MR:           A micro-panel (MR x kc) stays in L1
+//           for jr in nc step NR:         B micro-panel streams from L2
+//             micro-kernel (cpu/ukernels/<isa>/gemm_<isa>.cpp)
+// The first KC block applies beta, the last one the epilogue (bias, relu); C is touched once
+// per KC block. Threads split N (each packs its own B into its own L2) unless N is too small,
+// then M; the K order never depends on the thread count, so results are deterministic.
 #include "cpu/gemm.h"
 
 #include <algorithm>
-#include <vector>
+#include <cstring>
+#include <new>
+
+#include "core/dispatch.h"
+#include "core/errors.h"
+#include "core/thread_pool.h"
+#include "cpu/gemm_ukernel.h"
 
 namespace pycnnrnn {
 
+// ---- the oracle ------------------------------------------------------------------------
 template <typename T>
 void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
                 int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep) {
@@ -22,23 +41,288 @@ void gemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, cons
       if (beta != T(0)) c += beta * C[m * ldc + n];
       if (ep.bias_kind == BiasKind::row) c += ep.bias[m];
       if (ep.bias_kind == BiasKind::col) c += ep.bias[n];
-      if (ep.relu) c = c > T(0) ? c : T(0);
+      if (ep.relu && c < T(0)) c = T(0);  // NaN kept
       C[m * ldc + n] = c;
     }
 }
 
+namespace {
+
+// ---- kernel table ----------------------------------------------------------------------
+template <typename T>
+UkrInfo<T> make_info(Isa isa);
+template <>
+UkrInfo<float> make_info<float>(Isa isa) {
+#if PYCNNRNN_HAVE_X86
+  if (isa == Isa::avx512) return gemm_avx512::info_f32();
+  if (isa == Isa::avx2) return gemm_avx2::info_f32();
+#endif
+  (void)isa;
+  return gemm_scalar::info_f32();
+}
+template <>
+UkrInfo<double> make_info<double>(Isa isa) {
+#if PYCNNRNN_HAVE_X86
+  if (isa == Isa::avx512) return gemm_avx512::info_f64();
+  if (isa == Isa::avx2) return gemm_avx2::info_f64();
+#endif
+  (void)isa;
+  return gemm_scalar::info_f64();
+}
+template <typename T>
+const UkrInfo<T>& kernels() {
+  static const UkrInfo<T> info = make_info<T>(active_isa());
+  return info;
+}
+
+// ---- per-thread packing buffers (64-byte aligned, grown on demand, reused) -------------
+struct Scratch {
+  void* p = nullptr;
+  size_t cap = 0;
+  ~Scratch() { std::free(p); }
+  template <typename T>
+  T* get(int64_t elems) {
+    size_t bytes = (static_cast<size_t>(elems) * sizeof(T) + 63) & ~size_t(63);
+    if (bytes > cap) {
+      std::free(p);
+      p = nullptr;
+      cap = 0;
+      p = std::aligned_alloc(64, bytes);
+      if (!p) throw std::bad_alloc();
+      cap = bytes;
+    }
+    return static_cast<T*>(p);
+  }
+};
+thread_local Scratch tl_a, tl_b, tl_prov;
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// ---- packing ---------------------------------------------------------------------------
+// A panels: rows [m0, m0+mc) x cols [k0, k0+kc) of op(A) -> ceil(mc/MR) panels of kc x MR,
+// panel p at dst + p*MR*kc, element (p*MR+i, k) at + k*MR + i; rows past mc are zero.
+template <typename T>
+void pack_a_block(bool ta, const T* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0, int64_t kc, int mr,
+                  T* dst) {
+  for (int64_t p = 0; p < mc; p += mr) {
+    const int rows = static_cast<int>(std::min<int64_t>(mr, mc - p));
+    T* d = dst + p * kc;
+    if (ta) {  // op(A)(m, k) = A[k][m]: MR contiguous elements per k
+      const T* s = A + k0 * lda + m0 + p;
+      for (int64_t k = 0; k < kc; ++k) {
+        const T* sk = s + k * lda;
+        T* dk = d + k * mr;
+        int i = 0;
+        for (; i < rows; ++i) dk[i] = sk[i];
+        for (; i < mr; ++i) dk[i] = T(0);
+      }
+    } else {  // op(A)(m, k) = A[m][k]: read rows contiguously, write with stride MR
+      for (int i = 0; i < rows; ++i) {
+        const T* s = A + (m0 + p + i) * lda + k0;
+        for (int64_t k = 0; k < kc; ++k) d[k * mr + i] = s[k];
+      }
+      for (int i = rows; i < mr; ++i)
+        for (int64_t k = 0; k < kc; ++k) d[k * mr + i] = T(0);
+    }
+  }
+}
+
+// B panels: rows [k0, k0+kc) x cols [n0, n0+nc) of op(B) -> ceil(nc/NR) panels of kc x NR,
+// panel q at dst + q*NR*kc, element (k, q*NR+j) at + k*NR + j; columns past nc are zero.
+template <typename T>
+void pack_b_block(bool tb, const T* B, int64_t ldb, int64_t k0, int64_t kc, int64_t n0, int64_t nc, int nr,
+                  T* dst) {
+  for (int64_t q = 0; q < nc; q += nr) {
+    const int cols = static_cast<int>(std::min<int64_t>(nr, nc - q));
+    T* d = dst + q * kc;
+    if (!tb) {  // op(B)(k, n) = B[k][n]: NR contiguous elements per k
+      const T* s = B + k0 * ldb + n0 + q;
+      if (cols == nr) {
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * nr, s + k * ldb, sizeof(T) * nr);
+      } else {
+        for (int64_t k = 0; k < kc; ++k) {
+          int j = 0;
+          for (; j < cols; ++j) d[k * nr + j] = s[k * ldb + j];
+          for (; j < nr; ++j) d[k * nr + j] = T(0);
+        }
+      }
+    } else {  // op(B)(k, n) = B[n][k]: read rows of B contiguously, write with stride NR
+      for (int j = 0; j < cols; ++j) {
+        const T* s = B + (n0 + q + j) * ldb + k0;
+        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = s[k];
+      }
+      for (int j = cols; j < nr; ++j)
+        for (int64_t k = 0; k < kc; ++k) d[k * nr + j] = T(0);
+    }
+  }
+}
+
+// ---- the problem as the driver sees it -------------------------------------------------
+template <typename T>
+struct Problem {
+  int64_t M, N, K;
+  T alpha, beta;
+  const PackedA<T>* pa;  // A pre-packed, or
+  bool ta;
+  const T* A;
+  int64_t lda;
+  const BlockProvider<T>* prov;  // B from a provider, or
+  bool tb;
+  const T* B;
+  int64_t ldb;
+  T* C;
+  int64_t ldc;
+  GemmEpilogue<T> ep;
+};
+
+// K == 0: C = beta*C (+ bias, relu).
+template <typename T>
+void scale_only(const Problem<T>& P) {
+  for (int64_t m = 0; m < P.M; ++m)
+    for (int64_t n = 0; n < P.N; ++n) {
+      T& c = P.C[m * P.ldc + n];
+      T v = P.beta != T(0) ? P.beta * c : T(0);
+      if (P.ep.bias_kind == BiasKind::row) v += P.ep.bias[m];
+      if (P.ep.bias_kind == BiasKind::col) v += P.ep.bias[n];
+      if (P.ep.relu && v < T(0)) v = T(0);
+      c = v;
+    }
+}
+
+// One thread's rectangle [m0, m1) x [n0, n1); m0 is a multiple of MR.
+template <typename T>
+void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (m0 >= m1 || n0 >= n1) return;
+  const int mr = kr.mr, nr = kr.nr;
+  const int64_t KC = P.pa ? P.pa->kc : kr.kc;
+  const int64_t MC = std::max<int64_t>(mr, kr.mc / mr * mr);
+  const int64_t ncmax = std::min<int64_t>(kr.nc, n1 - n0);
+  const int64_t kcmax = std::min<int64_t>(KC, P.K);
+  T* bbuf = tl_b.get<T>(kcmax * round_up(ncmax, nr));
+  T* abuf = P.pa ? nullptr : tl_a.get<T>(kcmax * round_up(std::min<int64_t>(MC, m1 - m0), mr));
+  T* pbuf = P.prov ? tl_prov.get<T>(kcmax * ncmax) : nullptr;
+  const BiasKind bk = P.ep.bias ? P.ep.bias_kind : BiasKind::none;
+
+  for (int64_t jc = n0; jc < n1; jc += kr.nc) {
+    const int64_t nc = std::min<int64_t>(kr.nc, n1 - jc);
+    for (int64_t pc = 0; pc < P.K; pc += KC) {
+      const int64_t kc = std::min<int64_t>(KC, P.K - pc);
+      if (P.prov) {
+        (*P.prov)(pc, kc, jc, nc, pbuf, nc);
+        pack_b_block(false, static_cast<const T*>(pbuf), nc, 0, kc, 0, nc, nr, bbuf);
+      } else {
+        pack_b_block(P.tb, P.B, P.ldb, pc, kc, jc, nc, nr, bbuf);
+      }
+      const bool last = pc + kc == P.K;
+      UkrParams<T> prm;
+      prm.alpha = P.alpha;
+      prm.beta = pc == 0 ? P.beta : T(1);
+      prm.relu = last && P.ep.relu;
+      for (int64_t ic = m0; ic < m1; ic += MC) {
+        const int64_t mc = std::min<int64_t>(MC, m1 - ic);
+        const T* ap;
+        if (P.pa) {
+          ap = P.pa->data.get() + pc * P.pa->mpad + ic * kc;
+        } else {
+          pack_a_block(P.ta, P.A, P.lda, ic, mc, pc, kc, mr, abuf);
+          ap = abuf;
+        }
+        for (int64_t ir = 0; ir < mc; ir += mr) {
+          const int m = static_cast<int>(std::min<int64_t>(mr, mc - ir));
+          T* crow = P.C + (ic + ir) * P.ldc;
+          prm.bias_row = last && bk == BiasKind::row ? P.ep.bias + ic + ir : nullptr;
+          for (int64_t jr = 0; jr < nc; jr += nr) {
+            const int n = static_cast<int>(std::min<int64_t>(nr, nc - jr));
+            prm.bias_col = last && bk == BiasKind::col ? P.ep.bias + jc + jr : nullptr;
+            kr.ukr(kc, ap + ir * kc, bbuf + jr * kc, nr, crow + jc + jr, P.ldc, m, n, &prm);
+          }
+        }
+      }
+    }
+  }
+}
+
+template <typename T>
+void run(const Problem<T>& P, int nthreads) {
+  if (P.M <= 0 || P.N <= 0) return;
+  if (P.K <= 0) return scale_only(P);
+  const UkrInfo<T>& kr = kernels<T>();
+  if (P.pa) PYC_CHECK(P.pa->isa == static_cast<int>(active_isa()) && P.pa->mr == kr.mr, "packed A",
+                      " was packed for another ISA");
+  int nt = nthreads > 0 ? nthreads : get_num_threads();
+  // Below ~0.5 MFLOP a second thread costs more than it saves.
+  const double work = static_cast<double>(P.M) * static_cast<double>(P.N) * static_cast<double>(P.K);
+  nt = static_cast<int>(std::max<double>(1.0, std::min<double>(nt, work / (1 << 18))));
+  const int64_t nblocks_n = (P.N + kr.nr - 1) / kr.nr, nblocks_m = (P.M + kr.mr - 1) / kr.mr;
+  // Split N when it has enough NR panels (each thread packs only its own B; a provider is
+  // asked for each block once); else split M.
+  bool split_n = nblocks_n >= nt && (P.prov || nblocks_n >= nblocks_m || nblocks_m < nt);
+  if (!split_n && nblocks_m < nt) nt = static_cast<int>(std::max<int64_t>(1, nblocks_m));
+  if (split_n && nblocks_n < nt) nt = static_cast<int>(std::max<int64_t>(1, nblocks_n));
+  if (nt <= 1) return run_rect(P, kr, 0, P.M, 0, P.N);
+  parallel_run(nt, [&](int tid, int n) {
+    int64_t b, e;
+    if (split_n) {
+      split_range(P.N, tid, n, kr.nr, &b, &e);
+      run_rect(P, kr, 0, P.M, b, e);
+    } else {
+      split_range(P.M, tid, n, kr.mr, &b, &e);
+      run_rect(P, kr, b, e, 0, P.N);
+    }
+  });
+}
+
+}  // namespace
+
+// ---- public entry points ---------------------------------------------------------------
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-          int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep, int) {
-  gemm_naive(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+          int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
+  Problem<T> P{M, N, K, alpha, beta, nullptr, ta, A, lda, nullptr, tb, B, ldb, C, ldc, ep};
+  run(P, nthreads);
 }
 
 template <typename T>
 void gemm_provided_b(bool ta, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-                     const BlockProvider<T>& B, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep, int) {
-  std::vector<T> b(static_cast<size_t>(std::max<int64_t>(K * N, 1)));
-  if (K > 0 && N > 0) B(0, K, 0, N, b.data(), N);
-  gemm_naive(ta, false, M, N, K, alpha, A, lda, b.data(), N, beta, C, ldc, ep);
+                     const BlockProvider<T>& B, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
+  Problem<T> P{M, N, K, alpha, beta, nullptr, ta, A, lda, &B, false, nullptr, 0, C, ldc, ep};
+  run(P, nthreads);
+}
+
+template <typename T>
+PackedA<T> pack_a(bool ta, int64_t M, int64_t K, const T* A, int64_t lda) {
+  const UkrInfo<T>& kr = kernels<T>();
+  PackedA<T> pa;
+  pa.M = M;
+  pa.K = K;
+  pa.mr = kr.mr;
+  pa.kc = kr.kc;
+  pa.isa = static_cast<int>(active_isa());
+  pa.mpad = round_up(std::max<int64_t>(M, 0), kr.mr);
+  const int64_t elems = checked_mul(pa.mpad, std::max<int64_t>(K, 0), "pack_a");
+  size_t bytes = (static_cast<size_t>(std::max<int64_t>(elems, 1)) * sizeof(T) + 63) & ~size_t(63);
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  pa.data.reset(static_cast<T*>(p));
+  for (int64_t k0 = 0; k0 < K; k0 += pa.kc) {
+    const int64_t kc = std::min<int64_t>(pa.kc, K - k0);
+    if (M > 0) pack_a_block(ta, A, lda, 0, M, k0, kc, pa.mr, pa.data.get() + k0 * pa.mpad);
+  }
+  return pa;
+}
+
+template <typename T>
+void gemm_packed_a(const PackedA<T>& A, bool tb, int64_t N, T alpha, const T* B, int64_t ldb, T beta, T* C,
+                   int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
+  Problem<T> P{A.M, N, A.K, alpha, beta, &A, false, nullptr, 0, nullptr, tb, B, ldb, C, ldc, ep};
+  run(P, nthreads);
+}
+
+template <typename T>
+void gemm_packed_a_provided_b(const PackedA<T>& A, int64_t N, T alpha, const BlockProvider<T>& B, T beta, T* C,
+                              int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
+  Problem<T> P{A.M, N, A.K, alpha, beta, &A, false, nullptr, 0, &B, false, nullptr, 0, C, ldc, ep};
+  run(P, nthreads);
 }
 
 #define INSTANTIATE(T)                                                                                        \
@@ -47,7 +331,12 @@ void gemm_provided_b(bool ta, int64_t M, int64_t N, int64_t K, T alpha, const T*
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,    \
                         int64_t, const GemmEpilogue<T>&, int);                                               \
   template void gemm_provided_b<T>(bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const BlockProvider<T>&, \
-                                   T, T*, int64_t, const GemmEpilogue<T>&, int);
+                                   T, T*, int64_t, const GemmEpilogue<T>&, int);                             \
+  template PackedA<T> pack_a<T>(bool, int64_t, int64_t, const T*, int64_t);                                   \
+  template void gemm_packed_a<T>(const PackedA<T>&, bool, int64_t, T, const T*, int64_t, T, T*, int64_t,         \
+                                 const GemmEpilogue<T>&, int);                                               \
+  template void gemm_packed_a_provided_b<T>(const PackedA<T>&, int64_t, T, const BlockProvider<T>&, T, T*,       \
+                                            int64_t, const GemmEpilogue<T>&, int);
 INSTANTIATE(float)
 INSTANTIATE(double)
 

@@ -8,7 +8,7 @@
 // Epilogue (applied after alpha/beta, in registers, before the single store of C):
 //   bias_kind == BiasKind::row : C[m][n] += bias[m]    (conv: bias per output channel)
 //   bias_kind == BiasKind::col : C[m][n] += bias[n]    (Linear: bias per output feature)
-//   relu                       : C = max(C, 0)
+//   relu                       : C = max(C, 0)          (NaN stays NaN, like torch.relu)
 //
 // B may also come from a provider callback instead of memory (implicit GEMM: conv's im2col
 // is generated block by block inside packing, never materialised whole).
@@ -16,9 +16,17 @@
 // float is the fast path; double is the correct path (same blocking, scalar/vector FMA).
 // Threading: the engine splits work over the pool (pycnnrnn::parallel_run) itself; pass
 // nthreads = 1 when calling from inside a parallel region you already own.
+//
+// Blocking (Goto/BLIS): jc (NC columns, split over threads) -> pc (KC, pack B) -> ic (MC,
+// pack A) -> ir (MR) -> jr (NR) -> micro-kernel (cpu/gemm_ukernel.h, one per ISA). Packing
+// buffers are thread_local, 64-byte aligned and reused across calls (no shared mutable
+// state: concurrent calls from several Python threads are safe). Results are deterministic
+// for a given thread count (static partition; the K reduction order never depends on it).
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
+#include <memory>
 
 namespace pycnnrnn {
 
@@ -41,11 +49,48 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep = {}, int nthreads = 0);
 
-// Same with B given by a provider (shape K x N, logical row-major).
+// Same with B given by a provider (shape K x N, logical row-major). The engine calls the
+// provider once per (KC x NC) block of B and thread (blocks never overlap between threads
+// when N is split; when M is split each thread asks for the blocks it needs), into a
+// thread-local scratch it then packs.
 template <typename T>
 void gemm_provided_b(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                      const BlockProvider<T>& B, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep = {},
                      int nthreads = 0);
+
+// ---- packed-A cache (weights reused across calls: conv weights, LSTM W_hh, Linear) -------
+// pack_a() copies op(A) (M x K) once into the engine's micro-panel layout for the active ISA;
+// gemm_packed_a*() then skip A packing. The object is plain data owning its buffer (move-only;
+// hold it in a bound class or a capsule). It does not watch A: when the weights change the
+// caller packs again (the Python side keys its cache on the array's identity/version).
+// Layout: for each KC block starting at k0 (kc = min(KC, K - k0)) at data + k0 * mpad, panels
+// of MR rows: panel p at + p * MR * kc, element (m = p*MR + i, k0 + k) at + k * MR + i, rows
+// M..mpad-1 zero.
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+
+template <typename T>
+struct PackedA {
+  int64_t M = 0, K = 0;
+  int64_t mpad = 0;  // M rounded up to mr
+  int isa = -1;      // static_cast<int>(Isa) it was packed for
+  int mr = 0, kc = 0;
+  std::unique_ptr<T, AlignedFree> data;
+  int64_t bytes() const { return mpad * K * static_cast<int64_t>(sizeof(T)); }
+};
+
+template <typename T>
+PackedA<T> pack_a(bool trans_a, int64_t M, int64_t K, const T* A, int64_t lda);
+
+// C = alpha * A * op(B) + beta * C with A pre-packed (M, K taken from it).
+template <typename T>
+void gemm_packed_a(const PackedA<T>& A, bool trans_b, int64_t N, T alpha, const T* B, int64_t ldb, T beta, T* C,
+                   int64_t ldc, const GemmEpilogue<T>& ep = {}, int nthreads = 0);
+
+template <typename T>
+void gemm_packed_a_provided_b(const PackedA<T>& A, int64_t N, T alpha, const BlockProvider<T>& B, T beta, T* C,
+                              int64_t ldc, const GemmEpilogue<T>& ep = {}, int nthreads = 0);
 
 // The naive triple loop: the oracle beside the fast engine (used by tests through _C).
 template <typename T>

@@ -1,0 +1,49 @@
+// gemm_ukernel.h — the contract between the GEMM driver (gemm.cpp) and the per-ISA
+// micro-kernels (cpu/ukernels/<isa>/gemm_<isa>.cpp). Plain data and declarations only: this
+// header is included by translation units compiled with different -m flags, so it must not
+// define inline functions or instantiate templates that generate code.
+//
+// Micro-kernel: one MR x NR tile of C from a packed A micro-panel and a B micro-panel
+//   a : packed A, a[k*MR + i]  (i < MR, rows >= m are zero padding)        kc x MR
+//   b : B rows,  b[k*bs + j]   (j < NR; packed: bs == NR, columns >= n zero) kc x NR
+//   c : C tile, row stride ldc; only the m x n corner (m <= MR, n <= NR) is read/written
+//   C = alpha * (a^T b) + beta * C     (beta == 0: C is not read)
+//   then, if the params say so: += bias_row[i], += bias_col[j], relu (NaN kept).
+// Edges are masked stores (AVX-512 k-masks, AVX2 maskstore), never a scalar loop over C.
+#pragma once
+#include <cstdint>
+
+namespace pycnnrnn {
+
+template <typename T>
+struct UkrParams {
+  T alpha;
+  T beta;                  // 0: C is write-only for this call
+  const T* bias_row;       // bias_row[i] for tile row i (already offset), or nullptr
+  const T* bias_col;       // bias_col[j] for tile column j (already offset), or nullptr
+  int relu;                // 1: C = max(C, 0) keeping NaN
+};
+
+// One entry per ISA and dtype: the tile and the blocking it was tuned for.
+template <typename T>
+struct UkrInfo {
+  int mr, nr;              // register tile
+  int kc, mc, nc;          // cache blocking (kc: A micro-panel in L1; kc x nc: B block in L2)
+  void (*ukr)(int64_t kc, const T* a, const T* b, int64_t bs, T* c, int64_t ldc, int m, int n,
+              const UkrParams<T>* p);
+};
+
+namespace gemm_avx512 {
+UkrInfo<float> info_f32();
+UkrInfo<double> info_f64();
+}  // namespace gemm_avx512
+namespace gemm_avx2 {
+UkrInfo<float> info_f32();
+UkrInfo<double> info_f64();
+}  // namespace gemm_avx2
+namespace gemm_scalar {
+UkrInfo<float> info_f32();
+UkrInfo<double> info_f64();
+}  // namespace gemm_scalar
+
+}  // namespace pycnnrnn

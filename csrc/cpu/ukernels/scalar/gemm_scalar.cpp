@@ -1,0 +1,47 @@
+// gemm_scalar.cpp — portable GEMM micro-kernel (4x8 register tile in plain C++; the compiler
+// may use baseline SIMD). Same contract as the vector kernels. Everything in
+// pycnnrnn::gemm_scalar.
+#include <cstdint>
+
+#include "cpu/gemm_ukernel.h"
+
+namespace pycnnrnn {
+namespace gemm_scalar {
+namespace {
+
+template <typename T, int MR, int NR>
+void ukr(int64_t kc, const T* a, const T* b, int64_t bs, T* c, int64_t ldc, int m, int n, const UkrParams<T>* p) {
+  T acc[MR][NR] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
+    a += MR;
+    b += bs;
+  }
+  for (int i = 0; i < m; ++i)
+    for (int j = 0; j < n; ++j) {
+      T v = p->alpha * acc[i][j];
+      if (p->beta != T(0)) v += p->beta * c[i * ldc + j];
+      if (p->bias_row) v += p->bias_row[i];
+      if (p->bias_col) v += p->bias_col[j];
+      if (p->relu && v < T(0)) v = T(0);  // NaN kept
+      c[i * ldc + j] = v;
+    }
+}
+
+void ukr_f32(int64_t kc, const float* a, const float* b, int64_t bs, float* c, int64_t ldc, int m, int n,
+             const UkrParams<float>* p) {
+  ukr<float, 4, 8>(kc, a, b, bs, c, ldc, m, n, p);
+}
+void ukr_f64(int64_t kc, const double* a, const double* b, int64_t bs, double* c, int64_t ldc, int m, int n,
+             const UkrParams<double>* p) {
+  ukr<double, 4, 8>(kc, a, b, bs, c, ldc, m, n, p);
+}
+
+}  // namespace
+
+UkrInfo<float> info_f32() { return {4, 8, 256, 128, 1024, ukr_f32}; }
+UkrInfo<double> info_f64() { return {4, 8, 256, 128, 512, ukr_f64}; }
+
+}  // namespace gemm_scalar
+}  // namespace pycnnrnn
