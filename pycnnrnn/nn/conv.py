@@ -72,7 +72,8 @@ class Conv2d(Module):
             self.bias = np.empty((out_channels,), dtype=dt)
         else:
             self.register_parameter("bias", None)
-        self.reset_parameters()
+        if init.defaults_enabled():
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, slope=math.sqrt(5))

@@ -5,6 +5,7 @@ The values differ from torch's (different generators) but the distributions are 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ __all__ = [
     "kaiming_normal_",
     "kaiming_uniform_",
     "manual_seed",
+    "skip_default_init",
     "normal_",
     "uniform_",
     "zeros_",
@@ -35,17 +37,51 @@ def generator() -> np.random.Generator:
     return _rng
 
 
+_defaults_enabled = True
+
+
+@contextlib.contextmanager
+def skip_default_init():
+    """Inside this block layers skip their default reset_parameters() (the caller initialises
+    them itself, e.g. VGG): saves drawing ~10^8 random numbers twice."""
+    global _defaults_enabled
+    previous, _defaults_enabled = _defaults_enabled, False
+    try:
+        yield
+    finally:
+        _defaults_enabled = previous
+
+
+def defaults_enabled() -> bool:
+    return _defaults_enabled
+
+
 def _fill(a: np.ndarray, values: np.ndarray) -> np.ndarray:
-    a[...] = values.astype(a.dtype, copy=False)
+    np.copyto(a, values, casting="unsafe")
     return a
 
 
+def _direct(a: np.ndarray) -> bool:
+    # The generator can write straight into contiguous float32/float64 arrays (no temporary).
+    return a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.flags.writeable
+
+
 def uniform_(a: np.ndarray, low: float = 0.0, high: float = 1.0) -> np.ndarray:
-    return _fill(a, _rng.uniform(low, high, size=a.shape))
+    if not _direct(a):
+        return _fill(a, _rng.uniform(low, high, size=a.shape))
+    _rng.random(dtype=a.dtype, out=a)
+    a *= a.dtype.type(high - low)
+    a += a.dtype.type(low)
+    return a
 
 
 def normal_(a: np.ndarray, mean: float = 0.0, std: float = 1.0) -> np.ndarray:
-    return _fill(a, _rng.normal(mean, std, size=a.shape))
+    if not _direct(a):
+        return _fill(a, _rng.normal(mean, std, size=a.shape))
+    _rng.standard_normal(dtype=a.dtype, out=a)
+    a *= a.dtype.type(std)
+    a += a.dtype.type(mean)
+    return a
 
 
 def constant_(a: np.ndarray, value: float) -> np.ndarray:

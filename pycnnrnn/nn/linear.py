@@ -29,7 +29,8 @@ class Linear(Module):
             self.bias = np.empty((self.out_features,), dtype=dt)
         else:
             self.register_parameter("bias", None)
-        self.reset_parameters()
+        if init.defaults_enabled():
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         if self.weight.size:
