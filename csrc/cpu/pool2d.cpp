@@ -1,0 +1,192 @@
+// pool2d.cpp — max pooling forward/backward and max unpooling, NCHW, float32/float64.
+//
+// 1. The naive reference loop (torch's cpu_max_pool, the oracle; also the scalar ISA path and
+//    the border columns of every path).
+// 2. The fast forward driver: threads over (plane, output row) pairs; per row, the columns
+//    whose windows lie fully inside the input go to the per-ISA row kernel
+//    (ukernels/<isa>/pool2d_<isa>.cpp: 16 outputs per zmm, the same scan order and update
+//    rule as the reference, so values and indices are bit-identical), the clipped border
+//    columns to the reference loop.
+// 3. Backward (zero-fill + ordered scatter-add per plane, torch's order) and unpool.
+//
+// Shapes: x (planes, H, W), y/idx/grad_output (planes, OH, OW); planes = N * C.
+#include "cpu/pool2d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/dispatch.h"
+#include "core/thread_pool.h"
+
+namespace pycnnrnn {
+
+// ------------------------------------------------------------------------------------------
+// 1. Reference: one output element, exactly torch's loop.
+//    hstart = oh*sh - ph; hend = min(hstart + (kh-1)*dh + 1, H); skip negative rows by dh;
+//    maxval = -inf, maxidx = first valid position; update if (v > maxval) || isnan(v).
+// ------------------------------------------------------------------------------------------
+template <typename T>
+static inline void ref_one(const T* xp, T* yp, int64_t* ip, const Pool2dShape& s, int64_t oh, int64_t ow) {
+  int64_t hs = oh * s.sh - s.ph, ws = ow * s.sw - s.pw;
+  const int64_t he = std::min(hs + (s.kh - 1) * s.dh + 1, s.H);
+  const int64_t we = std::min(ws + (s.kw - 1) * s.dw + 1, s.W);
+  while (hs < 0) hs += s.dh;
+  while (ws < 0) ws += s.dw;
+  T maxval = -std::numeric_limits<T>::infinity();
+  int64_t maxidx = hs * s.W + ws;
+  for (int64_t ih = hs; ih < he; ih += s.dh)
+    for (int64_t iw = ws; iw < we; iw += s.dw) {
+      const T v = xp[ih * s.W + iw];
+      if ((v > maxval) || std::isnan(v)) {
+        maxval = v;
+        maxidx = ih * s.W + iw;
+      }
+    }
+  yp[oh * s.OW + ow] = maxval;
+  if (ip) ip[oh * s.OW + ow] = maxidx;
+}
+
+template <typename T>
+void max_pool2d_forward_reference(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
+  for (int64_t p = 0; p < s.planes; ++p)
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ++ow)
+        ref_one(x + p * s.H * s.W, y + p * s.OH * s.OW, idx ? idx + p * s.OH * s.OW : nullptr, s, oh, ow);
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. Fast forward.
+// ------------------------------------------------------------------------------------------
+template <typename T>
+static PoolRowFn row_kernel();
+template <>
+PoolRowFn row_kernel<float>() {
+#if PYCNNRNN_HAVE_X86
+  static const PoolRowFn table[3] = {nullptr, pool2d_avx2::row_f32, pool2d_avx512::row_f32};
+  return pick(table);
+#else
+  return nullptr;
+#endif
+}
+template <>
+PoolRowFn row_kernel<double>() {
+#if PYCNNRNN_HAVE_X86
+  static const PoolRowFn table[3] = {nullptr, pool2d_avx2::row_f64, pool2d_avx512::row_f64};
+  return pick(table);
+#else
+  return nullptr;
+#endif
+}
+
+static inline int64_t ceil_div_nonneg(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
+
+template <typename T>
+void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
+  const int64_t rows = s.planes * s.OH;
+  if (rows == 0 || s.OW == 0) return;
+  PoolRowFn fn = row_kernel<T>();
+  // Interior columns: ow*sw - pw >= 0 and ow*sw - pw + (kw-1)*dw <= W-1.
+  const int64_t owA = std::min(ceil_div_nonneg(s.pw, s.sw), s.OW);
+  const int64_t last = s.W - 1 - (s.kw - 1) * s.dw + s.pw;  // max ow*sw
+  int64_t owB = last < 0 ? 0 : std::min(last / s.sw + 1, s.OW);
+  if (owB < owA) owB = owA;
+  // Window-local index codes are int32 in the kernels.
+  const bool codes_fit = (s.kh - 1) * s.dh * s.W + (s.kw - 1) * s.dw < (int64_t(1) << 31) && s.sw <= (1 << 20);
+  if (!codes_fit) fn = nullptr;
+
+  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, s.OW * s.kh * s.kw));
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t p = r / s.OH, oh = r % s.OH;
+      const T* xp = x + p * s.H * s.W;
+      T* yp = y + p * s.OH * s.OW;
+      int64_t* ip = idx ? idx + p * s.OH * s.OW : nullptr;
+      // valid window rows: ih = ih0 + i*dh, i < nrows
+      int64_t hs = oh * s.sh - s.ph;
+      const int64_t he = std::min(hs + (s.kh - 1) * s.dh + 1, s.H);
+      while (hs < 0) hs += s.dh;
+      const int64_t nrows = hs < he ? (he - hs + s.dh - 1) / s.dh : 0;
+      int64_t ow = 0;
+      if (fn != nullptr && nrows > 0 && owA < owB) {
+        for (; ow < owA; ++ow) ref_one(xp, yp, ip, s, oh, ow);
+        PoolRowArgs a{xp, yp + oh * s.OW, ip ? ip + oh * s.OW : nullptr, s.W, hs, nrows, owA, owB,
+                      s.kw, s.sw, s.pw, s.dh, s.dw};
+        ow = fn(a);
+      }
+      for (; ow < s.OW; ++ow) ref_one(xp, yp, ip, s, oh, ow);
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. Backward and unpool: zero-fill each plane, then scatter in output order (torch's order,
+//    so overlapping windows accumulate bit-identically). Threads split planes.
+// ------------------------------------------------------------------------------------------
+template <typename T>
+int64_t max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s) {
+  const int64_t in_hw = s.H * s.W, out_hw = s.OH * s.OW;
+  const int nt = get_num_threads();
+  int64_t bad[256];
+  for (auto& b : bad) b = -1;
+  parallel_run(nt, [&](int tid, int n) {
+    int64_t p0, p1;
+    split_range(s.planes, tid, n, 1, &p0, &p1);
+    for (int64_t p = p0; p < p1; ++p) {
+      T* g = gx + p * in_hw;
+      const T* go = gy + p * out_hw;
+      const int64_t* ix = idx + p * out_hw;
+      std::memset(static_cast<void*>(g), 0, static_cast<size_t>(in_hw) * sizeof(T));
+      for (int64_t j = 0; j < out_hw; ++j) {
+        const int64_t i = ix[j];
+        if (static_cast<uint64_t>(i) >= static_cast<uint64_t>(in_hw)) {
+          bad[tid & 255] = p * out_hw + j;
+          return;
+        }
+        g[i] += go[j];
+      }
+    }
+  });
+  for (int t = 0; t < nt && t < 256; ++t)
+    if (bad[t] >= 0) return bad[t];
+  return -1;
+}
+
+template <typename T>
+int64_t max_unpool2d(const T* x, const int64_t* idx, T* y, int64_t planes, int64_t in_hw, int64_t out_hw) {
+  const int nt = get_num_threads();
+  int64_t bad[256];
+  for (auto& b : bad) b = -1;
+  parallel_run(nt, [&](int tid, int n) {
+    int64_t p0, p1;
+    split_range(planes, tid, n, 1, &p0, &p1);
+    for (int64_t p = p0; p < p1; ++p) {
+      T* yo = y + p * out_hw;
+      const T* xi = x + p * in_hw;
+      const int64_t* ix = idx + p * in_hw;
+      std::memset(static_cast<void*>(yo), 0, static_cast<size_t>(out_hw) * sizeof(T));
+      for (int64_t j = 0; j < in_hw; ++j) {
+        const int64_t i = ix[j];
+        if (static_cast<uint64_t>(i) >= static_cast<uint64_t>(out_hw)) {
+          bad[tid & 255] = p * in_hw + j;
+          return;
+        }
+        yo[i] = xi[j];
+      }
+    }
+  });
+  for (int t = 0; t < nt && t < 256; ++t)
+    if (bad[t] >= 0) return bad[t];
+  return -1;
+}
+
+#define PYC_POOL_INSTANTIATE(T)                                                                     \
+  template void max_pool2d_forward<T>(const T*, T*, int64_t*, const Pool2dShape&);                  \
+  template void max_pool2d_forward_reference<T>(const T*, T*, int64_t*, const Pool2dShape&);        \
+  template int64_t max_pool2d_backward<T>(const T*, const int64_t*, T*, const Pool2dShape&);        \
+  template int64_t max_unpool2d<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t);
+PYC_POOL_INSTANTIATE(float)
+PYC_POOL_INSTANTIATE(double)
+
+}  // namespace pycnnrnn

@@ -1,0 +1,67 @@
+// pool2d.h — 2-D max pooling (forward, backward) and max unpooling on NCHW planes.
+//
+// Semantics are torch's CPU kernels exactly (aten/src/ATen/native/cpu/MaxPoolKernel.cpp,
+// see shared/reference/semantics.md §2):
+//   - implicit -inf padding: windows are clipped to the input, the scan starts at the first
+//     valid element (its index is the result for an all -inf window);
+//   - scan order is row-major within the window; update when (v > max) || isnan(v):
+//     ties keep the first max, NaN wins and the last NaN's index is kept;
+//   - indices are int64, flat within each (n, c) plane: ih * W + iw;
+//   - backward: grad_input[idx] += grad_output, sequentially per plane in output order.
+// Every function takes C-contiguous arrays; `planes` = N * C. Python validated the shapes.
+#pragma once
+#include <cstdint>
+
+namespace pycnnrnn {
+
+struct Pool2dShape {
+  int64_t planes;  // N * C
+  int64_t H, W;    // input plane
+  int64_t OH, OW;  // output plane (pool_output_size)
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+};
+
+// x: (planes, H, W) -> y: (planes, OH, OW); idx: (planes, OH, OW) int64 or nullptr.
+template <typename T>
+void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s);
+
+// Scalar reference (the oracle the tests compare every SIMD path with through PYCNNRNN_ISA).
+template <typename T>
+void max_pool2d_forward_reference(const T* x, T* y, int64_t* idx, const Pool2dShape& s);
+
+// grad_output, indices: (planes, OH, OW) -> grad_input: (planes, H, W) (fully written).
+// Returns -1, or the flat position in `idx` of the first index outside [0, H*W) (nothing
+// meaningful is then in grad_input; the caller raises).
+template <typename T>
+int64_t max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s);
+
+// Unpool: x, idx: (planes, IH, IW) -> y: (planes, OH, OW) zero except y[idx] = x (the last
+// write wins within a plane, like torch). Returns -1 or the position of the first bad index.
+template <typename T>
+int64_t max_unpool2d(const T* x, const int64_t* idx, T* y, int64_t planes, int64_t in_hw, int64_t out_hw);
+
+// ---- per-ISA row kernels -------------------------------------------------------------------
+// Compute outputs ow in [ow0, ow1) of output row `oh` of one plane, for "interior" columns
+// whose windows lie fully inside [0, W) horizontally. Rows: the window's valid input rows are
+// ih = ih0 + i * dh for i in [0, nrows). y_row / idx_row point at output column 0 of the row.
+// Index codes: the kernel needs (nrows-1)*dh*W + (kw-1)*dw < 2^31 and sw <= 2^20 (checked by
+// the driver). Returns the column it stopped at (ow1 when done): the driver finishes the rest.
+struct PoolRowArgs {
+  const void* x;       // plane base
+  void* y_row;         // output row base (column 0)
+  int64_t* idx_row;    // nullptr: no indices
+  int64_t W, ih0, nrows, ow0, ow1;
+  int64_t kw, sw, pw, dh, dw;
+};
+using PoolRowFn = int64_t (*)(const PoolRowArgs&);
+
+namespace pool2d_avx512 {
+int64_t row_f32(const PoolRowArgs& a);
+int64_t row_f64(const PoolRowArgs& a);
+}  // namespace pool2d_avx512
+namespace pool2d_avx2 {
+int64_t row_f32(const PoolRowArgs& a);
+int64_t row_f64(const PoolRowArgs& a);
+}  // namespace pool2d_avx2
+
+}  // namespace pycnnrnn

@@ -1,0 +1,142 @@
+// pool2d_avx2.cpp — max-pool row kernel, AVX2 (8 float / 4 double outputs per vector).
+//
+// Same algorithm as the AVX-512 kernel (see pool2d_avx512.cpp): the window is scanned in
+// row-major order with torch's update rule k = (v > m) | isnan(v), blended with blendv; the
+// window-local argmax is kept as a code i*dh*W + j*dw and widened to int64 at the store.
+// Full vectors only: the kernel returns the first column it did not do and the driver's
+// reference loop finishes the row (no masked stores needed).
+#include <cstdint>
+
+#include <immintrin.h>
+
+#include "cpu/pool2d.h"
+
+namespace pycnnrnn::pool2d_avx2 {
+namespace {
+
+struct F32 {
+  using T = float;
+  using V = __m256;
+  using C = __m256i;  // int32 codes
+  static constexpr int L = 8;
+  static V loadu(const T* p) { return _mm256_loadu_ps(p); }
+  static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
+  static V upd(V v, V mx) { return _mm256_or_ps(_mm256_cmp_ps(v, mx, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); }
+  static V blend(V k, V a, V b) { return _mm256_blendv_ps(a, b, k); }
+  static V even(V lo, V hi) {
+    const __m256 t = _mm256_shuffle_ps(lo, hi, 0x88);  // lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
+  }
+  static V gather(const T* p, int64_t sw) {
+    const __m256i vi =
+        _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int>(sw)));
+    return _mm256_mask_i32gather_ps(_mm256_setzero_ps(), p, vi, _mm256_castsi256_ps(_mm256_set1_epi32(-1)), 4);
+  }
+  static C code_zero() { return _mm256_setzero_si256(); }
+  static C code_blend(V k, C c, int64_t v) {
+    return _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(c), _mm256_castsi256_ps(_mm256_set1_epi32(static_cast<int32_t>(v))), k));
+  }
+  static void store_idx(int64_t* out, C code, int64_t base, int64_t sw) {
+    const __m256i b0 = _mm256_add_epi64(_mm256_set1_epi64x(base), _mm256_setr_epi64x(0, sw, 2 * sw, 3 * sw));
+    const __m256i b1 = _mm256_add_epi64(b0, _mm256_set1_epi64x(4 * sw));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out),
+                        _mm256_add_epi64(b0, _mm256_cvtepi32_epi64(_mm256_castsi256_si128(code))));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4),
+                        _mm256_add_epi64(b1, _mm256_cvtepi32_epi64(_mm256_extracti128_si256(code, 1))));
+  }
+};
+
+struct F64 {
+  using T = double;
+  using V = __m256d;
+  using C = __m256i;  // int64 codes
+  static constexpr int L = 4;
+  static V loadu(const T* p) { return _mm256_loadu_pd(p); }
+  static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
+  static V upd(V v, V mx) { return _mm256_or_pd(_mm256_cmp_pd(v, mx, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q)); }
+  static V blend(V k, V a, V b) { return _mm256_blendv_pd(a, b, k); }
+  static V even(V lo, V hi) {
+    return _mm256_permute4x64_pd(_mm256_unpacklo_pd(lo, hi), 0xD8);  // p0 p4 p2 p6 -> p0 p2 p4 p6
+  }
+  static V gather(const T* p, int64_t sw) {
+    const __m128i vi = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(static_cast<int>(sw)));
+    return _mm256_mask_i32gather_pd(_mm256_setzero_pd(), p, vi, _mm256_castsi256_pd(_mm256_set1_epi64x(-1)), 8);
+  }
+  static C code_zero() { return _mm256_setzero_si256(); }
+  static C code_blend(V k, C c, int64_t v) {
+    return _mm256_castpd_si256(
+        _mm256_blendv_pd(_mm256_castsi256_pd(c), _mm256_castsi256_pd(_mm256_set1_epi64x(v)), k));
+  }
+  static void store_idx(int64_t* out, C code, int64_t base, int64_t sw) {
+    const __m256i b0 = _mm256_add_epi64(_mm256_set1_epi64x(base), _mm256_setr_epi64x(0, sw, 2 * sw, 3 * sw));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_add_epi64(b0, code));
+  }
+};
+
+template <class K, int SW>
+inline typename K::V load_strided(const typename K::T* p, int64_t sw) {
+  if constexpr (SW == 1) {
+    return K::loadu(p);
+  } else if constexpr (SW == 2) {
+    return K::even(K::loadu(p), K::loadu(p + K::L));  // reads p[0 .. 2L-1]
+  } else {
+    return K::gather(p, sw);
+  }
+}
+
+template <class K, int SW, int KW, bool IDX>
+int64_t row_impl(const PoolRowArgs& a) {
+  using T = typename K::T;
+  using V = typename K::V;
+  const T* x = static_cast<const T*>(a.x);
+  T* y = static_cast<T*>(a.y_row);
+  const int64_t W = a.W, kw = KW > 0 ? KW : a.kw, dw = a.dw, sw = SW > 0 ? SW : a.sw;
+  const T* row0 = x + a.ih0 * W;
+  const int64_t rstep = a.dh * W;
+  // Full vectors only, and (SW == 2) the one extra element the paired load reads must lie in
+  // the row: (ow + L - 1)*sw - pw + (kw-1)*dw + 1 <= W - 1.
+  int64_t ow = a.ow0;
+  for (; ow + K::L <= a.ow1; ow += K::L) {
+    const int64_t col0 = ow * sw - a.pw;
+    if (SW == 2 && col0 + 2 * K::L - 1 + (kw - 1) * dw > W - 1) break;
+    const T* base = row0 + col0;
+    V mx = load_strided<K, SW>(base, sw);
+    typename K::C code = K::code_zero();
+    for (int64_t i = 0; i < a.nrows; ++i) {
+      const T* r = base + i * rstep;
+      for (int64_t j = (i == 0 ? 1 : 0); j < kw; ++j) {
+        const V v = load_strided<K, SW>(r + j * dw, sw);
+        const V k = K::upd(v, mx);
+        mx = K::blend(k, mx, v);
+        if constexpr (IDX) code = K::code_blend(k, code, i * rstep + j * dw);
+      }
+    }
+    K::store(y + ow, mx);
+    if constexpr (IDX) K::store_idx(a.idx_row + ow, code, a.ih0 * W + col0, sw);
+  }
+  return ow;
+}
+
+template <class K, int SW, int KW>
+int64_t row_idx(const PoolRowArgs& a) {
+  return a.idx_row ? row_impl<K, SW, KW, true>(a) : row_impl<K, SW, KW, false>(a);
+}
+
+template <class K>
+int64_t row_any(const PoolRowArgs& a) {
+  if (a.sw == 2) {
+    if (a.kw == 2) return row_idx<K, 2, 2>(a);
+    if (a.kw == 3) return row_idx<K, 2, 3>(a);
+    return row_idx<K, 2, 0>(a);
+  }
+  if (a.sw == 1) return row_idx<K, 1, 0>(a);
+  return row_idx<K, 0, 0>(a);
+}
+
+}  // namespace
+
+int64_t row_f32(const PoolRowArgs& a) { return row_any<F32>(a); }
+int64_t row_f64(const PoolRowArgs& a) { return row_any<F64>(a); }
+
+}  // namespace pycnnrnn::pool2d_avx2

@@ -1,0 +1,162 @@
+// pool2d_avx512.cpp — max-pool row kernel, AVX-512 (16 float / 8 double outputs per vector).
+//
+// Per vector of L outputs ow..ow+L-1 (all windows inside the row horizontally):
+//   m = x[row0][col0 + lane*sw]                              (first window element)
+//   for every later (i, j) in row-major window order:
+//     v = x[ih0 + i*dh][col0 + j*dw + lane*sw]
+//     k = (v > m) | isnan(v)                                 (torch's update rule, exactly)
+//     m = k ? v : m;  code = k ? i*dh*W + j*dw : code        (int32 window-local argmax)
+//   y = m; idx = (ih0*W + col0 + lane*sw) + code             (int64, only when requested)
+// Strided loads: sw == 1 plain masked loads; sw == 2 two loads + vpermt2 (even lanes);
+// other strides a masked gather. Tails use masks, so every column in [ow0, ow1) is done here.
+#include <cstdint>
+
+#include <immintrin.h>
+
+#include "cpu/pool2d.h"
+
+namespace pycnnrnn::pool2d_avx512 {
+namespace {
+
+struct F32 {
+  using T = float;
+  using V = __m512;
+  using M = __mmask16;
+  static constexpr int L = 16;
+  static M mask(int64_t n) { return n >= 16 ? M(0xFFFF) : M((1u << n) - 1u); }
+  static V loadu(M m, const T* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static void store(T* p, M m, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static M upd(V v, V mx) {
+    return _mm512_kor(_mm512_cmp_ps_mask(v, mx, _CMP_GT_OQ), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+  }
+  static V blend(M k, V a, V b) { return _mm512_mask_mov_ps(a, k, b); }
+  // even elements of (lo, hi): p[0], p[2], ..., p[2L-2]
+  static V even(V lo, V hi) {
+    const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(lo, e, hi);
+  }
+  static V gather(M m, const T* p, int64_t sw) {
+    const __m512i vi = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(static_cast<int>(sw)));
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vi, p, 4);
+  }
+  // codes: one int32 per lane
+  using C = __m512i;
+  static C code_zero() { return _mm512_setzero_si512(); }
+  static C code_blend(M k, C c, int32_t v) { return _mm512_mask_mov_epi32(c, k, _mm512_set1_epi32(v)); }
+  static void store_idx(int64_t* out, M m, C code, int64_t base, int64_t sw) {
+    const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512i b0 = _mm512_add_epi64(_mm512_set1_epi64(base), _mm512_mullo_epi64(lane, _mm512_set1_epi64(sw)));
+    const __m512i b1 = _mm512_add_epi64(b0, _mm512_set1_epi64(8 * sw));
+    const __m512i lo = _mm512_add_epi64(b0, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(code)));
+    const __m512i hi = _mm512_add_epi64(b1, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(code, 1)));
+    _mm512_mask_storeu_epi64(out, static_cast<__mmask8>(m), lo);
+    _mm512_mask_storeu_epi64(out + 8, static_cast<__mmask8>(m >> 8), hi);
+  }
+};
+
+struct F64 {
+  using T = double;
+  using V = __m512d;
+  using M = __mmask8;
+  static constexpr int L = 8;
+  static M mask(int64_t n) { return n >= 8 ? M(0xFF) : M((1u << n) - 1u); }
+  static V loadu(M m, const T* p) { return _mm512_maskz_loadu_pd(m, p); }
+  static void store(T* p, M m, V v) { _mm512_mask_storeu_pd(p, m, v); }
+  static M upd(V v, V mx) {
+    return static_cast<M>(_mm512_kor(_mm512_cmp_pd_mask(v, mx, _CMP_GT_OQ), _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)));
+  }
+  static V blend(M k, V a, V b) { return _mm512_mask_mov_pd(a, k, b); }
+  static V even(V lo, V hi) {
+    const __m512i e = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    return _mm512_permutex2var_pd(lo, e, hi);
+  }
+  static V gather(M m, const T* p, int64_t sw) {
+    const __m256i vi = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                          _mm256_set1_epi32(static_cast<int>(sw)));
+    return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, vi, p, 8);
+  }
+  using C = __m256i;
+  static C code_zero() { return _mm256_setzero_si256(); }
+  static C code_blend(M k, C c, int32_t v) { return _mm256_mask_mov_epi32(c, k, _mm256_set1_epi32(v)); }
+  static void store_idx(int64_t* out, M m, C code, int64_t base, int64_t sw) {
+    const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512i b0 = _mm512_add_epi64(_mm512_set1_epi64(base), _mm512_mullo_epi64(lane, _mm512_set1_epi64(sw)));
+    _mm512_mask_storeu_epi64(out, m, _mm512_add_epi64(b0, _mm512_cvtepi32_epi64(code)));
+  }
+};
+
+// Loads x[p + lane*SW] for the first n lanes (zeros elsewhere, never touching memory past
+// the last needed element).
+template <class K, int SW>
+inline typename K::V load_strided(const typename K::T* p, int64_t n, typename K::M m, int64_t sw) {
+  if constexpr (SW == 1) {
+    return K::loadu(m, p);
+  } else if constexpr (SW == 2) {
+    const int64_t need = 2 * n - 1;  // elements p[0 .. 2n-2]
+    const typename K::V lo = K::loadu(K::mask(need), p);
+    const typename K::V hi = need > K::L ? K::loadu(K::mask(need - K::L), p + K::L) : lo;
+    return K::even(lo, hi);
+  } else {
+    return K::gather(m, p, sw);
+  }
+}
+
+// KW > 0: compile-time kernel width (2, 3); KW == 0: runtime a.kw.
+template <class K, int SW, int KW, bool IDX>
+int64_t row_impl(const PoolRowArgs& a) {
+  using T = typename K::T;
+  using V = typename K::V;
+  using M = typename K::M;
+  const T* x = static_cast<const T*>(a.x);
+  T* y = static_cast<T*>(a.y_row);
+  const int64_t W = a.W, kw = KW > 0 ? KW : a.kw, dw = a.dw, sw = SW > 0 ? SW : a.sw;
+  const T* row0 = x + a.ih0 * W;
+  const int64_t rstep = a.dh * W;
+  for (int64_t ow = a.ow0; ow < a.ow1; ow += K::L) {
+    const int64_t n = a.ow1 - ow < K::L ? a.ow1 - ow : K::L;
+    const M m = K::mask(n);
+    const int64_t col0 = ow * sw - a.pw;
+    const T* base = row0 + col0;
+    V mx = load_strided<K, SW>(base, n, m, sw);
+    typename K::C code = K::code_zero();
+    for (int64_t i = 0; i < a.nrows; ++i) {
+      const T* r = base + i * rstep;
+      for (int64_t j = (i == 0 ? 1 : 0); j < kw; ++j) {
+        const V v = load_strided<K, SW>(r + j * dw, n, m, sw);
+        const M k = K::upd(v, mx);
+        mx = K::blend(k, mx, v);
+        if constexpr (IDX) code = K::code_blend(k, code, static_cast<int32_t>(i * rstep + j * dw));
+      }
+    }
+    K::store(y + ow, m, mx);
+    if constexpr (IDX) K::store_idx(a.idx_row + ow, m, code, a.ih0 * W + col0, sw);
+  }
+  return a.ow1;
+}
+
+template <class K, int SW, int KW>
+int64_t row_idx(const PoolRowArgs& a) {
+  return a.idx_row ? row_impl<K, SW, KW, true>(a) : row_impl<K, SW, KW, false>(a);
+}
+
+template <class K>
+int64_t row_any(const PoolRowArgs& a) {
+  if (a.sw == 2) {
+    if (a.kw == 2) return row_idx<K, 2, 2>(a);
+    if (a.kw == 3) return row_idx<K, 2, 3>(a);
+    return row_idx<K, 2, 0>(a);
+  }
+  if (a.sw == 1) {
+    if (a.kw == 3) return row_idx<K, 1, 3>(a);
+    return row_idx<K, 1, 0>(a);
+  }
+  return row_idx<K, 0, 0>(a);
+}
+
+}  // namespace
+
+int64_t row_f32(const PoolRowArgs& a) { return row_any<F32>(a); }
+int64_t row_f64(const PoolRowArgs& a) { return row_any<F64>(a); }
+
+}  // namespace pycnnrnn::pool2d_avx512
