@@ -1,8 +1,158 @@
-// init_conv2d.cpp — bindings for the conv2d operator (filled in by its issue).
+// init_conv2d.cpp — bindings for conv2d (forward, backward, and the float64 oracle).
+//
+// pycnnrnn/ops/conv2d.py validates and normalises (batched NCHW, C-contiguous, aligned, one
+// dtype, per-side padding); these functions re-check what the kernels rely on, allocate the
+// outputs with the GIL held, then run the kernel with the GIL released.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <cstring>
+
+#include "bindings/numpy_args.h"
+#include "cpu/conv2d.h"
 
 namespace py = pybind11;
 
 namespace pycnnrnn {
-void init_conv2d(py::module_& m) { (void)m; }
+namespace {
+
+using I2 = std::array<int64_t, 2>;
+using I4 = std::array<int64_t, 4>;
+
+// Shape from the arrays' dims and the normalised arguments; finalize() checks it.
+Conv2dShape make_shape(const py::array& x, const py::array& w, I2 stride, I4 pad, I2 dil, int64_t groups,
+                       int mode) {
+  if (x.ndim() != 4) throw std::invalid_argument(concat("input must be 4-D (N, C, H, W), got ", x.ndim(), "-D"));
+  if (w.ndim() != 4) throw std::invalid_argument(concat("weight must be 4-D, got ", w.ndim(), "-D"));
+  if (mode < 0 || mode > 3) throw std::invalid_argument(concat("padding_mode: unknown code ", mode));
+  Conv2dShape s;
+  s.N = x.shape(0), s.C = x.shape(1), s.H = x.shape(2), s.W = x.shape(3);
+  s.Co = w.shape(0), s.KH = w.shape(2), s.KW = w.shape(3);
+  s.groups = groups;
+  s.sh = stride[0], s.sw = stride[1];
+  s.pt = pad[0], s.pb = pad[1], s.pl = pad[2], s.pr = pad[3];
+  s.dh = dil[0], s.dw = dil[1];
+  s.mode = static_cast<PadMode>(mode);
+  PYC_CHECK(groups > 0, "groups must be a positive integer, got ", groups);
+  PYC_CHECK(s.C % groups == 0 && w.shape(1) * groups == s.C, "weight must have shape (out_channels, ",
+            "in_channels/groups, kH, kW) = (", s.Co, ", ", s.C / groups, ", ", s.KH, ", ", s.KW, "), got ",
+            shape_str(w));
+  s.finalize();
+  return s;
+}
+
+template <typename T>
+py::array forward_impl(const py::array& x, const py::array& w, const py::object& b, const Conv2dShape& s,
+                       ConvAlgo algo) {
+  const T* xp = in_ptr<T>(x, "input", 4);
+  const T* wp = in_ptr<T>(w, "weight", 4);
+  const T* bp = opt_in_ptr<T>(b, "bias", 1);
+  if (bp) check_shape(py::reinterpret_borrow<py::array>(b), "bias", {s.Co});
+  conv2d_choose_algo(s, algo);  // a forced algorithm that does not apply raises here
+  py::array_t<T> y = empty_array<T>({s.N, s.Co, s.OH, s.OW});
+  T* yp = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    conv2d_forward<T>(s, xp, wp, bp, yp, algo);
+  }
+  return std::move(y);
+}
+
+template <typename T>
+py::tuple backward_impl(const py::array& gy, const py::array& x, const py::array& w, const Conv2dShape& s,
+                        std::array<bool, 3> mask) {
+  const T* gyp = in_ptr<T>(gy, "grad_output", 4);
+  check_shape(gy, "grad_output", {s.N, s.Co, s.OH, s.OW});
+  const T* xp = in_ptr<T>(x, "input", 4);
+  const T* wp = in_ptr<T>(w, "weight", 4);
+  py::object gx = py::none(), gw = py::none(), gb = py::none();
+  T *gxp = nullptr, *gwp = nullptr, *gbp = nullptr;
+  if (mask[0]) {
+    auto a = empty_array<T>({s.N, s.C, s.H, s.W});
+    gxp = a.mutable_data();
+    gx = std::move(a);
+  }
+  if (mask[1]) {
+    auto a = empty_array<T>({s.Co, s.Cg(), s.KH, s.KW});
+    gwp = a.mutable_data();
+    gw = std::move(a);
+  }
+  if (mask[2]) {
+    auto a = empty_array<T>({s.Co});
+    gbp = a.mutable_data();
+    gb = std::move(a);
+  }
+  {
+    py::gil_scoped_release nogil;
+    conv2d_backward<T>(s, gyp, xp, wp, gxp, gwp, gbp);
+  }
+  return py::make_tuple(gx, gw, gb);
+}
+
+}  // namespace
+
+void init_conv2d(py::module_& m) {
+  m.def(
+      "conv2d_forward",
+      [](const py::array& x, const py::array& w, const py::object& b, I2 stride, I4 pad, I2 dil, int64_t groups,
+         int mode, int algo) -> py::array {
+        const Conv2dShape s = make_shape(x, w, stride, pad, dil, groups, mode);
+        if (algo < 0 || algo > 2) throw std::invalid_argument(concat("algorithm: unknown code ", algo));
+        if (is_f64(x)) return forward_impl<double>(x, w, b, s, static_cast<ConvAlgo>(algo));
+        return forward_impl<float>(x, w, b, s, static_cast<ConvAlgo>(algo));
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algorithm"),
+      "Batched conv2d forward; padding = (top, bottom, left, right). Use pycnnrnn.functional.conv2d.");
+  m.def(
+      "conv2d_backward",
+      [](const py::array& gy, const py::array& x, const py::array& w, I2 stride, I4 pad, I2 dil, int64_t groups,
+         int mode, std::array<bool, 3> mask) -> py::tuple {
+        const Conv2dShape s = make_shape(x, w, stride, pad, dil, groups, mode);
+        if (is_f64(x)) return backward_impl<double>(gy, x, w, s, mask);
+        return backward_impl<float>(gy, x, w, s, mask);
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("weight"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("output_mask"),
+      "Batched conv2d backward -> (grad_input, grad_weight, grad_bias), None where masked off.");
+  m.def(
+      "conv2d_forward_naive",
+      [](const py::array& x, const py::array& w, const py::object& b, I2 stride, I4 pad, I2 dil, int64_t groups,
+         int mode) -> py::array {
+        const Conv2dShape s = make_shape(x, w, stride, pad, dil, groups, mode);
+        const double* xp = in_ptr<double>(x, "input", 4);
+        const double* wp = in_ptr<double>(w, "weight", 4);
+        const double* bp = opt_in_ptr<double>(b, "bias", 1);
+        if (bp) check_shape(py::reinterpret_borrow<py::array>(b), "bias", {s.Co});
+        auto y = empty_array<double>({s.N, s.Co, s.OH, s.OW});
+        double* yp = y.mutable_data();
+        py::gil_scoped_release nogil;
+        conv2d_forward_naive(s, xp, wp, bp, yp);
+        return std::move(y);
+      },
+      "The float64 oracle: naive conv2d forward loop (tests only).");
+  m.def(
+      "conv2d_backward_naive",
+      [](const py::array& gy, const py::array& x, const py::array& w, I2 stride, I4 pad, I2 dil, int64_t groups,
+         int mode) -> py::tuple {
+        const Conv2dShape s = make_shape(x, w, stride, pad, dil, groups, mode);
+        const double* gyp = in_ptr<double>(gy, "grad_output", 4);
+        check_shape(gy, "grad_output", {s.N, s.Co, s.OH, s.OW});
+        const double* xp = in_ptr<double>(x, "input", 4);
+        const double* wp = in_ptr<double>(w, "weight", 4);
+        auto gx = empty_array<double>({s.N, s.C, s.H, s.W});
+        auto gw = empty_array<double>({s.Co, s.Cg(), s.KH, s.KW});
+        auto gb = empty_array<double>({s.Co});
+        double *gxp = gx.mutable_data(), *gwp = gw.mutable_data(), *gbp = gb.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          conv2d_backward_naive(s, gyp, xp, wp, gxp, gwp, gbp);
+        }
+        return py::make_tuple(gx, gw, gb);
+      },
+      "The float64 oracle: naive conv2d backward loops (tests only).");
+}
+
 }  // namespace pycnnrnn

@@ -1,0 +1,381 @@
+// conv2d.cpp — 2-D convolution: the naive float64 oracle first, then the fast driver.
+//
+// See conv2d.h for shapes and the algorithm map. Index conventions used throughout:
+//   p  = oh * OW + ow                       output pixel (GEMM column)
+//   kk = (ci * KH + kh) * KW + kw           GEMM reduction index within a group
+//   padded input coordinate of (oh, kh) = oh * sh - pt + kh * dh, read through
+//   pad_source_index() (the one definition of zeros/reflect/replicate/circular).
+#include "cpu/conv2d.h"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/shapes.h"
+#include "core/thread_pool.h"
+#include "cpu/conv2d_depthwise.h"
+#include "cpu/gemm.h"
+
+namespace pycnnrnn {
+
+void Conv2dShape::finalize() {
+  PYC_CHECK(N >= 0, "input batch size must be >= 0, got ", N);
+  PYC_CHECK(C > 0 && H > 0 && W > 0, "input must have non-zero C, H, W, got (", C, ", ", H, ", ", W, ")");
+  PYC_CHECK(groups > 0, "groups must be a positive integer, got ", groups);
+  PYC_CHECK(Co > 0 && KH > 0 && KW > 0, "weight must have non-zero out_channels and kernel size, got (", Co,
+            ", ", KH, ", ", KW, ")");
+  PYC_CHECK(C % groups == 0, "in_channels (", C, ") must be divisible by groups (", groups, ")");
+  PYC_CHECK(Co % groups == 0, "out_channels (", Co, ") must be divisible by groups (", groups, ")");
+  PYC_CHECK(sh > 0 && sw > 0, "stride must be positive, got (", sh, ", ", sw, ")");
+  PYC_CHECK(dh > 0 && dw > 0, "dilation must be positive, got (", dh, ", ", dw, ")");
+  PYC_CHECK(pt >= 0 && pb >= 0 && pl >= 0 && pr >= 0, "padding must be non-negative");
+  if (mode == PadMode::reflect)
+    PYC_CHECK(pt < H && pb < H && pl < W && pr < W, "padding_mode='reflect' needs padding < input size, got ",
+              "padding (", pt, ", ", pb, ", ", pl, ", ", pr, ") for input (", H, ", ", W, ")");
+  if (mode == PadMode::circular)
+    PYC_CHECK(pt <= H && pb <= H && pl <= W && pr <= W,
+              "padding_mode='circular' needs padding <= input size, got padding (", pt, ", ", pb, ", ", pl, ", ",
+              pr, ") for input (", H, ", ", W, ")");
+  const int64_t eh = dh * (KH - 1) + 1, ew = dw * (KW - 1) + 1;
+  PYC_CHECK(H + pt + pb >= eh && W + pl + pr >= ew, "padded input size (", H + pt + pb, " x ", W + pl + pr,
+            ") is smaller than the dilated kernel (", eh, " x ", ew, ")");
+  OH = conv_output_size(H, KH, sh, pt, pb, dh);
+  OW = conv_output_size(W, KW, sw, pl, pr, dw);
+  checked_numel({N, Co, OH, OW}, "conv2d output");
+  checked_numel({N, C, H, W}, "conv2d input");
+  checked_numel({Co, Cg(), KH, KW}, "conv2d weight");
+}
+
+// ======================= the oracle (float64, straight from the definition) ================
+
+// y[n][co][oh][ow] = b[co] + sum_{ci, kh, kw} w[co][ci][kh][kw] * xpad[n][g*Cg+ci][oh*sh+kh*dh][ow*sw+kw*dw]
+void conv2d_forward_naive(const Conv2dShape& s, const double* x, const double* w, const double* b, double* y) {
+  const int64_t Cg = s.Cg(), Cog = s.Cog();
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t co = 0; co < s.Co; ++co) {
+      const int64_t g = co / Cog;
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        for (int64_t ow = 0; ow < s.OW; ++ow) {
+          double acc = b ? b[co] : 0.0;
+          for (int64_t ci = 0; ci < Cg; ++ci)
+            for (int64_t kh = 0; kh < s.KH; ++kh)
+              for (int64_t kw = 0; kw < s.KW; ++kw) {
+                const int64_t ih = pad_source_index(oh * s.sh - s.pt + kh * s.dh, s.H, s.mode);
+                const int64_t iw = pad_source_index(ow * s.sw - s.pl + kw * s.dw, s.W, s.mode);
+                if (ih < 0 || iw < 0) continue;
+                acc += w[((co * Cg + ci) * s.KH + kh) * s.KW + kw] *
+                       x[((n * s.C + g * Cg + ci) * s.H + ih) * s.W + iw];
+              }
+          y[((n * s.Co + co) * s.OH + oh) * s.OW + ow] = acc;
+        }
+    }
+}
+
+// The adjoint of the loop above: every product's partial derivatives scattered back.
+void conv2d_backward_naive(const Conv2dShape& s, const double* gy, const double* x, const double* w, double* gx,
+                           double* gw, double* gb) {
+  const int64_t Cg = s.Cg(), Cog = s.Cog();
+  if (gx) std::fill(gx, gx + s.N * s.C * s.H * s.W, 0.0);
+  if (gw) std::fill(gw, gw + s.Co * Cg * s.KH * s.KW, 0.0);
+  if (gb) std::fill(gb, gb + s.Co, 0.0);
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t co = 0; co < s.Co; ++co) {
+      const int64_t g = co / Cog;
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        for (int64_t ow = 0; ow < s.OW; ++ow) {
+          const double d = gy[((n * s.Co + co) * s.OH + oh) * s.OW + ow];
+          if (gb) gb[co] += d;
+          for (int64_t ci = 0; ci < Cg; ++ci)
+            for (int64_t kh = 0; kh < s.KH; ++kh)
+              for (int64_t kw = 0; kw < s.KW; ++kw) {
+                const int64_t ih = pad_source_index(oh * s.sh - s.pt + kh * s.dh, s.H, s.mode);
+                const int64_t iw = pad_source_index(ow * s.sw - s.pl + kw * s.dw, s.W, s.mode);
+                if (ih < 0 || iw < 0) continue;
+                const int64_t wi = ((co * Cg + ci) * s.KH + kh) * s.KW + kw;
+                const int64_t xi = ((n * s.C + g * Cg + ci) * s.H + ih) * s.W + iw;
+                if (gx) gx[xi] += d * w[wi];
+                if (gw) gw[wi] += d * x[xi];
+              }
+        }
+    }
+}
+
+// ======================= the fast driver ====================================================
+namespace {
+
+// Index remap tables and interior ranges for one shape (shared by im2col and col2im).
+//   ih_tab[kh][oh] = pad_source_index(oh*sh - pt + kh*dh, H)   (-1: zero padding)
+//   iw_tab[kw][ow] likewise; ow in [ow_lo[kw], ow_hi[kw]) reads inside the row without remap.
+struct ConvIndex {
+  std::vector<int64_t> ih_tab, iw_tab, ow_lo, ow_hi;
+  explicit ConvIndex(const Conv2dShape& s)
+      : ih_tab(static_cast<size_t>(s.KH * s.OH)),
+        iw_tab(static_cast<size_t>(s.KW * s.OW)),
+        ow_lo(static_cast<size_t>(s.KW)),
+        ow_hi(static_cast<size_t>(s.KW)) {
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t oh = 0; oh < s.OH; ++oh)
+        ih_tab[kh * s.OH + oh] = pad_source_index(oh * s.sh - s.pt + kh * s.dh, s.H, s.mode);
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      int64_t lo = s.OW, hi = 0;
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const int64_t raw = ow * s.sw - s.pl + kw * s.dw;
+        iw_tab[kw * s.OW + ow] = pad_source_index(raw, s.W, s.mode);
+        if (raw >= 0 && raw < s.W) {
+          lo = std::min(lo, ow);
+          hi = std::max(hi, ow + 1);
+        }
+      }
+      ow_lo[kw] = lo < hi ? lo : 0;
+      ow_hi[kw] = lo < hi ? hi : 0;
+    }
+  }
+};
+
+// dst[kk - k0][p - n0] = xpad_g[ci][oh*sh - pt + kh*dh][ow*sw - pl + kw*dw]
+// for kk in [k0, k0+kc), p in [n0, n0+nc); xg = one image's group [Cg][H][W].
+template <typename T>
+void im2col_block(const Conv2dShape& s, const ConvIndex& ix, const T* xg, int64_t k0, int64_t kc, int64_t n0,
+                  int64_t nc, T* dst, int64_t ld) {
+  const int64_t KHW = s.KH * s.KW;
+  for (int64_t kk = k0; kk < k0 + kc; ++kk) {
+    const int64_t ci = kk / KHW, kh = (kk / s.KW) % s.KH, kw = kk % s.KW;
+    const T* xc = xg + ci * s.H * s.W;
+    const int64_t* ihm = ix.ih_tab.data() + kh * s.OH;
+    const int64_t* iwm = ix.iw_tab.data() + kw * s.OW;
+    const int64_t lo = ix.ow_lo[kw], hi = ix.ow_hi[kw], off = kw * s.dw - s.pl;
+    T* d = dst + (kk - k0) * ld;
+    int64_t p = n0, oh = n0 / s.OW, ow = n0 % s.OW;
+    const int64_t pend = n0 + nc;
+    while (p < pend) {
+      const int64_t run = std::min(s.OW - ow, pend - p);  // ow .. ow+run-1 on output row oh
+      const int64_t ih = ihm[oh];
+      if (ih < 0) {
+        std::fill(d, d + run, T(0));
+      } else {
+        const T* row = xc + ih * s.W;
+        const int64_t a = std::max(ow, std::min(lo, ow + run)), b = std::max(a, std::min(hi, ow + run));
+        for (int64_t j = ow; j < a; ++j) {  // left halo: remap
+          const int64_t iw = iwm[j];
+          d[j - ow] = iw < 0 ? T(0) : row[iw];
+        }
+        if (s.sw == 1) {
+          const T* src = row + off;
+          for (int64_t j = a; j < b; ++j) d[j - ow] = src[j];
+        } else {
+          for (int64_t j = a; j < b; ++j) d[j - ow] = row[j * s.sw + off];
+        }
+        for (int64_t j = b; j < ow + run; ++j) {  // right halo: remap
+          const int64_t iw = iwm[j];
+          d[j - ow] = iw < 0 ? T(0) : row[iw];
+        }
+      }
+      d += run;
+      p += run;
+      ow = 0;
+      ++oh;
+    }
+  }
+}
+
+// The adjoint of im2col_block over full rows kk in [0, Kg) and columns p in [p0, p0+pc),
+// restricted to input channels [c0, c1): dxg[ci][ih][iw] += col[kk][p - p0].
+// Every element is summed in the fixed order (kh, kw, p), whatever the thread split over ci.
+template <typename T>
+void col2im_channels(const Conv2dShape& s, const ConvIndex& ix, const T* col, int64_t p0, int64_t pc, int64_t c0,
+                     int64_t c1, T* dxg) {
+  for (int64_t ci = c0; ci < c1; ++ci) {
+    T* xc = dxg + ci * s.H * s.W;
+    for (int64_t kh = 0; kh < s.KH; ++kh)
+      for (int64_t kw = 0; kw < s.KW; ++kw) {
+        const T* c = col + ((ci * s.KH + kh) * s.KW + kw) * pc;
+        const int64_t* ihm = ix.ih_tab.data() + kh * s.OH;
+        const int64_t* iwm = ix.iw_tab.data() + kw * s.OW;
+        int64_t p = p0, oh = p0 / s.OW, ow = p0 % s.OW;
+        while (p < p0 + pc) {
+          const int64_t run = std::min(s.OW - ow, p0 + pc - p);
+          const int64_t ih = ihm[oh];
+          if (ih >= 0) {
+            T* row = xc + ih * s.W;
+            for (int64_t j = 0; j < run; ++j) {
+              const int64_t iw = iwm[ow + j];
+              if (iw >= 0) row[iw] += c[p - p0 + j];
+            }
+          }
+          p += run;
+          ow = 0;
+          ++oh;
+        }
+      }
+  }
+}
+
+bool is_pointwise(const Conv2dShape& s) {  // 1x1, stride 1, no padding: im2col(x) == x
+  return s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pb == 0 && s.pl == 0 && s.pr == 0;
+}
+
+// Columns per chunk of a materialised column buffer [Kg][pc] (about 4 MiB of float).
+int64_t chunk_cols(const Conv2dShape& s) {
+  const int64_t P = s.OH * s.OW;
+  return std::max<int64_t>(1, std::min<int64_t>(P, (int64_t(1) << 20) / std::max<int64_t>(1, s.Kg())));
+}
+
+template <typename T>
+void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+  const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W;
+  const ConvIndex ix(s);
+  const bool pointwise = is_pointwise(s);
+  // groups > 1: many small GEMMs -> run (n, g) pairs in parallel, one thread each;
+  // groups == 1: one GEMM per image, threaded by the engine.
+  const int64_t jobs = s.N * s.groups;
+  const int outer = s.groups > 1 ? static_cast<int>(std::min<int64_t>(get_num_threads(), jobs)) : 1;
+  auto one = [&](int64_t job, int inner) {
+    const int64_t n = job / s.groups, g = job % s.groups;
+    const T* xg = x + (n * s.C + g * Cg) * HW;
+    const T* wg = w + g * Cog * Kg;
+    T* yg = y + (n * s.Co + g * Cog) * P;
+    GemmEpilogue<T> ep;
+    if (b) {
+      ep.bias = b + g * Cog;
+      ep.bias_kind = BiasKind::row;
+    }
+    if (pointwise) {
+      // y_g[Cog][HW] = W_g[Cog][Cg] x x_g[Cg][HW]
+      gemm<T>(false, false, Cog, P, Cg, T(1), wg, Kg, xg, HW, T(0), yg, P, ep, inner);
+    } else {
+      // y_g[Cog][P] = W_g[Cog][Kg] x im2col(x_g)[Kg][P]
+      BlockProvider<T> prov = [&s, &ix, xg](int64_t k0, int64_t kc, int64_t n0, int64_t nc, T* dst, int64_t ld) {
+        im2col_block(s, ix, xg, k0, kc, n0, nc, dst, ld);
+      };
+      gemm_provided_b<T>(false, Cog, P, Kg, T(1), wg, Kg, prov, T(0), yg, P, ep, inner);
+    }
+  };
+  if (outer > 1) {
+    parallel_run(outer, [&](int tid, int nt) {
+      int64_t j0, j1;
+      split_range(jobs, tid, nt, 1, &j0, &j1);
+      for (int64_t j = j0; j < j1; ++j) one(j, 1);
+    });
+  } else {
+    for (int64_t j = 0; j < jobs; ++j) one(j, 0);
+  }
+}
+
+template <typename T>
+void backward_bias(const Conv2dShape& s, const T* gy, T* gb) {
+  const int64_t P = s.OH * s.OW;
+  parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t co = c0; co < c1; ++co) {
+      double acc = 0.0;  // float64 accumulation: well inside torch's error
+      for (int64_t n = 0; n < s.N; ++n) {
+        const T* r = gy + (n * s.Co + co) * P;
+        double part = 0.0;
+        for (int64_t p = 0; p < P; ++p) part += static_cast<double>(r[p]);
+        acc += part;
+      }
+      gb[co] = static_cast<T>(acc);
+    }
+  });
+}
+
+// grad_input: dx_g = col2im(W_g^T[Kg][Cog] x dY_g[Cog][P]), in column chunks.
+template <typename T>
+void backward_data_gemm(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+  const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W;
+  if (is_pointwise(s)) {
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t g = 0; g < s.groups; ++g)
+        gemm<T>(true, false, Cg, P, Cog, T(1), w + g * Cog * Kg, Kg, gy + (n * s.Co + g * Cog) * P, P, T(0),
+                gx + (n * s.C + g * Cg) * HW, HW);
+    return;
+  }
+  std::fill(gx, gx + s.N * s.C * HW, T(0));
+  const ConvIndex ix(s);
+  const int64_t pc_max = chunk_cols(s);
+  std::vector<T> col(static_cast<size_t>(Kg * pc_max));
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t g = 0; g < s.groups; ++g) {
+      const T* wg = w + g * Cog * Kg;
+      const T* dyg = gy + (n * s.Co + g * Cog) * P;
+      T* dxg = gx + (n * s.C + g * Cg) * HW;
+      for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
+        const int64_t pc = std::min(pc_max, P - p0);
+        // col[Kg][pc] = W_g^T x dY_g[:, p0:p0+pc]
+        gemm<T>(true, false, Kg, pc, Cog, T(1), wg, Kg, dyg + p0, P, T(0), col.data(), pc);
+        parallel_for(Cg, 1, [&](int64_t c0, int64_t c1) { col2im_channels(s, ix, col.data(), p0, pc, c0, c1, dxg); });
+      }
+    }
+}
+
+// grad_weight: dW_g[Cog][Kg] = sum_n dY_g[n][Cog][P] x im2col(x[n]_g)[Kg][P]^T,
+// accumulated image by image, chunk by chunk (fixed order).
+template <typename T>
+void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) {
+  const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W;
+  std::fill(gw, gw + s.Co * Kg, T(0));
+  const bool pointwise = is_pointwise(s);
+  const ConvIndex ix(s);
+  const int64_t pc_max = chunk_cols(s);
+  std::vector<T> col(pointwise ? 0 : static_cast<size_t>(Kg * pc_max));
+  for (int64_t g = 0; g < s.groups; ++g) {
+    T* gwg = gw + g * Cog * Kg;
+    for (int64_t n = 0; n < s.N; ++n) {
+      const T* dyg = gy + (n * s.Co + g * Cog) * P;
+      const T* xg = x + (n * s.C + g * Cg) * HW;
+      if (pointwise) {
+        gemm<T>(false, true, Cog, Cg, P, T(1), dyg, P, xg, HW, T(1), gwg, Kg);
+        continue;
+      }
+      for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
+        const int64_t pc = std::min(pc_max, P - p0);
+        parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) {
+          im2col_block(s, ix, xg, k0, k1 - k0, p0, pc, col.data() + k0 * pc, pc);
+        });
+        gemm<T>(false, true, Cog, Kg, pc, T(1), dyg + p0, P, col.data(), pc, T(1), gwg, Kg);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested) {
+  const bool dw_ok = depthwise_applies(s);
+  switch (requested) {
+    case ConvAlgo::auto_: return dw_ok ? ConvAlgo::depthwise : ConvAlgo::gemm;
+    case ConvAlgo::gemm: return ConvAlgo::gemm;
+    case ConvAlgo::depthwise:
+      PYC_CHECK(dw_ok, "algorithm='depthwise' needs groups == in_channels (got groups=", s.groups,
+                ", in_channels=", s.C, ")");
+      return ConvAlgo::depthwise;
+  }
+  throw std::invalid_argument("algorithm: unknown value");
+}
+
+template <typename T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo) {
+  if (s.N == 0) return;
+  switch (conv2d_choose_algo(s, algo)) {
+    case ConvAlgo::depthwise: depthwise_forward(s, x, w, b, y); return;
+    default: forward_gemm(s, x, w, b, y); return;
+  }
+}
+
+template <typename T>
+void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb) {
+  if (gb) backward_bias(s, gy, gb);
+  if (gw) backward_weight_gemm(s, gy, x, gw);
+  if (gx && s.N > 0) backward_data_gemm(s, gy, w, gx);
+}
+
+template void conv2d_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, ConvAlgo);
+template void conv2d_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,
+                                     ConvAlgo);
+template void conv2d_backward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, float*,
+                                     float*);
+template void conv2d_backward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,
+                                      double*, double*);
+
+}  // namespace pycnnrnn

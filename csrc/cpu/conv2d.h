@@ -1,0 +1,81 @@
+// conv2d.h — 2-D convolution on CPU (NCHW), forward and backward, torch semantics.
+//
+// Shapes (batched; the Python layer turns unbatched (C, H, W) into N = 1):
+//   x  [N][C][H][W]            input
+//   w  [Co][C/groups][KH][KW]   weight
+//   b  [Co]                     bias (optional)
+//   y  [N][Co][OH][OW]          output, OH = conv_output_size(H, KH, sh, pt, pb, dh) (core/shapes.h)
+//
+// Padding is per side (pt, pb, pl, pr) so torch's padding='same' split is exact. padding_mode
+// reflect/replicate/circular is an index remap inside the im2col packer (no padded copy).
+//
+// Algorithms (ConvAlgo):
+//   gemm      implicit GEMM: y[n][g] = W_g[Co_g][C_g*KH*KW] x im2col(x[n][g]) through
+//             gemm_provided_b (the im2col block is generated inside the engine's packing);
+//             1x1 / stride 1 / unpadded runs as a plain gemm on x itself.
+//   depthwise groups == C (any channel multiplier): a direct loop along W (no GEMM).
+//   auto      depthwise when it applies, else gemm.
+// Backward:
+//   grad_input  = col2im(W_g^T x dY_g)  (any stride, dilation, padding mode: the col2im
+//                 scatter goes through the same index remap, so reflect/replicate/circular
+//                 halos fold back onto the input they were read from)
+//   grad_weight = sum_n dY_g[n] x im2col(x[n][g])^T, images summed in order 0..N-1
+//                 (deterministic, no atomics)
+//   grad_bias   = sum over n, oh, ow of dY (float64 accumulation per channel)
+#pragma once
+#include <cstdint>
+
+namespace pycnnrnn {
+
+enum class PadMode : int { zeros = 0, reflect = 1, replicate = 2, circular = 3 };
+enum class ConvAlgo : int { auto_ = 0, gemm = 1, depthwise = 2 };
+
+struct Conv2dShape {
+  int64_t N = 0, C = 0, H = 0, W = 0;  // input
+  int64_t Co = 0, KH = 0, KW = 0;      // weight [Co][C/groups][KH][KW]
+  int64_t groups = 1;
+  int64_t sh = 1, sw = 1;                  // stride
+  int64_t pt = 0, pb = 0, pl = 0, pr = 0;  // padding top/bottom/left/right
+  int64_t dh = 1, dw = 1;                  // dilation
+  PadMode mode = PadMode::zeros;
+  int64_t OH = 0, OW = 0;  // filled by finalize()
+
+  // Checks every invariant the kernels rely on (throws std::invalid_argument naming the
+  // argument) and computes OH, OW. Python validated first; this is the second line.
+  void finalize();
+  int64_t Cg() const { return C / groups; }    // input channels per group
+  int64_t Cog() const { return Co / groups; }  // output channels per group
+  int64_t Kg() const { return Cg() * KH * KW; }  // GEMM reduction length per group
+};
+
+// Source index of padded coordinate i (may be < 0 or >= n) along a dim of size n, or -1 when
+// it reads a zero. The one place the four padding modes are defined.
+inline int64_t pad_source_index(int64_t i, int64_t n, PadMode mode) {
+  if (i >= 0 && i < n) return i;
+  switch (mode) {
+    case PadMode::zeros: return -1;
+    case PadMode::reflect: return i < 0 ? -i : 2 * (n - 1) - i;  // pad < n (checked)
+    case PadMode::replicate: return i < 0 ? 0 : n - 1;
+    case PadMode::circular: return i < 0 ? i + n : i - n;  // pad <= n (checked)
+  }
+  return -1;
+}
+
+// ---- the oracle: naive float64 loops, straight from the definition ----------------------
+void conv2d_forward_naive(const Conv2dShape& s, const double* x, const double* w, const double* b, double* y);
+// Any of gx / gw / gb may be nullptr (not computed).
+void conv2d_backward_naive(const Conv2dShape& s, const double* gy, const double* x, const double* w, double* gx,
+                           double* gw, double* gb);
+
+// ---- the fast driver ----------------------------------------------------------------------
+template <typename T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo = ConvAlgo::auto_);
+
+template <typename T>
+void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb);
+
+// Which algorithm `auto` (or a forced request) runs for this shape; throws if a forced one
+// does not apply.
+ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested);
+
+}  // namespace pycnnrnn

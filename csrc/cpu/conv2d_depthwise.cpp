@@ -1,0 +1,115 @@
+// conv2d_depthwise.cpp — the depthwise driver (see conv2d_depthwise.h).
+#include "cpu/conv2d_depthwise.h"
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/thread_pool.h"
+
+namespace pycnnrnn {
+
+bool depthwise_applies(const Conv2dShape& s) { return s.groups == s.C && s.groups > 1; }
+
+namespace {
+
+DwRowFn dw_row_kernel() {
+#if PYCNNRNN_HAVE_X86
+  static const DwRowFn table[3] = {conv_scalar::dw_row_s1, conv_avx2::dw_row_s1, conv_avx512::dw_row_s1};
+#else
+  static const DwRowFn table[3] = {conv_scalar::dw_row_s1, conv_scalar::dw_row_s1, conv_scalar::dw_row_s1};
+#endif
+  return pick(table);
+}
+
+}  // namespace
+
+// y[n][co][oh][ow] = b[co] + sum_{kh, kw} w[co][0][kh][kw] * xpad[n][co / mult][oh*sh + kh*dh][ow*sw + kw*dw]
+// Summation order per element: bias, then taps in (kh, kw) order (the same in every path).
+template <typename T>
+void depthwise_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+  const int64_t mult = s.Co / s.C, KHW = s.KH * s.KW;
+  // remap tables: ih_tab[kh][oh], iw_tab[kw][ow] (-1: zero padding)
+  std::vector<int64_t> ih_tab(static_cast<size_t>(s.KH * s.OH)), iw_tab(static_cast<size_t>(s.KW * s.OW));
+  for (int64_t kh = 0; kh < s.KH; ++kh)
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      ih_tab[kh * s.OH + oh] = pad_source_index(oh * s.sh - s.pt + kh * s.dh, s.H, s.mode);
+  // interior columns [lo, hi): every tap's raw column index is inside [0, W)
+  int64_t lo = s.OW, hi = 0;
+  for (int64_t ow = 0; ow < s.OW; ++ow) {
+    bool inside = true;
+    for (int64_t kw = 0; kw < s.KW; ++kw) {
+      const int64_t raw = ow * s.sw - s.pl + kw * s.dw;
+      iw_tab[kw * s.OW + ow] = pad_source_index(raw, s.W, s.mode);
+      inside = inside && raw >= 0 && raw < s.W;
+    }
+    if (inside) {
+      lo = std::min(lo, ow);
+      hi = std::max(hi, ow + 1);
+    }
+  }
+  if (lo >= hi) lo = hi = 0;
+  const bool fast = std::is_same<T, float>::value && s.sw == 1;
+  const DwRowFn row_fn = dw_row_kernel();
+
+  parallel_for(s.N * s.Co, 1, [&](int64_t q0, int64_t q1) {
+    std::vector<const T*> rows(static_cast<size_t>(s.KH));
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t n = q / s.Co, co = q % s.Co;
+      const T* xc = x + (n * s.C + co / mult) * s.H * s.W;
+      const T* wc = w + co * KHW;
+      const T bias = b ? b[co] : T(0);
+      T* yc = y + q * s.OH * s.OW;
+      for (int64_t oh = 0; oh < s.OH; ++oh) {
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = ih_tab[kh * s.OH + oh];
+          rows[kh] = ih < 0 ? nullptr : xc + ih * s.W;
+        }
+        T* yr = yc + oh * s.OW;
+        auto halo = [&](int64_t ow) {  // any column, through the remap tables
+          T acc = bias;
+          for (int64_t kh = 0; kh < s.KH; ++kh) {
+            if (!rows[kh]) continue;
+            for (int64_t kw = 0; kw < s.KW; ++kw) {
+              const int64_t iw = iw_tab[kw * s.OW + ow];
+              if (iw >= 0) acc += wc[kh * s.KW + kw] * rows[kh][iw];
+            }
+          }
+          yr[ow] = acc;
+        };
+        for (int64_t ow = 0; ow < lo; ++ow) halo(ow);
+        if constexpr (std::is_same<T, float>::value) {
+          if (fast && hi > lo) {
+            const float* rp[64];
+            std::vector<const float*> rp_big;
+            const float** r = rp;
+            if (s.KH > 64) {
+              rp_big.resize(static_cast<size_t>(s.KH));
+              r = rp_big.data();
+            }
+            for (int64_t kh = 0; kh < s.KH; ++kh) r[kh] = rows[kh] ? rows[kh] + (lo - s.pl) : nullptr;
+            row_fn(r, s.KH, wc, s.KW, s.dw, bias, hi - lo, yr + lo);
+          }
+        }
+        if (!fast) {
+          for (int64_t ow = lo; ow < hi; ++ow) {
+            T acc = bias;
+            for (int64_t kh = 0; kh < s.KH; ++kh) {
+              if (!rows[kh]) continue;
+              const T* src = rows[kh] + ow * s.sw - s.pl;
+              for (int64_t kw = 0; kw < s.KW; ++kw) acc += wc[kh * s.KW + kw] * src[kw * s.dw];
+            }
+            yr[ow] = acc;
+          }
+        }
+        for (int64_t ow = hi; ow < s.OW; ++ow) halo(ow);
+      }
+    }
+  });
+}
+
+template void depthwise_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*);
+template void depthwise_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*);
+
+}  // namespace pycnnrnn

@@ -1,0 +1,530 @@
+"""conv2d forward and backward: torch semantics, float64 error gate, oracle, layouts, errors."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from helpers import assert_error_gate, layouts, run_python
+
+import pycnnrnn
+from pycnnrnn import _C
+from pycnnrnn import functional as F
+
+try:
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="needs torch")
+_MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+
+# One case = input shape, weight shape and conv arguments. Every argument and edge appears.
+#           name                 x shape          w shape        kwargs
+CASES = [
+    ("3x3_p1", (2, 5, 9, 11), (7, 5, 3, 3), {"padding": 1}),
+    ("3x3_p0_nobias", (2, 4, 8, 7), (6, 4, 3, 3), {"bias": False}),
+    ("stride2", (2, 3, 11, 10), (5, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ("stride_tuple", (1, 3, 13, 12), (4, 3, 3, 2), {"stride": (3, 2), "padding": (2, 1)}),
+    ("dilation2", (2, 4, 12, 13), (3, 4, 3, 3), {"dilation": 2, "padding": 2}),
+    (
+        "dilation_tuple",
+        (1, 2, 14, 9),
+        (4, 2, 2, 3),
+        {"dilation": (3, 1), "padding": (1, 0), "stride": (1, 2)},
+    ),
+    ("groups2", (2, 6, 9, 9), (4, 3, 3, 3), {"groups": 2, "padding": 1}),
+    ("groups3_mult", (1, 6, 7, 8), (9, 2, 3, 1), {"groups": 3, "padding": (1, 0), "stride": (2, 1)}),
+    ("depthwise", (2, 5, 9, 37), (5, 1, 3, 3), {"groups": 5, "padding": 1}),
+    ("depthwise_mult2", (2, 3, 10, 70), (6, 1, 3, 3), {"groups": 3, "padding": 1}),
+    (
+        "depthwise_s2_d2",
+        (1, 4, 15, 16),
+        (8, 1, 3, 5),
+        {"groups": 4, "padding": (2, 3), "stride": 2, "dilation": (2, 1)},
+    ),
+    (
+        "depthwise_5x5_reflect",
+        (1, 3, 9, 40),
+        (3, 1, 5, 5),
+        {"groups": 3, "padding": 2, "padding_mode": "reflect"},
+    ),
+    ("pointwise", (2, 8, 7, 9), (5, 8, 1, 1), {}),
+    ("pointwise_stride2", (2, 8, 7, 9), (5, 8, 1, 1), {"stride": 2}),
+    ("pointwise_padded", (1, 4, 5, 6), (3, 4, 1, 1), {"padding": 1}),
+    ("pointwise_groups", (2, 8, 5, 5), (6, 4, 1, 1), {"groups": 2}),
+    ("kernel_eq_padded_input", (2, 3, 3, 4), (2, 3, 5, 6), {"padding": 1}),
+    ("kernel_eq_input", (2, 3, 5, 4), (4, 3, 5, 4), {}),
+    ("spatial_1x1", (3, 4, 1, 1), (5, 4, 3, 3), {"padding": 1}),
+    ("spatial_1x1_k1", (3, 4, 1, 1), (5, 4, 1, 1), {}),
+    ("stride_gt_input", (1, 2, 3, 3), (2, 2, 1, 1), {"stride": 5}),
+    ("odd_7x7_s2_stem", (1, 3, 23, 19), (8, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ("rect_kernel", (2, 3, 8, 12), (4, 3, 2, 5), {"padding": (0, 2)}),
+    ("same_odd", (2, 3, 8, 9), (4, 3, 3, 5), {"padding": "same"}),
+    ("same_even_dilated", (1, 3, 9, 8), (4, 3, 4, 2), {"padding": "same", "dilation": (1, 3)}),
+    ("valid", (1, 3, 8, 9), (4, 3, 3, 3), {"padding": "valid"}),
+    ("reflect", (2, 3, 7, 8), (4, 3, 3, 3), {"padding": 2, "padding_mode": "reflect"}),
+    ("reflect_max_pad", (1, 2, 4, 5), (3, 2, 3, 3), {"padding": (3, 4), "padding_mode": "reflect"}),
+    (
+        "reflect_stride_dil",
+        (1, 3, 9, 10),
+        (4, 3, 3, 3),
+        {"padding": 2, "stride": 2, "dilation": 2, "padding_mode": "reflect"},
+    ),
+    ("replicate", (2, 3, 6, 7), (4, 3, 3, 3), {"padding": (2, 3), "padding_mode": "replicate"}),
+    ("replicate_big_pad", (1, 2, 3, 3), (3, 2, 3, 3), {"padding": 5, "padding_mode": "replicate"}),
+    ("circular", (2, 3, 6, 7), (4, 3, 3, 3), {"padding": 1, "padding_mode": "circular"}),
+    ("circular_pad_eq_size", (1, 2, 3, 4), (3, 2, 3, 3), {"padding": (3, 4), "padding_mode": "circular"}),
+    (
+        "circular_groups_same",
+        (1, 4, 6, 7),
+        (4, 2, 4, 3),
+        {"padding": "same", "groups": 2, "padding_mode": "circular"},
+    ),
+    (
+        "replicate_depthwise",
+        (1, 4, 6, 33),
+        (4, 1, 3, 3),
+        {"padding": 1, "groups": 4, "padding_mode": "replicate"},
+    ),
+    ("batch0", (0, 3, 6, 7), (4, 3, 3, 3), {"padding": 1}),
+    ("unbatched", (3, 8, 9), (4, 3, 3, 3), {"padding": 1, "stride": 2}),
+    ("unbatched_depthwise", (3, 8, 40), (3, 1, 3, 3), {"padding": 1, "groups": 3}),
+    ("large_K", (1, 64, 10, 10), (16, 64, 3, 3), {"padding": 1}),
+]
+
+
+def _ids(cases):
+    return [c[0] for c in cases]
+
+
+def make_inputs(rng, xs, ws, dtype=np.float32, bias=True, relu=False):
+    x = rng.uniform(-1, 1, xs)
+    if relu:
+        x = np.maximum(x, 0) + 0.01
+    fan_in = ws[1] * ws[2] * ws[3]
+    w = rng.uniform(-1, 1, ws) * np.sqrt(3.0 / fan_in)
+    b = rng.uniform(-0.5, 0.5, ws[0]) if bias else None
+
+    def cast(a):
+        return None if a is None else a.astype(dtype)
+
+    return cast(x), cast(w), cast(b)
+
+
+def split_kwargs(kw):
+    kw = dict(kw)
+    bias = kw.pop("bias", True)
+    return bias, kw
+
+
+def torch_conv(
+    x, w, b, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros", dtype=None, grad_output=None
+):
+    """torch.nn.Conv2d semantics (F.pad + F.conv2d for non-zero modes, like nn.Conv2d) with
+    autograd; returns (y, gx, gw, gb) as numpy in `dtype` (default: the inputs' dtype)."""
+    tdt = {None: None, np.float32: torch.float32, np.float64: torch.float64}[dtype]
+    xt = torch.tensor(x, dtype=tdt, requires_grad=True)
+    wt = torch.tensor(w, dtype=tdt, requires_grad=True)
+    bt = None if b is None else torch.tensor(b, dtype=tdt, requires_grad=True)
+    m = torch.nn.Conv2d(
+        w.shape[1] * groups,
+        w.shape[0],
+        w.shape[2:],
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=b is not None,
+        padding_mode=padding_mode,
+    )
+    y = m._conv_forward(xt, wt, bt)
+    if grad_output is None:
+        return y.detach().numpy(), None, None, None
+    y.backward(torch.tensor(grad_output, dtype=y.dtype))
+    return (y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), None if bt is None else bt.grad.numpy())
+
+
+# ---------------------------------------------------------------- forward + backward vs torch
+@needs_torch
+@pytest.mark.torch
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+def test_forward_backward_error_gate(case, rng):
+    name, xs, ws, kw = case
+    bias, kw = split_kwargs(kw)
+    x, w, b = make_inputs(rng, xs, ws, bias=bias)
+    y = F.conv2d(x, w, b, **kw)
+    y64, *_ = torch_conv(x, w, b, dtype=np.float64, **kw)
+    gy = rng.uniform(-1, 1, y64.shape).astype(np.float32)
+    y32, gx32, gw32, gb32 = torch_conv(x, w, b, grad_output=gy, **kw)
+    _, gx64, gw64, gb64 = torch_conv(x, w, b, dtype=np.float64, grad_output=gy, **kw)
+    assert y.shape == y32.shape and y.dtype == np.float32
+    assert_error_gate(y, y64, y32, what=f"{name} forward")
+    algos = ["gemm"] + (["depthwise"] if kw.get("groups", 1) == xs[-3] and xs[-3] > 1 else [])
+    for algo in algos:
+        assert_error_gate(F.conv2d(x, w, b, algorithm=algo, **kw), y64, y32, what=f"{name} forward {algo}")
+    gx, gw, gb = F.conv2d_backward(gy, x, w, **kw)
+    assert gx.shape == x.shape and gw.shape == w.shape and gb.shape == (w.shape[0],)
+    assert_error_gate(gx, gx64, gx32, what=f"{name} grad_input")
+    assert_error_gate(gw, gw64, gw32, what=f"{name} grad_weight")
+    if b is not None:
+        assert_error_gate(gb, gb64, gb32, what=f"{name} grad_bias")
+    else:
+        np.testing.assert_allclose(
+            gb, gy.astype(np.float64).sum(axis=(0, 2, 3) if gy.ndim == 4 else (1, 2)), rtol=1e-5, atol=1e-5
+        )
+
+
+@needs_torch
+@pytest.mark.torch
+@pytest.mark.parametrize("case", CASES[::3], ids=_ids(CASES[::3]))
+def test_float64_matches_torch(case, rng):
+    name, xs, ws, kw = case
+    bias, kw = split_kwargs(kw)
+    x, w, b = make_inputs(rng, xs, ws, dtype=np.float64, bias=bias)
+    y64, *_ = torch_conv(x, w, b, **kw)
+    gy = rng.uniform(-1, 1, y64.shape)
+    _, gx64, gw64, gb64 = torch_conv(x, w, b, grad_output=gy, **kw)
+    y = F.conv2d(x, w, b, **kw)
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(y, y64, rtol=1e-12, atol=1e-12)
+    gx, gw, gb = F.conv2d_backward(gy, x, w, **kw)
+    np.testing.assert_allclose(gx, gx64, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gw, gw64, rtol=1e-11, atol=1e-11)
+    if b is not None:
+        np.testing.assert_allclose(gb, gb64, rtol=1e-12, atol=1e-12)
+
+
+@needs_torch
+@pytest.mark.torch
+def test_random_float64_cases(rng):
+    """Random argument draws in float64 (every mode, groups, stride, dilation, padding)."""
+    for _ in range(25):
+        groups = int(rng.choice([1, 2, 3]))
+        cig, cog = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+        stride = tuple(int(v) for v in rng.integers(1, 4, 2))
+        dil = tuple(int(v) for v in rng.integers(1, 3, 2))
+        mode = str(rng.choice(list(_MODES)))
+        h, wd = (int(v) for v in rng.integers(3, 12, 2))
+        pad = (int(rng.integers(0, min(3, h))), int(rng.integers(0, min(3, wd))))
+        if h + 2 * pad[0] < dil[0] * (kh - 1) + 1 or wd + 2 * pad[1] < dil[1] * (kw - 1) + 1:
+            continue
+        kwargs = {"stride": stride, "padding": pad, "dilation": dil, "groups": groups, "padding_mode": mode}
+        x, w, b = make_inputs(rng, (2, cig * groups, h, wd), (cog * groups, cig, kh, kw), dtype=np.float64)
+        y64, *_ = torch_conv(x, w, b, **kwargs)
+        gy = rng.uniform(-1, 1, y64.shape)
+        _, gx64, gw64, gb64 = torch_conv(x, w, b, grad_output=gy, **kwargs)
+        np.testing.assert_allclose(
+            F.conv2d(x, w, b, **kwargs), y64, rtol=1e-12, atol=1e-12, err_msg=str(kwargs)
+        )
+        gx, gw, gb = F.conv2d_backward(gy, x, w, **kwargs)
+        np.testing.assert_allclose(gx, gx64, rtol=1e-12, atol=1e-12, err_msg=str(kwargs))
+        np.testing.assert_allclose(gw, gw64, rtol=1e-11, atol=1e-11, err_msg=str(kwargs))
+        np.testing.assert_allclose(gb, gb64, rtol=1e-12, atol=1e-12, err_msg=str(kwargs))
+
+
+# ---------------------------------------------------------------- the float64 oracle
+def _oracle_args(x4, w, kw):
+    """The normalised binding arguments for simple cases (int padding only)."""
+    kw = dict(kw)
+    s = kw.get("stride", 1)
+    d = kw.get("dilation", 1)
+    p = kw.get("padding", 0)
+    s = (s, s) if isinstance(s, int) else s
+    d = (d, d) if isinstance(d, int) else d
+    p = (p, p) if isinstance(p, int) else p
+    return s, (p[0], p[0], p[1], p[1]), d, kw.get("groups", 1), _MODES[kw.get("padding_mode", "zeros")]
+
+
+ORACLE_CASES = [c for c in CASES if not isinstance(c[3].get("padding", 0), str) and len(c[1]) == 4]
+
+
+@pytest.mark.parametrize("case", ORACLE_CASES, ids=_ids(ORACLE_CASES))
+def test_fast_float64_matches_naive_oracle(case, rng):
+    """Fast float64 path against the naive loop kept at the top of conv2d.cpp (no torch)."""
+    name, xs, ws, kw = case
+    bias, kw = split_kwargs(kw)
+    x, w, b = make_inputs(rng, xs, ws, dtype=np.float64, bias=bias)
+    args = _oracle_args(x, w, kw)
+    y_ref = _C.conv2d_forward_naive(x, w, b, *args)
+    np.testing.assert_allclose(F.conv2d(x, w, b, **kw), y_ref, rtol=1e-12, atol=1e-12)
+    gy = rng.uniform(-1, 1, y_ref.shape)
+    gx_ref, gw_ref, gb_ref = _C.conv2d_backward_naive(gy, x, w, *args)
+    gx, gw, gb = F.conv2d_backward(gy, x, w, **kw)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gw, gw_ref, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(gb, gb_ref, rtol=1e-12, atol=1e-12)
+
+
+@needs_torch
+@pytest.mark.torch
+def test_oracle_matches_torch(rng):
+    """The oracle itself is checked against torch once per padding mode."""
+    for mode in _MODES:
+        kw = {"stride": (2, 1), "padding": (2, 1), "dilation": (1, 2), "groups": 2, "padding_mode": mode}
+        x, w, b = make_inputs(rng, (2, 4, 7, 8), (6, 2, 3, 2), dtype=np.float64)
+        y64, *_ = torch_conv(x, w, b, **kw)
+        gy = rng.uniform(-1, 1, y64.shape)
+        _, gx64, gw64, gb64 = torch_conv(x, w, b, grad_output=gy, **kw)
+        args = _oracle_args(x, w, kw)
+        np.testing.assert_allclose(_C.conv2d_forward_naive(x, w, b, *args), y64, rtol=1e-12, atol=1e-12)
+        for ours, ref in zip(_C.conv2d_backward_naive(gy, x, w, *args), (gx64, gw64, gb64)):
+            np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- VGG-like numerics
+@needs_torch
+@pytest.mark.torch
+@pytest.mark.parametrize("cin,cout,hw", [(64, 64, 20), (256, 32, 10)])
+def test_vgg_like_error_gate(cin, cout, hw, rng):
+    """Post-ReLU inputs, He-scaled weights, long reductions (K = 9 * C_in)."""
+    x, w, b = make_inputs(rng, (1, cin, hw, hw), (cout, cin, 3, 3), relu=True)
+    y64, *_ = torch_conv(x, w, b, padding=1, dtype=np.float64)
+    y32, *_ = torch_conv(x, w, b, padding=1)
+    assert_error_gate(F.conv2d(x, w, b, padding=1), y64, y32, what="vgg-like")
+
+
+# ---------------------------------------------------------------- layouts, mutation, determinism
+def test_layouts_give_the_contiguous_answer(rng):
+    x, w, b = make_inputs(rng, (2, 4, 7, 9), (6, 2, 3, 3))
+    kw = {"padding": 1, "groups": 2, "stride": (1, 2)}
+    y0 = F.conv2d(x, w, b, **kw)
+    gy = rng.uniform(-1, 1, y0.shape).astype(np.float32)
+    g0 = F.conv2d_backward(gy, x, w, **kw)
+    for name, xv in layouts(x):
+        np.testing.assert_array_equal(F.conv2d(xv, w, b, **kw), y0, err_msg=f"input {name}")
+    for name, wv in layouts(w):
+        np.testing.assert_array_equal(F.conv2d(x, wv, b, **kw), y0, err_msg=f"weight {name}")
+    for name, bv in layouts(b):
+        np.testing.assert_array_equal(F.conv2d(x, w, bv, **kw), y0, err_msg=f"bias {name}")
+    for name, gyv in layouts(gy):
+        for a, ref in zip(F.conv2d_backward(gyv, x, w, **kw), g0):
+            np.testing.assert_array_equal(a, ref, err_msg=f"grad_output {name}")
+    for name, xv in layouts(x):
+        for a, ref in zip(F.conv2d_backward(gy, xv, w, **kw), g0):
+            np.testing.assert_array_equal(a, ref, err_msg=f"input {name} (backward)")
+    # non-native byte order is normalised
+    np.testing.assert_array_equal(F.conv2d(x.astype(">f4"), w, b, **kw), y0)
+
+
+def test_inputs_not_modified_and_results_deterministic(rng):
+    x, w, b = make_inputs(rng, (3, 4, 9, 9), (6, 4, 3, 3))
+    gy = rng.uniform(-1, 1, (3, 6, 9, 9)).astype(np.float32)
+    copies = [a.copy() for a in (x, w, b, gy)]
+    y1 = F.conv2d(x, w, b, padding=1, padding_mode="reflect")
+    g1 = F.conv2d_backward(gy, x, w, padding=1, padding_mode="reflect")
+    y2 = F.conv2d(x, w, b, padding=1, padding_mode="reflect")
+    g2 = F.conv2d_backward(gy, x, w, padding=1, padding_mode="reflect")
+    for a, c in zip((x, w, b, gy), copies):
+        np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(y1, y2)
+    for a, c in zip(g1, g2):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_output_mask_and_zero_batch(rng):
+    x, w, _ = make_inputs(rng, (2, 3, 6, 6), (4, 3, 3, 3))
+    gy = rng.uniform(-1, 1, (2, 4, 6, 6)).astype(np.float32)
+    full = F.conv2d_backward(gy, x, w, padding=1)
+    for mask in [(True, False, False), (False, True, False), (False, False, True), (False, False, False)]:
+        part = F.conv2d_backward(gy, x, w, padding=1, output_mask=mask)
+        for m, p, f in zip(mask, part, full):
+            if m:
+                np.testing.assert_array_equal(p, f)
+            else:
+                assert p is None
+    x0 = np.empty((0, 3, 6, 6), np.float32)
+    y0 = F.conv2d(x0, w, padding=1)
+    assert y0.shape == (0, 4, 6, 6)
+    gx, gw, gb = F.conv2d_backward(np.empty((0, 4, 6, 6), np.float32), x0, w, padding=1)
+    assert gx.shape == (0, 3, 6, 6)
+    np.testing.assert_array_equal(gw, np.zeros_like(w))
+    np.testing.assert_array_equal(gb, np.zeros(4, np.float32))
+
+
+# ---------------------------------------------------------------- bad input
+def _bad_cases():
+    x = np.ones((1, 4, 5, 5), np.float32)
+    w = np.ones((6, 2, 3, 3), np.float32)
+    ok = {"groups": 2}
+    return [
+        # (what, input, weight, kwargs, exception, regex)
+        ("input ndim", x[0, 0], w, ok, ValueError, r"input must be 3-D or 4-D.*got 2-D"),
+        ("weight ndim", x, w[0], ok, ValueError, r"weight must be 4-D.*got 3-D"),
+        (
+            "int dtype",
+            x.astype(np.int32),
+            w,
+            ok,
+            TypeError,
+            r"input must have dtype float32 or float64, got int32",
+        ),
+        ("mixed dtype", x, w.astype(np.float64), ok, TypeError, r"weight must have dtype float32"),
+        ("list input", x.tolist(), w, ok, TypeError, r"input must be a numpy array, got list"),
+        ("channels", x, w, {"groups": 1}, ValueError, r"input has 4 channels, expected .* = 2"),
+        ("out % groups", x, np.ones((5, 2, 3, 3), np.float32), ok, ValueError, r"divisible by groups \(2\)"),
+        ("groups 0", x, w, {"groups": 0}, ValueError, r"groups must be a positive integer, got 0"),
+        ("groups float", x, w, {"groups": 2.0}, TypeError, r"groups must be an int, got float"),
+        ("stride 0", x, w, dict(ok, stride=0), ValueError, r"stride must be positive"),
+        ("stride neg", x, w, dict(ok, stride=(1, -1)), ValueError, r"stride must be positive"),
+        ("stride bool", x, w, dict(ok, stride=True), TypeError, r"stride must be an int"),
+        (
+            "stride 3-tuple",
+            x,
+            w,
+            dict(ok, stride=(1, 1, 1)),
+            ValueError,
+            r"stride must be an int or a tuple of 2",
+        ),
+        ("dilation 0", x, w, dict(ok, dilation=0), ValueError, r"dilation must be positive"),
+        ("padding neg", x, w, dict(ok, padding=-1), ValueError, r"padding must be non-negative"),
+        ("padding str", x, w, dict(ok, padding="full"), ValueError, r"padding must be 'valid', 'same'"),
+        (
+            "same strided",
+            x,
+            w,
+            dict(ok, padding="same", stride=2),
+            ValueError,
+            r"padding='same' is not supported for strided convolutions",
+        ),
+        ("mode", x, w, dict(ok, padding_mode="mirror"), ValueError, r"padding_mode must be one of"),
+        ("mode type", x, w, dict(ok, padding_mode=0), TypeError, r"padding_mode must be a str"),
+        (
+            "reflect pad",
+            x,
+            w,
+            dict(ok, padding=5, padding_mode="reflect"),
+            ValueError,
+            r"must be < the input size",
+        ),
+        (
+            "circular pad",
+            x,
+            w,
+            dict(ok, padding=6, padding_mode="circular"),
+            ValueError,
+            r"must be <= the input size",
+        ),
+        (
+            "kernel > input",
+            x,
+            np.ones((6, 2, 7, 3), np.float32),
+            ok,
+            ValueError,
+            r"padded input size per channel \(5 x 5\) is smaller than the \(dilated\) kernel size \(7 x 3\)",
+        ),
+        ("dilated kernel > input", x, w, dict(ok, dilation=3), ValueError, r"kernel size \(7 x 7\)"),
+        (
+            "zero channels",
+            np.ones((1, 0, 5, 5), np.float32),
+            np.ones((6, 0, 3, 3), np.float32),
+            {},
+            ValueError,
+            r"non-zero channels",
+        ),
+        ("zero height", np.ones((1, 4, 0, 5), np.float32), w, ok, ValueError, r"non-zero channels, height"),
+        (
+            "huge stride ok-type overflow",
+            x,
+            w,
+            dict(ok, stride=2**70),
+            OverflowError,
+            r"does not fit in int64",
+        ),
+    ]
+
+
+BAD = _bad_cases()
+
+
+@pytest.mark.parametrize("what,x,w,kw,exc,regex", BAD, ids=[c[0] for c in BAD])
+def test_bad_arguments_raise(what, x, w, kw, exc, regex):
+    before = [np.array(a, copy=True) for a in (x, w)]
+    with pytest.raises(exc, match=regex):
+        F.conv2d(x, w, None, **kw)
+    if (
+        isinstance(x, np.ndarray)
+        and x.ndim == 4
+        and x.dtype == np.float32
+        and w.ndim == 4
+        and w.dtype == x.dtype
+    ):
+        with pytest.raises(exc, match=regex):
+            F.conv2d_backward(np.ones((1, 6, 3, 3), np.float32), x, w, **kw)
+    for a, c in zip((x, w), before):
+        np.testing.assert_array_equal(np.asarray(a), c)
+
+
+def test_bad_bias_grad_output_algorithm():
+    x = np.ones((1, 4, 5, 5), np.float32)
+    w = np.ones((6, 4, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=re.escape("bias must have shape (6,) (out_channels), got (5,)")):
+        F.conv2d(x, w, np.ones(5, np.float32))
+    with pytest.raises(TypeError, match="bias must have dtype float32"):
+        F.conv2d(x, w, np.ones(6, np.float64))
+    with pytest.raises(ValueError, match=re.escape("grad_output must have the output's shape (1, 6, 3, 3)")):
+        F.conv2d_backward(np.ones((1, 6, 5, 5), np.float32), x, w)
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        F.conv2d(x, w, algorithm="fft")
+    with pytest.raises(ValueError, match="algorithm='depthwise' needs groups == in_channels"):
+        F.conv2d(x, w, algorithm="depthwise")
+    with pytest.raises(ValueError, match="output_mask must be a sequence of 3 bools"):
+        F.conv2d_backward(np.ones((1, 6, 3, 3), np.float32), x, w, output_mask=(True,))
+
+
+def test_binding_rechecks_arguments():
+    """The C++ second line of defence: non-contiguous or mismatched arrays never reach a kernel."""
+    x = np.ones((1, 4, 5, 5), np.float32)
+    w = np.ones((6, 4, 3, 3), np.float32)
+    args = ((1, 1), (0, 0, 0, 0), (1, 1), 1, 0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _C.conv2d_forward(x[:, :, :, ::-1], w, None, *args, 0)
+    with pytest.raises(TypeError, match="float32"):
+        _C.conv2d_forward(x, w.astype(np.float64), None, *args, 0)
+    with pytest.raises(ValueError, match="weight must have shape"):
+        _C.conv2d_forward(x, w[:, :3], None, *args, 0)
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        _C.conv2d_backward(np.ones((1, 6, 2, 3), np.float32), x, w, *args, (True, True, True))
+    with pytest.raises(ValueError, match="padded input size"):
+        _C.conv2d_forward(x, np.ones((6, 4, 7, 7), np.float32), None, *args, 0)
+
+
+# ---------------------------------------------------------------- every ISA path
+@needs_torch
+@pytest.mark.torch
+@pytest.mark.parametrize("isa", ["avx2", "scalar"])
+def test_lower_isa_paths(isa):
+    code = f"""
+import numpy as np, torch, pycnnrnn
+from pycnnrnn import functional as F
+rng = np.random.default_rng(5)
+assert pycnnrnn.cpu_isa() == "{isa}", pycnnrnn.cpu_isa()
+for groups, ws, kw in [(1, (7, 6, 3, 3), dict(padding=1, stride=(1, 2))),
+                       (6, (12, 1, 3, 3), dict(padding=1, padding_mode="reflect")),
+                       (2, (4, 3, 1, 1), dict())]:
+    x = rng.uniform(-1, 1, (2, 6, 11, 45)).astype(np.float32)
+    w = rng.uniform(-0.3, 0.3, ws).astype(np.float32)
+    b = rng.uniform(-1, 1, ws[0]).astype(np.float32)
+    m = torch.nn.Conv2d(6, ws[0], ws[2:], groups=groups, **kw)
+    y64 = m._conv_forward(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
+                          torch.tensor(b, dtype=torch.float64)).numpy()
+    y32 = m._conv_forward(torch.tensor(x), torch.tensor(w), torch.tensor(b)).numpy()
+    y = F.conv2d(x, w, b, groups=groups, **kw)
+    e, et = np.abs(y - y64).max(), np.abs(y32 - y64).max()
+    assert e <= 2 * et + 1e-6 * max(1, np.abs(y64).max()), (groups, e, et)
+    gy = rng.uniform(-1, 1, y.shape).astype(np.float32)
+    gx, gw, gb = F.conv2d_backward(gy, x, w, groups=groups, **kw)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    m._conv_forward(xt, wt, None).backward(torch.tensor(gy, dtype=torch.float64))
+    assert np.abs(gx - xt.grad.numpy()).max() < 1e-4 and np.abs(gw - wt.grad.numpy()).max() < 1e-3
+print("ok")
+"""
+    assert run_python(code, PYCNNRNN_ISA=isa).stdout.strip() == "ok"
+
+
+def test_functional_exports():
+    assert "conv2d" in F.__all__ and "conv2d_backward" in F.__all__
+    assert pycnnrnn.F.conv2d is F.conv2d
