@@ -45,10 +45,11 @@ Mat<T> mat2d(const py::array& a, const char* name, bool write) {
   const int64_t s0 = a.strides(0), s1 = a.strides(1), it = sizeof(T);
   PYC_CHECK(reinterpret_cast<uintptr_t>(a.data()) % alignof(T) == 0, name, " must be aligned to ", alignof(T),
             " bytes");
-  PYC_CHECK(c <= 1 || s1 == it, name, " must have unit column stride, got ", s1, " bytes");
-  PYC_CHECK(r <= 1 || (s0 % it == 0 && s0 / it >= c), name, " row stride must be a multiple of ", it,
+  const bool empty = r == 0 || c == 0;  // numpy gives empty arrays arbitrary strides
+  PYC_CHECK(empty || c <= 1 || s1 == it, name, " must have unit column stride, got ", s1, " bytes");
+  PYC_CHECK(empty || r <= 1 || (s0 % it == 0 && s0 / it >= c), name, " row stride must be a multiple of ", it,
             " bytes and >= its width, got ", s0, " bytes");
-  const int64_t ld = r <= 1 ? std::max<int64_t>(c, 1) : s0 / it;
+  const int64_t ld = empty || r <= 1 ? std::max<int64_t>(c, 1) : s0 / it;
   if (write) {
     PYC_CHECK(a.writeable(), name, " must be writeable");
     return {static_cast<T*>(const_cast<void*>(a.data())), r, c, ld};
