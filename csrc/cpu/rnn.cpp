@@ -1,0 +1,547 @@
+// rnn.cpp — recurrent layers (LSTM, GRU, RNN): the naive oracle, then the fast driver.
+//
+// Forward of one layer-direction (rnn.h):
+//   1. pre[T*B][GH] = X W_ih^T + (b_ih + b_hh)  — one GEMM over all steps (GRU keeps b_hn apart)
+//   2. per step t: the recurrent product h_prev W_hh^T and the gate formulas fused per panel
+//      of hidden units (float32: the ISA kernels of cpu/rnn_vec.inc on packed W_hh; float64
+//      and PYCNNRNN_ISA=scalar: the portable step below), threads splitting the units;
+//      LSTM projection: h = h_raw W_hr^T (a small GEMM per step).
+// Backward (BPTT), steps in reverse: fused pointwise gate gradients dG_t, then
+// dh_prev = dG_t W_hh (packed W_hh for float32 ISA kernels); after the loop the merged GEMMs
+// dW_ih = dG^T X, dW_hh = dG^T H_prev, dX = dG W_ih, db = column sums of dG.
+#include "cpu/rnn.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/errors.h"
+#include "core/thread_pool.h"
+#include "cpu/gemm.h"
+#include "cpu/rnn_kernels.h"
+
+namespace pycnnrnn {
+namespace rnn_generic {
+
+// libm activations for the portable path and the oracle.
+struct ScalarMath {
+  template <typename T>
+  static T sigmoid(T x) {
+    return T(1) / (T(1) + std::exp(-x));
+  }
+  template <typename T>
+  static T tanh(T x) {
+    return std::tanh(x);
+  }
+  template <typename T>
+  static T relu(T x) {
+    return x < T(0) ? T(0) : x;
+  }
+  template <typename T>
+  static T relu_grad(T dh, T h) {
+    return h > T(0) ? dh : T(0);
+  }
+};
+template <typename T>
+struct Math : ScalarMath {
+  static T one() { return T(1); }
+  static T sigmoid(T x) { return ScalarMath::sigmoid(x); }
+  static T tanh(T x) { return ScalarMath::tanh(x); }
+  static T relu(T x) { return ScalarMath::relu(x); }
+  static T relu_grad(T dh, T h) { return ScalarMath::relu_grad(dh, h); }
+};
+
+#include "cpu/rnn_cell_math.inc"
+
+}  // namespace rnn_generic
+
+namespace {
+
+template <typename T>
+using GCell = rnn_generic::Cell<T, rnn_generic::Math<T>>;
+
+inline bool row_valid(const int64_t* lengths, int64_t b, int64_t t) { return !lengths || t < lengths[b]; }
+
+// Runs fn(begin, end) over a static split of [0, n) on the pool when the work is big enough.
+template <typename Fn>
+void split_run(int64_t n, int64_t work, Fn&& fn) {
+  int nt = work >= (1 << 15) ? get_num_threads() : 1;
+  if (nt > n) nt = static_cast<int>(n);
+  if (nt <= 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+  parallel_run(nt, [&](int tid, int nthreads) {
+    int64_t b, e;
+    split_range(n, tid, nthreads, 1, &b, &e);
+    if (b < e) fn(b, e);
+  });
+}
+
+const RnnKernelsF32& f32_kernels() {
+  static const RnnKernelsF32 table[3] = {
+      RnnKernelsF32{},
+#if PYCNNRNN_HAVE_X86
+      rnn_avx2::kernels(),
+      rnn_avx512::kernels(),
+#else
+      RnnKernelsF32{},
+      RnnKernelsF32{},
+#endif
+  };
+  return pick(table);
+}
+
+// Everything one step needs; rows [0, B), the step's slices of pre and the workspace.
+template <typename T>
+struct StepArgs {
+  RnnMode mode;
+  int64_t B, H, K;
+  const T* w_hh;  // [GH][K] (portable path)
+  const T* h;     // [B][K]
+  const T* pre;   // [B][GH]
+  const T* c;     // [B][H]
+  const T* b_hn;  // [H] or null
+  T* h_out;       // [B][H]
+  T* c_out;       // [B][H]
+  T* gates;       // [B][GH] or null
+  T* tanhc;       // [B][H] or null
+  T* hn;          // [B][H] or null
+};
+
+// The portable step for hidden units [u0, u1): dot products against unpacked W_hh rows.
+template <typename T>
+void portable_step(const StepArgs<T>& s, int64_t u0, int64_t u1) {
+  const int G = rnn_gate_count(s.mode);
+  const int64_t H = s.H, K = s.K, GH = G * H;
+  for (int64_t b = 0; b < s.B; ++b) {
+    const T* hb = s.h + b * K;
+    const T* pre = s.pre + b * GH;
+    for (int64_t j = u0; j < u1; ++j) {
+      T acc[4];
+      for (int g = 0; g < G; ++g) {
+        const T* w = s.w_hh + (g * H + j) * K;
+        T sum = 0;
+        for (int64_t k = 0; k < K; ++k) sum += hb[k] * w[k];
+        acc[g] = sum;
+      }
+      if (s.mode == RnnMode::lstm) {
+        T i, f, g, o, c, tc, h;
+        GCell<T>::lstm_fwd(acc[0] + pre[j], acc[1] + pre[H + j], acc[2] + pre[2 * H + j], acc[3] + pre[3 * H + j],
+                           s.c[b * H + j], i, f, g, o, c, tc, h);
+        s.c_out[b * H + j] = c;
+        s.h_out[b * H + j] = h;
+        if (s.gates) {
+          T* gs = s.gates + b * GH + j;
+          gs[0] = i, gs[H] = f, gs[2 * H] = g, gs[3 * H] = o;
+        }
+        if (s.tanhc) s.tanhc[b * H + j] = tc;
+      } else if (s.mode == RnnMode::gru) {
+        T hn = acc[2] + (s.b_hn ? s.b_hn[j] : T(0));
+        T r, z, n, h;
+        GCell<T>::gru_fwd(acc[0] + pre[j], acc[1] + pre[H + j], pre[2 * H + j], hn, hb[j], r, z, n, h);
+        s.h_out[b * H + j] = h;
+        if (s.gates) {
+          T* gs = s.gates + b * GH + j;
+          gs[0] = r, gs[H] = z, gs[2 * H] = n;
+        }
+        if (s.hn) s.hn[b * H + j] = hn;
+      } else {
+        T h = GCell<T>::rnn_fwd(acc[0] + pre[j], s.mode == RnnMode::rnn_relu);
+        s.h_out[b * H + j] = h;
+        if (s.gates) s.gates[b * GH + j] = h;
+      }
+    }
+  }
+}
+
+// Forward panels for the float32 ISA kernels (layout in rnn_kernels.h).
+struct FwdPanels {
+  int nv = 0;
+  int64_t units = 0, count = 0;
+  std::vector<float> data;
+};
+FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
+  FwdPanels p;
+  p.nv = G == 3 ? 3 : 4;
+  p.units = G == 1 ? 4 * vl : vl;
+  p.count = (H + p.units - 1) / p.units;
+  const int64_t pw = p.nv * vl;
+  p.data.assign(static_cast<size_t>(p.count * K * pw), 0.f);
+  split_run(p.count, p.count * K * pw, [&](int64_t p0, int64_t p1) {
+    for (int64_t q = p0; q < p1; ++q)
+      for (int v = 0; v < p.nv; ++v)
+        for (int l = 0; l < vl; ++l) {
+          const int64_t unit = q * p.units + (G == 1 ? v * vl : 0) + l;
+          if (unit >= H) continue;
+          const float* src = w_hh + ((G == 1 ? 0 : v) * H + unit) * K;
+          float* dst = p.data.data() + q * K * pw + v * vl + l;
+          for (int64_t k = 0; k < K; ++k) dst[k * pw] = src[k];
+        }
+  });
+  return p;
+}
+
+// Backward panels: 4*vl columns of W_hh [GH][K] each, zero past K.
+std::vector<float> pack_backward(const float* w_hh, int64_t GH, int64_t K, int vl, int64_t* count) {
+  const int64_t pw = 4 * vl;
+  *count = (K + pw - 1) / pw;
+  std::vector<float> d(static_cast<size_t>(*count * GH * pw), 0.f);
+  split_run(*count, *count * GH * pw, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q)
+      for (int64_t g = 0; g < GH; ++g) {
+        const int64_t n = std::min<int64_t>(pw, K - q * pw);
+        std::memcpy(d.data() + (q * GH + g) * pw, w_hh + g * K + q * pw, static_cast<size_t>(n) * sizeof(float));
+      }
+  });
+  return d;
+}
+
+template <typename T>
+void copy_rows(T* dst, const T* src, int64_t n) {
+  if (src)
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
+  else
+    std::fill(dst, dst + n, T(0));
+}
+
+}  // namespace
+
+RnnWorkspace rnn_workspace_layout(RnnMode mode, int64_t T, int64_t B, int64_t H, int64_t P) {
+  const int64_t G = rnn_gate_count(mode), K = P ? P : H;
+  const int64_t TB = checked_mul(T, B, "rnn workspace");
+  RnnWorkspace w;
+  int64_t off = 0;
+  auto take = [&](int64_t n) {
+    int64_t o = off;
+    off += checked_mul(TB, n, "rnn workspace");
+    return o;
+  };
+  w.gates = take(G * H);
+  w.hprev = take(K);
+  if (mode == RnnMode::lstm) {
+    w.cprev = take(H);
+    w.tanhc = take(H);
+  }
+  if (mode == RnnMode::gru) w.hn = take(H);
+  if (P) w.hraw = take(H);
+  w.size = off;
+  return w;
+}
+
+// ---- the oracle -----------------------------------------------------------------------------
+template <typename T>
+void rnn_layer_forward_naive(const RnnLayer<T>& L, const T* x, const T* h0, const T* c0, T* y, int64_t ldy, T* hn,
+                             T* cn) {
+  const int G = rnn_gate_count(L.mode);
+  const int64_t Tn = L.steps, B = L.batch, I = L.input, H = L.hidden, P = L.proj, K = P ? P : H, GH = G * H;
+  std::vector<double> h(B * K, 0.0), c(B * H, 0.0), a(GH), hraw(H);
+  if (h0) std::copy(h0, h0 + B * K, h.begin());
+  if (c0 && L.mode == RnnMode::lstm) std::copy(c0, c0 + B * H, c.begin());
+  using C = rnn_generic::Cell<double, rnn_generic::Math<double>>;
+  for (int64_t s = 0; s < Tn; ++s) {
+    const int64_t t = L.reverse ? Tn - 1 - s : s;
+    for (int64_t b = 0; b < B; ++b) {
+      T* yr = y + (t * B + b) * ldy;
+      if (!row_valid(L.lengths, b, t)) {
+        for (int64_t k = 0; k < K; ++k) yr[k] = 0;
+        continue;
+      }
+      const T* xr = x + (t * B + b) * I;
+      double* hb = h.data() + b * K;
+      for (int64_t r = 0; r < GH; ++r) {
+        double sx = L.b_ih ? double(L.b_ih[r]) : 0.0, sh = L.b_hh ? double(L.b_hh[r]) : 0.0;
+        for (int64_t i = 0; i < I; ++i) sx += double(L.w_ih[r * I + i]) * xr[i];
+        for (int64_t k = 0; k < K; ++k) sh += double(L.w_hh[r * K + k]) * hb[k];
+        // GRU keeps the n block's two halves apart (a[r] = x part, a[2H + j] handled below)
+        a[r] = (L.mode == RnnMode::gru && r >= 2 * H) ? sx : sx + sh;
+        if (L.mode == RnnMode::gru && r >= 2 * H) hraw[r - 2 * H] = sh;  // W_hn h + b_hn
+      }
+      std::vector<double> hnew(H);
+      for (int64_t j = 0; j < H; ++j) {
+        if (L.mode == RnnMode::lstm) {
+          double i, f, g, o, cc, tc, hh;
+          C::lstm_fwd(a[j], a[H + j], a[2 * H + j], a[3 * H + j], c[b * H + j], i, f, g, o, cc, tc, hh);
+          c[b * H + j] = cc;
+          hnew[j] = hh;
+        } else if (L.mode == RnnMode::gru) {
+          double r, z, n, hh;
+          C::gru_fwd(a[j], a[H + j], a[2 * H + j], hraw[j], hb[j], r, z, n, hh);
+          hnew[j] = hh;
+        } else {
+          hnew[j] = C::rnn_fwd(a[j], L.mode == RnnMode::rnn_relu);
+        }
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        double v = hnew[k < H ? k : 0];
+        if (P) {
+          v = 0;
+          for (int64_t j = 0; j < H; ++j) v += double(L.w_hr[k * H + j]) * hnew[j];
+        }
+        hb[k] = v;
+        yr[k] = static_cast<T>(v);
+      }
+    }
+  }
+  for (int64_t i = 0; i < B * K; ++i) hn[i] = static_cast<T>(h[i]);
+  if (L.mode == RnnMode::lstm && cn)
+    for (int64_t i = 0; i < B * H; ++i) cn[i] = static_cast<T>(c[i]);
+}
+
+// ---- the fast forward -----------------------------------------------------------------------
+template <typename T>
+void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c0, T* y, int64_t ldy, T* hn, T* cn,
+                       T* ws) {
+  const RnnMode mode = L.mode;
+  const bool lstm = mode == RnnMode::lstm, gru = mode == RnnMode::gru;
+  const int G = rnn_gate_count(mode);
+  const int64_t Tn = L.steps, B = L.batch, I = L.input, H = L.hidden, P = L.proj, K = P ? P : H, GH = G * H;
+  PYC_CHECK(Tn >= 0 && B >= 0 && I >= 0 && H > 0 && P >= 0 && P < H + (P == 0), "rnn: bad sizes T=", Tn, " B=", B,
+            " I=", I, " H=", H, " P=", P);
+  PYC_CHECK(ldy >= K, "rnn: ldy=", ldy, " < K=", K);
+  const RnnWorkspace wl = rnn_workspace_layout(mode, Tn, B, H, P);
+  std::vector<T> h(B * K), hstep(B * H), c, cstep, hproj(P ? B * K : 0);
+  copy_rows(h.data(), h0, B * K);
+  if (lstm) {
+    c.resize(B * H);
+    cstep.resize(B * H);
+    copy_rows(c.data(), c0, B * H);
+  }
+  if (Tn > 0 && B > 0) {
+    // 1. input projection of every step, biases folded in (GRU: b_hn stays inside r*(...))
+    std::vector<T> bsum(GH, T(0)), pre(static_cast<size_t>(checked_mul(Tn * B, GH, "rnn pre")));
+    for (int64_t r = 0; r < GH; ++r) {
+      if (L.b_ih) bsum[r] += L.b_ih[r];
+      if (L.b_hh && !(gru && r >= 2 * H)) bsum[r] += L.b_hh[r];
+    }
+    GemmEpilogue<T> ep;
+    ep.bias = bsum.data();
+    ep.bias_kind = BiasKind::col;
+    gemm<T>(false, true, Tn * B, GH, I, T(1), x, I, L.w_ih, I, T(0), pre.data(), GH, ep);
+    const T* b_hn = (gru && L.b_hh) ? L.b_hh + 2 * H : nullptr;
+
+    // 2. the recurrence
+    const RnnKernelsF32* vk = nullptr;
+    FwdPanels panels;
+    if constexpr (std::is_same<T, float>::value) {
+      if (f32_kernels().vl > 0) {
+        vk = &f32_kernels();
+        panels = pack_forward(L.w_hh, G, H, K, vk->vl);
+      }
+    }
+    for (int64_t s = 0; s < Tn; ++s) {
+      const int64_t t = L.reverse ? Tn - 1 - s : s;
+      const int64_t row0 = t * B;
+      if (ws) {
+        std::memcpy(ws + wl.hprev + row0 * K, h.data(), sizeof(T) * B * K);
+        if (lstm) std::memcpy(ws + wl.cprev + row0 * H, c.data(), sizeof(T) * B * H);
+      }
+      StepArgs<T> sa{mode,
+                     B,
+                     H,
+                     K,
+                     L.w_hh,
+                     h.data(),
+                     pre.data() + row0 * GH,
+                     lstm ? c.data() : nullptr,
+                     b_hn,
+                     hstep.data(),
+                     lstm ? cstep.data() : nullptr,
+                     ws ? ws + wl.gates + row0 * GH : nullptr,
+                     (ws && lstm) ? ws + wl.tanhc + row0 * H : nullptr,
+                     (ws && gru) ? ws + wl.hn + row0 * H : nullptr};
+      if constexpr (std::is_same<T, float>::value) {
+        if (vk) {
+          RnnStepF32 fs;
+          fs.mode = static_cast<int>(mode);
+          fs.B = B, fs.H = H, fs.K = K;
+          fs.wp = panels.data.data();
+          fs.h = sa.h, fs.pre = sa.pre, fs.c = sa.c, fs.b_hn = sa.b_hn;
+          fs.h_out = sa.h_out, fs.c_out = sa.c_out, fs.gates = sa.gates, fs.tanhc = sa.tanhc, fs.hn = sa.hn;
+          RnnStepFn fn = vk->step;
+          split_run(panels.count, B * GH * K, [&](int64_t p0, int64_t p1) { fn(fs, p0, p1); });
+        }
+      }
+      if (!vk) split_run(H, B * GH * K, [&](int64_t u0, int64_t u1) { portable_step<T>(sa, u0, u1); });
+
+      // projection (LSTM proj_size): h = h_raw W_hr^T
+      const T* hnew = hstep.data();
+      if (P) {
+        if (ws) std::memcpy(ws + wl.hraw + row0 * H, hstep.data(), sizeof(T) * B * H);
+        gemm<T>(false, true, B, P, H, T(1), hstep.data(), H, L.w_hr, H, T(0), hproj.data(), P, {}, 1);
+        hnew = hproj.data();
+      }
+      // state update (invalid rows keep theirs) and output rows (zero when invalid)
+      for (int64_t b = 0; b < B; ++b) {
+        T* yr = y + (row0 + b) * ldy;
+        if (row_valid(L.lengths, b, t)) {
+          std::memcpy(h.data() + b * K, hnew + b * K, sizeof(T) * K);
+          if (lstm) std::memcpy(c.data() + b * H, cstep.data() + b * H, sizeof(T) * H);
+          std::memcpy(yr, hnew + b * K, sizeof(T) * K);
+        } else {
+          std::fill(yr, yr + K, T(0));
+        }
+      }
+    }
+  }
+  if (hn) std::memcpy(hn, h.data(), sizeof(T) * B * K);
+  if (lstm && cn) std::memcpy(cn, c.data(), sizeof(T) * B * H);
+}
+
+// ---- BPTT -----------------------------------------------------------------------------------
+template <typename T>
+void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c0, const T* ws, const T* dy,
+                        int64_t lddy, const T* dhn, const T* dcn, T* dx, bool accumulate_dx, T* dw_ih, T* dw_hh,
+                        T* db_ih, T* db_hh, T* dw_hr, T* dh0, T* dc0) {
+  (void)h0;
+  (void)c0;
+  const RnnMode mode = L.mode;
+  const bool lstm = mode == RnnMode::lstm, gru = mode == RnnMode::gru, relu = mode == RnnMode::rnn_relu;
+  const int G = rnn_gate_count(mode);
+  const int64_t Tn = L.steps, B = L.batch, I = L.input, H = L.hidden, P = L.proj, K = P ? P : H, GH = G * H;
+  const int64_t TB = Tn * B;
+  const RnnWorkspace wl = rnn_workspace_layout(mode, Tn, B, H, P);
+
+  std::vector<T> dgx(static_cast<size_t>(checked_mul(TB, GH, "rnn dG"))), dgh_sep(gru ? TB * GH : 0);
+  T* dgh = gru ? dgh_sep.data() : dgx.data();
+  std::vector<T> dhp(P ? TB * P : 0);
+  std::vector<T> carry_h(B * K), carry_c(lstm ? B * H : 0), dh(B * K), dhraw_buf(P ? B * H : 0), direct(B * H),
+      dh_next(B * K);
+  copy_rows(carry_h.data(), dhn, B * K);
+  if (lstm) copy_rows(carry_c.data(), dcn, B * H);
+
+  const RnnKernelsF32* vk = nullptr;
+  std::vector<float> bpanels;
+  int64_t nq = 0;
+  if constexpr (std::is_same<T, float>::value) {
+    if (f32_kernels().vl > 0 && TB > 0) {
+      vk = &f32_kernels();
+      bpanels = pack_backward(L.w_hh, GH, K, vk->vl, &nq);
+    }
+  }
+
+  for (int64_t s = Tn - 1; s >= 0; --s) {
+    const int64_t t = L.reverse ? Tn - 1 - s : s;
+    const int64_t row0 = t * B;
+    // gradient into this step's output h: the carry plus dy (zero for invalid rows)
+    for (int64_t b = 0; b < B; ++b) {
+      T* d = dh.data() + b * K;
+      if (!row_valid(L.lengths, b, t)) {
+        std::fill(d, d + K, T(0));
+        continue;
+      }
+      const T* cy = carry_h.data() + b * K;
+      const T* ey = dy ? dy + (row0 + b) * lddy : nullptr;
+      for (int64_t k = 0; k < K; ++k) d[k] = cy[k] + (ey ? ey[k] : T(0));
+    }
+    const T* dhraw = dh.data();
+    if (P) {
+      std::memcpy(dhp.data() + row0 * P, dh.data(), sizeof(T) * B * P);
+      gemm<T>(false, false, B, H, P, T(1), dh.data(), P, L.w_hr, H, T(0), dhraw_buf.data(), H, {}, 1);
+      dhraw = dhraw_buf.data();
+    }
+    // fused pointwise backward of the gates
+    const T* gates = ws + wl.gates + row0 * GH;
+    T* gx = dgx.data() + row0 * GH;
+    T* gh = dgh + row0 * GH;
+    split_run(B, B * H * 16, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        T* gxb = gx + b * GH;
+        T* ghb = gh + b * GH;
+        T* dir = direct.data() + b * H;
+        if (!row_valid(L.lengths, b, t)) {
+          std::fill(gxb, gxb + GH, T(0));
+          if (gru) std::fill(ghb, ghb + GH, T(0));
+          std::fill(dir, dir + H, T(0));
+          continue;
+        }
+        const T* gb = gates + b * GH;
+        const T* dhb = dhraw + b * H;
+        if (lstm) {
+          const T* tc = ws + wl.tanhc + (row0 + b) * H;
+          const T* cp = ws + wl.cprev + (row0 + b) * H;
+          T* dc = carry_c.data() + b * H;
+          for (int64_t j = 0; j < H; ++j)
+            GCell<T>::lstm_bwd(dhb[j], dc[j], gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], tc[j], cp[j], gxb[j],
+                               gxb[H + j], gxb[2 * H + j], gxb[3 * H + j]);
+        } else if (gru) {
+          const T* hnb = ws + wl.hn + (row0 + b) * H;
+          const T* hp = ws + wl.hprev + (row0 + b) * K;
+          for (int64_t j = 0; j < H; ++j) {
+            GCell<T>::gru_bwd(dhb[j], gb[j], gb[H + j], gb[2 * H + j], hnb[j], hp[j], gxb[j], gxb[H + j],
+                              gxb[2 * H + j], ghb[2 * H + j], dir[j]);
+            ghb[j] = gxb[j];
+            ghb[H + j] = gxb[H + j];
+          }
+        } else {
+          for (int64_t j = 0; j < H; ++j) gxb[j] = GCell<T>::rnn_bwd(dhb[j], gb[j], relu);
+        }
+      }
+    });
+    // dh_prev = dG_h W_hh (+ GRU's direct z*dh term)
+    const T* add = gru ? direct.data() : nullptr;
+    bool done = false;
+    if constexpr (std::is_same<T, float>::value) {
+      if (vk) {
+        RnnBackF32 bs;
+        bs.B = B, bs.N = K, bs.Kd = GH, bs.wp = bpanels.data(), bs.dg = gh, bs.add = add, bs.out = dh_next.data();
+        RnnBackFn fn = vk->back;
+        split_run(nq, B * GH * K, [&](int64_t q0, int64_t q1) { fn(bs, q0, q1); });
+        done = true;
+      }
+    }
+    if (!done) {
+      split_run(K, B * GH * K, [&](int64_t k0, int64_t k1) {
+        for (int64_t b = 0; b < B; ++b) {
+          T* o = dh_next.data() + b * K;
+          for (int64_t k = k0; k < k1; ++k) o[k] = add ? add[b * H + k] : T(0);
+          const T* db = gh + b * GH;
+          for (int64_t g = 0; g < GH; ++g) {
+            const T d = db[g];
+            const T* w = L.w_hh + g * K;
+            for (int64_t k = k0; k < k1; ++k) o[k] += d * w[k];
+          }
+        }
+      });
+    }
+    for (int64_t b = 0; b < B; ++b)
+      if (row_valid(L.lengths, b, t))
+        std::memcpy(carry_h.data() + b * K, dh_next.data() + b * K, sizeof(T) * K);
+  }
+
+  // merged weight gradients over all steps
+  gemm<T>(true, false, GH, I, TB, T(1), dgx.data(), GH, x, I, T(0), dw_ih, I);
+  gemm<T>(true, false, GH, K, TB, T(1), dgh, GH, ws + wl.hprev, K, T(0), dw_hh, K);
+  if (P) gemm<T>(true, false, P, H, TB, T(1), dhp.data(), P, ws + wl.hraw, H, T(0), dw_hr, H);
+  if (db_ih || db_hh) {
+    for (int64_t r = 0; r < GH; ++r) {
+      if (db_ih) db_ih[r] = 0;
+      if (db_hh) db_hh[r] = 0;
+    }
+    for (int64_t i = 0; i < TB; ++i) {
+      const T* a = dgx.data() + i * GH;
+      const T* bh = dgh + i * GH;
+      if (db_ih)
+        for (int64_t r = 0; r < GH; ++r) db_ih[r] += a[r];
+      if (db_hh)
+        for (int64_t r = 0; r < GH; ++r) db_hh[r] += bh[r];
+    }
+  }
+  if (dx && TB > 0 && I > 0)
+    gemm<T>(false, false, TB, I, GH, T(1), dgx.data(), GH, L.w_ih, I, accumulate_dx ? T(1) : T(0), dx, I);
+  if (dh0) std::memcpy(dh0, carry_h.data(), sizeof(T) * B * K);
+  if (lstm && dc0) std::memcpy(dc0, carry_c.data(), sizeof(T) * B * H);
+}
+
+#define PYC_RNN_INSTANTIATE(T)                                                                                \
+  template void rnn_layer_forward<T>(const RnnLayer<T>&, const T*, const T*, const T*, T*, int64_t, T*, T*, T*); \
+  template void rnn_layer_backward<T>(const RnnLayer<T>&, const T*, const T*, const T*, const T*, const T*,    \
+                                      int64_t, const T*, const T*, T*, bool, T*, T*, T*, T*, T*, T*, T*);     \
+  template void rnn_layer_forward_naive<T>(const RnnLayer<T>&, const T*, const T*, const T*, T*, int64_t, T*, T*);
+PYC_RNN_INSTANTIATE(float)
+PYC_RNN_INSTANTIATE(double)
+
+}  // namespace pycnnrnn

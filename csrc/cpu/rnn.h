@@ -1,0 +1,78 @@
+// rnn.h — recurrent layers (LSTM, GRU, RNN tanh/relu) on the CPU: one layer, one direction,
+// the whole sequence per call, forward (inference or training) and BPTT.
+//
+// Dimension legend:
+//   T  time steps           B  batch rows            I  input features
+//   H  hidden units         G  gates (LSTM 4, GRU 3, RNN 1)     GH = G*H
+//   P  projection size (LSTM proj_size; 0 = none)    K  recurrent width = P ? P : H
+// Weights are torch's, row-major: w_ih [GH][I], w_hh [GH][K], b_ih/b_hh [GH], w_hr [P][H];
+// gate order i,f,g,o (LSTM) and r,z,n (GRU, with b_hn inside r*(...)).
+//
+// Multi-layer stacking, directions, dropout and batch_first live in Python
+// (pycnnrnn/ops/rnn.py), which calls these once per layer and direction.
+//
+// Variable lengths: lengths[b] in [0, T]. Step t of row b is valid iff t < lengths[b]. Invalid
+// steps leave the state unchanged and write zeros to y, so the forward direction ends at each
+// row's length and the reverse direction (t = T-1 ... 0) starts at each row's last valid step:
+// torch's PackedSequence results.
+#pragma once
+#include <cstdint>
+
+namespace pycnnrnn {
+
+enum class RnnMode : int { lstm = 0, gru = 1, rnn_tanh = 2, rnn_relu = 3 };
+
+inline int rnn_gate_count(RnnMode m) { return m == RnnMode::lstm ? 4 : m == RnnMode::gru ? 3 : 1; }
+
+// One layer and direction: sizes and weights (b_* may be null: bias=False; w_hr null iff P=0;
+// lengths null: every step valid).
+template <typename T>
+struct RnnLayer {
+  RnnMode mode = RnnMode::lstm;
+  int64_t steps = 0, batch = 0, input = 0, hidden = 0, proj = 0;
+  bool reverse = false;
+  const T* w_ih = nullptr;  // [GH][I]
+  const T* w_hh = nullptr;  // [GH][K]
+  const T* b_ih = nullptr;  // [GH]
+  const T* b_hh = nullptr;  // [GH]
+  const T* w_hr = nullptr;  // [P][H]
+  const int64_t* lengths = nullptr;  // [B]
+};
+
+// The training workspace of one layer-direction: separate [T][B][n] arrays, in this order:
+//   gates [T][B][GH]  activations (LSTM i,f,g,o; GRU r,z,n; RNN h)
+//   hprev [T][B][K]   state entering step t
+//   cprev [T][B][H]   LSTM: c entering step t
+//   tanhc [T][B][H]   LSTM: tanh(c) after step t
+//   hn    [T][B][H]   GRU: W_hn h + b_hn
+//   hraw  [T][B][H]   LSTM with projection: o * tanh(c) before W_hr
+struct RnnWorkspace {
+  int64_t gates = 0, hprev = 0, cprev = 0, tanhc = 0, hn = 0, hraw = 0, size = 0;
+};
+RnnWorkspace rnn_workspace_layout(RnnMode mode, int64_t T, int64_t B, int64_t H, int64_t P);
+
+// Forward. x [T][B][I]; h0 [B][K]; c0 [B][H] (LSTM; null = zeros; h0 null = zeros).
+// y: row (t, b) at y + (t*B + b)*ldy, K values (ldy >= K lets two directions share a buffer).
+// hn [B][K], cn [B][H] (LSTM). ws: null for inference, else rnn_workspace_layout(...).size
+// values, all written.
+template <typename T>
+void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c0, T* y, int64_t ldy, T* hn,
+                       T* cn, T* ws);
+
+// BPTT from the workspace of the forward call with the same arguments.
+// dy: row (t, b) at dy + (t*B + b)*lddy (K values; null = zeros); dhn [B][K], dcn [B][H] (null
+// = zeros). Outputs (written, never accumulated, except dx when accumulate_dx):
+// dx [T][B][I], dw_ih [GH][I], dw_hh [GH][K], db_ih, db_hh [GH] (null when no bias),
+// dw_hr [P][H], dh0 [B][K], dc0 [B][H] (LSTM).
+template <typename T>
+void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c0, const T* ws, const T* dy,
+                        int64_t lddy, const T* dhn, const T* dcn, T* dx, bool accumulate_dx, T* dw_ih, T* dw_hh,
+                        T* db_ih, T* db_hh, T* dw_hr, T* dh0, T* dc0);
+
+// The float64 oracle: a plain loop over t, b, unit and k with libm activations (no GEMM, no
+// threads, no packing), forward only. Same contract as rnn_layer_forward without ws.
+template <typename T>
+void rnn_layer_forward_naive(const RnnLayer<T>& L, const T* x, const T* h0, const T* c0, T* y, int64_t ldy,
+                             T* hn, T* cn);
+
+}  // namespace pycnnrnn
