@@ -363,11 +363,51 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
   }
 }
 
+namespace {
+
+// grad_input for stride 1, zero padding: the forward convolution of dY with the flipped,
+// transposed weights W'_g[ci][co][kh][kw] = W_g[co][ci][KH-1-kh][KW-1-kw] and padding
+// d*(K-1) - p per side (output size H x W). Reuses the fast forward path (implicit GEMM or
+// the depthwise kernel when C == Co == groups).
+bool backward_data_as_forward_applies(const Conv2dShape& s) {
+  const int64_t eh = s.dh * (s.KH - 1), ew = s.dw * (s.KW - 1);
+  return s.sh == 1 && s.sw == 1 && s.mode == PadMode::zeros && s.pt <= eh && s.pb <= eh && s.pl <= ew &&
+         s.pr <= ew && !is_pointwise(s);
+}
+
+template <typename T>
+void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+  const int64_t Cg = s.Cg(), Cog = s.Cog(), KHW = s.KH * s.KW;
+  std::vector<T> wt(static_cast<size_t>(s.C * Cog * KHW));  // [C][Cog][KH][KW]
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t co = 0; co < Cog; ++co)
+      for (int64_t ci = 0; ci < Cg; ++ci) {
+        const T* src = w + ((g * Cog + co) * Cg + ci) * KHW;
+        T* dst = wt.data() + ((g * Cg + ci) * Cog + co) * KHW;
+        for (int64_t k = 0; k < KHW; ++k) dst[k] = src[KHW - 1 - k];
+      }
+  Conv2dShape t;
+  t.N = s.N, t.C = s.Co, t.H = s.OH, t.W = s.OW;
+  t.Co = s.C, t.KH = s.KH, t.KW = s.KW, t.groups = s.groups;
+  t.dh = s.dh, t.dw = s.dw;
+  t.pt = s.dh * (s.KH - 1) - s.pt, t.pb = s.dh * (s.KH - 1) - s.pb;
+  t.pl = s.dw * (s.KW - 1) - s.pl, t.pr = s.dw * (s.KW - 1) - s.pr;
+  t.finalize();  // t.OH == s.H, t.OW == s.W
+  conv2d_forward(t, gy, wt.data(), static_cast<const T*>(nullptr), gx, ConvAlgo::auto_);
+}
+
+}  // namespace
+
 template <typename T>
 void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb) {
   if (gb) backward_bias(s, gy, gb);
   if (gw) backward_weight_gemm(s, gy, x, gw);
-  if (gx && s.N > 0) backward_data_gemm(s, gy, w, gx);
+  if (gx && s.N > 0) {
+    if (backward_data_as_forward_applies(s))
+      backward_data_as_forward(s, gy, w, gx);
+    else
+      backward_data_gemm(s, gy, w, gx);
+  }
 }
 
 template void conv2d_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, ConvAlgo);
