@@ -87,7 +87,7 @@ def test_naive_oracle_matches_numpy(rng, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_multi_block_shapes_both_thread_splits(rng, dtype):
     # several KC blocks, several NC blocks per thread, several MC blocks; split N and split M
-    for m, n, k in [(300, 1100, 600), (1000, 70, 520), (145, 2100, 257)]:
+    for m, n, k in [(300, 1100, 600), (1000, 70, 520), (145, 2100, 257), (3, 17000, 37), (8, 300, 2100)]:
         for ta, tb in [(False, False), (True, True)]:
             a, b = _operands(rng, m, n, k, ta, tb, dtype)
             for nt in (1, 2):
@@ -145,7 +145,8 @@ def test_provided_b_matches_memory_b(rng, dtype):
                 _check(c, a, b, ta, tb, bias=bias, bias_kind=1, relu=True, what=f"provided {m}x{n}x{k} nt={nt}")
                 c2 = np.full((m, n), np.nan, dtype)
                 _C.gemm(a, b, c2, ta, tb, 1.0, 0.0, bias, 1, True, nt)
-                assert np.array_equal(c, c2), "provided B differs from B in memory"
+                if m > 8:  # M <= 8 takes the unpacked small-M path (another summation order)
+                    assert np.array_equal(c, c2), "provided B differs from B in memory"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -166,7 +167,8 @@ def test_packed_a_reused_across_calls(rng, dtype):
                    what=f"packed {m}x{n}x{k} ta={ta} tb={tb} provided={provided}")
             c2 = c0.copy()
             _C.gemm(a, b, c2, ta, tb, 0.5, 2.0, bias, 2, False)
-            assert np.array_equal(c, c2), "packed A differs from A in memory"
+            if m > 8:  # M <= 8 takes the unpacked small-M path (another summation order)
+                assert np.array_equal(c, c2), "packed A differs from A in memory"
         assert np.array_equal(a, a0)
 
 
@@ -394,7 +396,8 @@ for dt in (np.float32, np.float64):
             outs.append(c)
             scale = (k + 4) * np.finfo(dt).eps * (np.abs(a).sum() + 1)
             worst = max(worst, float(np.abs(c - ref).max() / scale))
-        assert all(np.array_equal(o, outs[0]) for o in outs), (dt, m, n, k)
+        if m > 8:  # M <= 8: gemm takes the small-M path (another summation order)
+            assert all(np.array_equal(o, outs[0]) for o in outs), (dt, m, n, k)
 print(worst)
 """
 

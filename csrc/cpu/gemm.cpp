@@ -94,7 +94,7 @@ struct Scratch {
     return static_cast<T*>(p);
   }
 };
-thread_local Scratch tl_a, tl_b, tl_prov;
+thread_local Scratch tl_a, tl_b, tl_prov, tl_at;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -242,6 +242,64 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   }
 }
 
+// ---- small M (<= SMALLM_MAX rows): no packing, B streamed once --------------------------
+// C[m][j] = alpha * S[m][j] + beta * C[m][j] (+ bias, relu) for one column chunk.
+template <typename T>
+void smallm_epilogue(const Problem<T>& P, const T* S, int64_t lds, int64_t j0, int64_t nc) {
+  for (int64_t m = 0; m < P.M; ++m) {
+    T* c = P.C + m * P.ldc + j0;
+    const T* s = S + m * lds;
+    const T rb = P.ep.bias && P.ep.bias_kind == BiasKind::row ? P.ep.bias[m] : T(0);
+    const T* cb = P.ep.bias && P.ep.bias_kind == BiasKind::col ? P.ep.bias + j0 : nullptr;
+    for (int64_t j = 0; j < nc; ++j) {
+      T v = P.alpha * s[j];
+      if (P.beta != T(0)) v += P.beta * c[j];
+      v += rb;
+      if (cb) v += cb[j];
+      if (P.ep.relu && v < T(0)) v = T(0);
+      c[j] = v;
+    }
+  }
+}
+
+template <typename T>
+void smallm_rect(const Problem<T>& P, const UkrInfo<T>& kr, const T* A, int64_t lda, int64_t n0, int64_t n1) {
+  constexpr int64_t CHUNK = 8192;  // columns per pass: S (M x CHUNK) <= 256 KiB
+  if (n0 >= n1) return;
+  const int64_t w = std::min<int64_t>(CHUNK, n1 - n0);
+  T* S = tl_prov.get<T>(P.M * w);
+  const int M = static_cast<int>(P.M);
+  for (int64_t j0 = n0; j0 < n1; j0 += CHUNK) {
+    const int64_t nc = std::min<int64_t>(CHUNK, n1 - j0);
+    if (P.tb)
+      kr.smallm_t(M, nc, P.K, A, lda, P.B + j0 * P.ldb, P.ldb, S, w);
+    else
+      kr.smallm_n(M, nc, P.K, A, lda, P.B + j0, P.ldb, S, w);
+    smallm_epilogue(P, S, w, j0, nc);
+  }
+}
+
+template <typename T>
+void run_smallm(const Problem<T>& P, const UkrInfo<T>& kr, int nt) {
+  const T* A = P.A;
+  int64_t lda = P.lda;
+  if (P.ta) {  // op(A) = A^T: gather the M x K rows once (M * K elements, cheap)
+    T* at = tl_at.get<T>(P.M * P.K);
+    for (int64_t k = 0; k < P.K; ++k)
+      for (int64_t m = 0; m < P.M; ++m) at[m * P.K + k] = P.A[k * P.lda + m];
+    A = at;
+    lda = P.K;
+  }
+  const int64_t align = 64;
+  nt = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(nt, (P.N + align - 1) / align)));
+  if (nt <= 1) return smallm_rect(P, kr, A, lda, 0, P.N);
+  parallel_run(nt, [&](int tid, int n) {
+    int64_t b, e;
+    split_range(P.N, tid, n, align, &b, &e);
+    smallm_rect(P, kr, A, lda, b, e);
+  });
+}
+
 template <typename T>
 void run(const Problem<T>& P, int nthreads) {
   if (P.M <= 0 || P.N <= 0) return;
@@ -253,6 +311,7 @@ void run(const Problem<T>& P, int nthreads) {
   // Below ~0.5 MFLOP a second thread costs more than it saves.
   const double work = static_cast<double>(P.M) * static_cast<double>(P.N) * static_cast<double>(P.K);
   nt = static_cast<int>(std::max<double>(1.0, std::min<double>(nt, work / (1 << 18))));
+  if (!P.pa && !P.prov && P.M <= SMALLM_MAX) return run_smallm(P, kr, nt);
   const int64_t nblocks_n = (P.N + kr.nr - 1) / kr.nr, nblocks_m = (P.M + kr.mr - 1) / kr.mr;
   // Split N when it has enough NR panels (each thread packs only its own B; a provider is
   // asked for each block once); else split M.

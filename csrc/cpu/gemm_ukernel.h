@@ -24,6 +24,16 @@ struct UkrParams {
   int relu;                // 1: C = max(C, 0) keeping NaN
 };
 
+// Small-M kernels (M <= SMALLM_MAX): raw sums, no packing, B streamed once from memory at
+// bandwidth (GEMV-like shapes: Linear at batch 1..8).
+//   S[m*lds + j] = sum_k A[m*lda + k] * op(B)(k, j)      m < M, j < n
+//   smallm_n: op(B)(k, j) = B[k*ldb + j]   (B row-major, rows streamed, S chunk in L1)
+//   smallm_t: op(B)(k, j) = B[j*ldb + k]   (B^T rows streamed: dot products, Linear weights)
+constexpr int SMALLM_MAX = 8;
+template <typename T>
+using SmallMFn = void (*)(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S,
+                          int64_t lds);
+
 // One entry per ISA and dtype: the tile and the blocking it was tuned for.
 template <typename T>
 struct UkrInfo {
@@ -31,6 +41,7 @@ struct UkrInfo {
   int kc, mc, nc;          // cache blocking (kc: A micro-panel in L1; kc x nc: B block in L2)
   void (*ukr)(int64_t kc, const T* a, const T* b, int64_t bs, T* c, int64_t ldc, int m, int n,
               const UkrParams<T>* p);
+  SmallMFn<T> smallm_n, smallm_t;
 };
 
 namespace gemm_avx512 {

@@ -38,10 +38,38 @@ void ukr_f64(int64_t kc, const double* a, const double* b, int64_t bs, double* c
   ukr<double, 4, 8>(kc, a, b, bs, c, ldc, m, n, p);
 }
 
+// Small-M kernels: plain loops (B streamed once; S row chunks stay in cache).
+template <typename T>
+void smallm_n(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S, int64_t lds) {
+  for (int m = 0; m < M; ++m)
+    for (int64_t j = 0; j < n; ++j) S[m * lds + j] = T(0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int m = 0; m < M; ++m) {
+      const T a = A[m * lda + k];
+      T* s = S + m * lds;
+      const T* b = B + k * ldb;
+      for (int64_t j = 0; j < n; ++j) s[j] += a * b[j];
+    }
+}
+template <typename T>
+void smallm_t(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S, int64_t lds) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int m = 0; m < M; ++m) {
+      T acc[4] = {0, 0, 0, 0};
+      const T* a = A + m * lda;
+      const T* b = B + j * ldb;
+      int64_t k = 0;
+      for (; k + 4 <= K; k += 4)
+        for (int u = 0; u < 4; ++u) acc[u] += a[k + u] * b[k + u];
+      for (; k < K; ++k) acc[0] += a[k] * b[k];
+      S[m * lds + j] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+}
+
 }  // namespace
 
-UkrInfo<float> info_f32() { return {4, 8, 256, 128, 1024, ukr_f32}; }
-UkrInfo<double> info_f64() { return {4, 8, 256, 128, 512, ukr_f64}; }
+UkrInfo<float> info_f32() { return {4, 8, 256, 128, 1024, ukr_f32, smallm_n<float>, smallm_t<float>}; }
+UkrInfo<double> info_f64() { return {4, 8, 256, 128, 512, ukr_f64, smallm_n<double>, smallm_t<double>}; }
 
 }  // namespace gemm_scalar
 }  // namespace pycnnrnn
