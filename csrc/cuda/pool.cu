@@ -1,0 +1,199 @@
+// pool.cu — max_pool2d forward (with or without int64 indices) and backward on NCHW.
+//
+// Semantics are torch's (aten/src/ATen/native/cpu/MaxPoolKernel.cpp): implicit padding is
+// -inf, the scan is row-major inside the window, an element replaces the running max when
+// (val > max) || isnan(val) — ties keep the first max, the last NaN wins — and the index
+// starts at the first valid (non-padding) window position. Indices are flat per (n, c) plane:
+// ih * W + iw.
+//
+// Backward is a gather, not a scatter: each input element walks the outputs whose window
+// covers it (ascending output order, the order torch's CPU loop accumulates in) and sums the
+// gradients whose saved index points at it. No atomics, every element of grad_input written
+// once, bit-for-bit deterministic, no zero-fill pass.
+#include <cmath>
+
+#include <type_traits>
+
+#include "core/errors.h"
+#include "core/shapes.h"
+#include "cuda/common.cuh"
+#include "cuda/kernels.h"
+
+namespace pycnnrnn::cuda {
+namespace {
+
+struct PoolGeom {
+  int64_t planes;  // N * C
+  int H, W, OH, OW;
+  int kH, kW, sH, sW, pH, pW, dH, dW;
+};
+
+template <typename T>
+__device__ __forceinline__ bool pool_better(T v, T m) {
+  return (v > m) || isnan(v);
+}
+
+template <typename T, bool WITH_IDX>
+__global__ void max_pool2d_fwd_generic(const T* __restrict__ x, T* __restrict__ y,
+                                       int64_t* __restrict__ idx, PoolGeom g) {
+  const int64_t total = g.planes * g.OH * g.OW;
+  for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total;
+       o += (int64_t)gridDim.x * blockDim.x) {
+    const int ow = static_cast<int>(o % g.OW);
+    const int64_t t = o / g.OW;
+    const int oh = static_cast<int>(t % g.OH);
+    const int64_t plane = t / g.OH;
+    int ih0 = oh * g.sH - g.pH;
+    int iw0 = ow * g.sW - g.pW;
+    const int ih1 = min(ih0 + (g.kH - 1) * g.dH + 1, g.H);
+    const int iw1 = min(iw0 + (g.kW - 1) * g.dW + 1, g.W);
+    while (ih0 < 0) ih0 += g.dH;
+    while (iw0 < 0) iw0 += g.dW;
+    const T* xp = x + plane * (int64_t)g.H * g.W;
+    int64_t best_i = (int64_t)ih0 * g.W + iw0;
+    T best = -INFINITY;
+    for (int ih = ih0; ih < ih1; ih += g.dH) {
+      for (int iw = iw0; iw < iw1; iw += g.dW) {
+        const int64_t i = (int64_t)ih * g.W + iw;
+        const T v = xp[i];
+        if (pool_better(v, best)) {
+          best = v;
+          best_i = i;
+        }
+      }
+    }
+    y[o] = best;
+    if (WITH_IDX) idx[o] = best_i;
+  }
+}
+
+// 2x2 stride 2, no padding, dilation 1, every window inside the input, W even, x 8-byte
+// aligned: two float2 row loads per output (a warp reads 2 x 256 contiguous bytes).
+template <bool WITH_IDX>
+__global__ void max_pool2d_fwd_2x2(const float* __restrict__ x, float* __restrict__ y,
+                                   int64_t* __restrict__ idx, PoolGeom g) {
+  const int64_t total = g.planes * g.OH * g.OW;
+  for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total;
+       o += (int64_t)gridDim.x * blockDim.x) {
+    const int ow = static_cast<int>(o % g.OW);
+    const int64_t t = o / g.OW;
+    const int oh = static_cast<int>(t % g.OH);
+    const int64_t plane = t / g.OH;
+    const int64_t r0 = (int64_t)(2 * oh) * g.W + 2 * ow;
+    const float* xp = x + plane * (int64_t)g.H * g.W;
+    const float2 a = __ldg(reinterpret_cast<const float2*>(xp + r0));
+    const float2 b = __ldg(reinterpret_cast<const float2*>(xp + r0 + g.W));
+    float best = a.x;
+    int64_t bi = r0;
+    // scanning from -inf, the first element always becomes the max (or stays -inf == a.x)
+    if (pool_better(a.y, best)) { best = a.y; bi = r0 + 1; }
+    if (pool_better(b.x, best)) { best = b.x; bi = r0 + g.W; }
+    if (pool_better(b.y, best)) { best = b.y; bi = r0 + g.W + 1; }
+    y[o] = best;
+    if (WITH_IDX) idx[o] = bi;
+  }
+}
+
+template <typename T>
+__global__ void max_pool2d_bwd_gather(const T* __restrict__ gy, const int64_t* __restrict__ idx,
+                                      T* __restrict__ gx, PoolGeom g) {
+  const int64_t total = g.planes * g.H * g.W;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    const int iw = static_cast<int>(e % g.W);
+    const int64_t t = e / g.W;
+    const int ih = static_cast<int>(t % g.H);
+    const int64_t plane = t / g.H;
+    const int64_t self = (int64_t)ih * g.W + iw;
+    const int64_t obase = plane * (int64_t)g.OH * g.OW;
+    T acc = T(0);
+    // outputs oh with oh*sH - pH + r*dH == ih; r descending gives oh ascending
+    for (int r = g.kH - 1; r >= 0; --r) {
+      const int nh = ih + g.pH - r * g.dH;
+      if (nh < 0 || nh % g.sH != 0) continue;
+      const int oh = nh / g.sH;
+      if (oh >= g.OH) continue;
+      for (int s = g.kW - 1; s >= 0; --s) {
+        const int nw = iw + g.pW - s * g.dW;
+        if (nw < 0 || nw % g.sW != 0) continue;
+        const int ow = nw / g.sW;
+        if (ow >= g.OW) continue;
+        const int64_t o = obase + (int64_t)oh * g.OW + ow;
+        if (idx[o] == self) acc += gy[o];
+      }
+    }
+    gx[e] = acc;
+  }
+}
+
+PoolGeom make_geom(int64_t planes, int64_t H, int64_t W, int64_t kH, int64_t kW, int64_t sH,
+                   int64_t sW, int64_t pH, int64_t pW, int64_t dH, int64_t dW, bool ceil_mode) {
+  PYC_CHECK(kH > 0 && kW > 0, "kernel_size must be positive, got (", kH, ", ", kW, ")");
+  PYC_CHECK(sH > 0 && sW > 0, "stride must be positive, got (", sH, ", ", sW, ")");
+  PYC_CHECK(dH > 0 && dW > 0, "dilation must be positive, got (", dH, ", ", dW, ")");
+  PYC_CHECK(pH >= 0 && pW >= 0 && pH <= kH / 2 && pW <= kW / 2,
+            "pad should be at most half of kernel size, got padding (", pH, ", ", pW, ")");
+  PYC_CHECK(H > 0 && W > 0 && H < (1LL << 31) / 2 && W < (1LL << 31) / 2, "input H, W invalid: ", H, ", ", W);
+  const int64_t OH = pool_output_size(H, kH, sH, pH, dH, ceil_mode);
+  const int64_t OW = pool_output_size(W, kW, sW, pW, dW, ceil_mode);
+  PYC_CHECK(OH >= 1 && OW >= 1, "Output size is too small: (", OH, ", ", OW, ")");
+  PoolGeom g;
+  g.planes = planes;
+  g.H = (int)H; g.W = (int)W; g.OH = (int)OH; g.OW = (int)OW;
+  g.kH = (int)kH; g.kW = (int)kW; g.sH = (int)sH; g.sW = (int)sW;
+  g.pH = (int)pH; g.pW = (int)pW; g.dH = (int)dH; g.dW = (int)dW;
+  return g;
+}
+
+template <typename T>
+void pool_fwd_t(const PoolGeom& g, uintptr_t x, uintptr_t y, uintptr_t idx, cudaStream_t s) {
+  const int64_t total = g.planes * g.OH * g.OW;
+  if (total == 0) return;
+  const int threads = 256;
+  const unsigned blocks = grid_1d(total, threads);
+  const bool fast = std::is_same<T, float>::value && g.kH == 2 && g.kW == 2 && g.sH == 2 &&
+                    g.sW == 2 && g.pH == 0 && g.pW == 0 && g.dH == 1 && g.dW == 1 &&
+                    2 * g.OH <= g.H && 2 * g.OW <= g.W && g.W % 2 == 0 && x % 8 == 0;
+  if constexpr (std::is_same<T, float>::value) {
+    if (fast) {
+      if (idx) max_pool2d_fwd_2x2<true><<<blocks, threads, 0, s>>>(as_ptr<const float>(x), as_ptr<float>(y), as_ptr<int64_t>(idx), g);
+      else max_pool2d_fwd_2x2<false><<<blocks, threads, 0, s>>>(as_ptr<const float>(x), as_ptr<float>(y), nullptr, g);
+      PYC_CUDA_LAUNCH_CHECK("max_pool2d_fwd_2x2");
+      return;
+    }
+  }
+  if (idx) max_pool2d_fwd_generic<T, true><<<blocks, threads, 0, s>>>(as_ptr<const T>(x), as_ptr<T>(y), as_ptr<int64_t>(idx), g);
+  else max_pool2d_fwd_generic<T, false><<<blocks, threads, 0, s>>>(as_ptr<const T>(x), as_ptr<T>(y), nullptr, g);
+  PYC_CUDA_LAUNCH_CHECK("max_pool2d_fwd");
+}
+
+}  // namespace
+
+void max_pool2d_fwd(int dtype, uintptr_t x, uintptr_t y, uintptr_t idx, int64_t planes, int64_t H, int64_t W,
+                    int64_t kH, int64_t kW, int64_t sH, int64_t sW, int64_t pH, int64_t pW, int64_t dH,
+                    int64_t dW, bool ceil_mode, uintptr_t stream) {
+  const PoolGeom g = make_geom(planes, H, W, kH, kW, sH, sW, pH, pW, dH, dW, ceil_mode);
+  if (dtype == kFloat32) pool_fwd_t<float>(g, x, y, idx, as_stream(stream));
+  else if (dtype == kFloat64) pool_fwd_t<double>(g, x, y, idx, as_stream(stream));
+  else PYC_CHECK(false, "max_pool2d: dtype must be float32 or float64");
+}
+
+void max_pool2d_bwd(int dtype, uintptr_t gy, uintptr_t idx, uintptr_t gx, int64_t planes, int64_t H, int64_t W,
+                    int64_t kH, int64_t kW, int64_t sH, int64_t sW, int64_t pH, int64_t pW, int64_t dH,
+                    int64_t dW, bool ceil_mode, uintptr_t stream) {
+  const PoolGeom g = make_geom(planes, H, W, kH, kW, sH, sW, pH, pW, dH, dW, ceil_mode);
+  const int64_t total = g.planes * g.H * g.W;
+  if (total == 0) return;
+  const int threads = 256;
+  const unsigned blocks = grid_1d(total, threads);
+  cudaStream_t s = as_stream(stream);
+  if (dtype == kFloat32)
+    max_pool2d_bwd_gather<float><<<blocks, threads, 0, s>>>(as_ptr<const float>(gy), as_ptr<const int64_t>(idx), as_ptr<float>(gx), g);
+  else if (dtype == kFloat64)
+    max_pool2d_bwd_gather<double><<<blocks, threads, 0, s>>>(as_ptr<const double>(gy), as_ptr<const int64_t>(idx), as_ptr<double>(gx), g);
+  else
+    PYC_CHECK(false, "max_pool2d_backward: dtype must be float32 or float64");
+  PYC_CUDA_LAUNCH_CHECK("max_pool2d_bwd");
+}
+
+}  // namespace pycnnrnn::cuda
