@@ -7,10 +7,17 @@
 //     k = (v > m) | isnan(v)                                 (torch's update rule, exactly)
 //     m = k ? v : m;  code = k ? i*dh*W + j*dw : code        (int32 window-local argmax)
 //   y = m; idx = (ih0*W + col0 + lane*sw) + code             (int64, only when requested)
-// Strided loads: sw == 1 plain masked loads; sw == 2 two loads + vpermt2 (even lanes);
-// other strides a masked gather. Tails use masks, so every column in [ow0, ow1) is done here.
+// Values only: m = max(v, m) (vmaxps keeps m on ties: torch's rule without NaN) plus a
+// running sum that flags NaN, so NaN-free vectors need no compares; flagged vectors are
+// recomputed with the exact rule above.
+// Strided loads: sw == 1 plain loads; sw == 2 two loads + vpermt2 (even lanes); other
+// strides a masked gather. Tails use masks, so every column in [ow0, ow1) is done here.
+// 2x2/2, 3x3/2 and 3x3/1 are compiled with constant window sizes (fully unrolled).
 #include <cstdint>
 
+// gcc 12 reports its own _mm512_undefined_*() (`__m512 __Y = __Y;`) inside inlined intrinsics
+// as maybe-uninitialized; a known false positive.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 #include "cpu/pool2d.h"
@@ -25,11 +32,15 @@ struct F32 {
   static constexpr int L = 16;
   static M mask(int64_t n) { return n >= 16 ? M(0xFFFF) : M((1u << n) - 1u); }
   static V loadu(M m, const T* p) { return _mm512_maskz_loadu_ps(m, p); }
+  static V loadu(const T* p) { return _mm512_loadu_ps(p); }
   static void store(T* p, M m, V v) { _mm512_mask_storeu_ps(p, m, v); }
   static M upd(V v, V mx) {
     return _mm512_kor(_mm512_cmp_ps_mask(v, mx, _CMP_GT_OQ), _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
   }
   static V blend(M k, V a, V b) { return _mm512_mask_mov_ps(a, k, b); }
+  static V max(V v, V mx) { return _mm512_max_ps(v, mx); }  // v > mx ? v : mx
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static bool any_nan(M m, V v) { return _mm512_mask_cmp_ps_mask(m, v, v, _CMP_UNORD_Q) != 0; }
   // even elements of (lo, hi): p[0], p[2], ..., p[2L-2]
   static V even(V lo, V hi) {
     const __m512i e = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -62,11 +73,15 @@ struct F64 {
   static constexpr int L = 8;
   static M mask(int64_t n) { return n >= 8 ? M(0xFF) : M((1u << n) - 1u); }
   static V loadu(M m, const T* p) { return _mm512_maskz_loadu_pd(m, p); }
+  static V loadu(const T* p) { return _mm512_loadu_pd(p); }
   static void store(T* p, M m, V v) { _mm512_mask_storeu_pd(p, m, v); }
   static M upd(V v, V mx) {
     return static_cast<M>(_mm512_kor(_mm512_cmp_pd_mask(v, mx, _CMP_GT_OQ), _mm512_cmp_pd_mask(v, v, _CMP_UNORD_Q)));
   }
   static V blend(M k, V a, V b) { return _mm512_mask_mov_pd(a, k, b); }
+  static V max(V v, V mx) { return _mm512_max_pd(v, mx); }
+  static V add(V a, V b) { return _mm512_add_pd(a, b); }
+  static bool any_nan(M m, V v) { return _mm512_mask_cmp_pd_mask(m, v, v, _CMP_UNORD_Q) != 0; }
   static V even(V lo, V hi) {
     const __m512i e = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
     return _mm512_permutex2var_pd(lo, e, hi);
@@ -86,13 +101,16 @@ struct F64 {
   }
 };
 
-// Loads x[p + lane*SW] for the first n lanes (zeros elsewhere, never touching memory past
-// the last needed element).
-template <class K, int SW>
+// Loads x[p + lane*SW] for the first n lanes (FULL: all L lanes, and for SW == 2 the 2L
+// elements p[0 .. 2L-1] are known to be readable; else zeros elsewhere, never touching
+// memory past the last needed element).
+template <class K, int SW, bool FULL>
 inline typename K::V load_strided(const typename K::T* p, int64_t n, typename K::M m, int64_t sw) {
   if constexpr (SW == 1) {
+    if constexpr (FULL) return K::loadu(p);
     return K::loadu(m, p);
   } else if constexpr (SW == 2) {
+    if constexpr (FULL) return K::even(K::loadu(p), K::loadu(p + K::L));
     const int64_t need = 2 * n - 1;  // elements p[0 .. 2n-2]
     const typename K::V lo = K::loadu(K::mask(need), p);
     const typename K::V hi = need > K::L ? K::loadu(K::mask(need - K::L), p + K::L) : lo;
@@ -102,28 +120,30 @@ inline typename K::V load_strided(const typename K::T* p, int64_t n, typename K:
   }
 }
 
-// KW > 0: compile-time kernel width (2, 3); KW == 0: runtime a.kw.
-template <class K, int SW, int KW, bool IDX>
-int64_t row_impl(const PoolRowArgs& a) {
+// One vector of n outputs at column ow. EXACT: torch's rule per element with masks (and the
+// int32 argmax codes when IDX). !EXACT (values only): m = max(v, m) keeps the earlier element
+// on ties (maxps returns its second operand unless v > m), which is torch's rule whenever
+// no NaN is involved; a running sum flags NaN (or inf - inf) lanes, and such a vector is
+// recomputed exactly.
+template <class K, int SW, int KH, int KW, bool IDX, bool FULL, bool EXACT>
+inline bool vec_body(const PoolRowArgs& a, int64_t ow, int64_t n) {
   using T = typename K::T;
   using V = typename K::V;
   using M = typename K::M;
   const T* x = static_cast<const T*>(a.x);
   T* y = static_cast<T*>(a.y_row);
-  const int64_t W = a.W, kw = KW > 0 ? KW : a.kw, dw = a.dw, sw = SW > 0 ? SW : a.sw;
-  const T* row0 = x + a.ih0 * W;
-  const int64_t rstep = a.dh * W;
-  for (int64_t ow = a.ow0; ow < a.ow1; ow += K::L) {
-    const int64_t n = a.ow1 - ow < K::L ? a.ow1 - ow : K::L;
-    const M m = K::mask(n);
-    const int64_t col0 = ow * sw - a.pw;
-    const T* base = row0 + col0;
-    V mx = load_strided<K, SW>(base, n, m, sw);
+  const int64_t W = a.W, kw = KW > 0 ? KW : a.kw, nrows = KH > 0 ? KH : a.nrows, dw = a.dw;
+  const int64_t sw = SW > 0 ? SW : a.sw, rstep = a.dh * W;
+  const M m = K::mask(n);
+  const int64_t col0 = ow * sw - a.pw;
+  const T* base = x + a.ih0 * W + col0;
+  V mx = load_strided<K, SW, FULL>(base, n, m, sw);
+  if constexpr (EXACT) {
     typename K::C code = K::code_zero();
-    for (int64_t i = 0; i < a.nrows; ++i) {
+    for (int64_t i = 0; i < nrows; ++i) {
       const T* r = base + i * rstep;
       for (int64_t j = (i == 0 ? 1 : 0); j < kw; ++j) {
-        const V v = load_strided<K, SW>(r + j * dw, n, m, sw);
+        const V v = load_strided<K, SW, FULL>(r + j * dw, n, m, sw);
         const M k = K::upd(v, mx);
         mx = K::blend(k, mx, v);
         if constexpr (IDX) code = K::code_blend(k, code, static_cast<int32_t>(i * rstep + j * dw));
@@ -131,27 +151,62 @@ int64_t row_impl(const PoolRowArgs& a) {
     }
     K::store(y + ow, m, mx);
     if constexpr (IDX) K::store_idx(a.idx_row + ow, m, code, a.ih0 * W + col0, sw);
+    return true;
+  } else {
+    V acc = mx;
+    for (int64_t i = 0; i < nrows; ++i) {
+      const T* r = base + i * rstep;
+      for (int64_t j = (i == 0 ? 1 : 0); j < kw; ++j) {
+        const V v = load_strided<K, SW, FULL>(r + j * dw, n, m, sw);
+        mx = K::max(v, mx);
+        acc = K::add(acc, v);
+      }
+    }
+    if (K::any_nan(m, acc)) return false;
+    K::store(y + ow, m, mx);
+    return true;
+  }
+}
+
+template <class K, int SW, int KH, int KW, bool IDX>
+int64_t row_impl(const PoolRowArgs& a) {
+  const int64_t kw = KW > 0 ? KW : a.kw, sw = SW > 0 ? SW : a.sw;
+  int64_t ow = a.ow0;
+  // full vectors whose paired loads (SW == 2 reads one element past the last needed) stay
+  // inside the row: (ow + L - 1)*sw - pw + (kw-1)*dw + 1 <= W - 1
+  for (; ow + K::L <= a.ow1; ow += K::L) {
+    if (SW == 2 && ow * sw - a.pw + (kw - 1) * a.dw + 2 * K::L - 1 > a.W - 1) break;
+    if constexpr (IDX) {
+      vec_body<K, SW, KH, KW, true, true, true>(a, ow, K::L);
+    } else {
+      if (!vec_body<K, SW, KH, KW, false, true, false>(a, ow, K::L))
+        vec_body<K, SW, KH, KW, false, true, true>(a, ow, K::L);
+    }
+  }
+  for (; ow < a.ow1; ow += K::L) {
+    const int64_t n = a.ow1 - ow < K::L ? a.ow1 - ow : K::L;
+    vec_body<K, SW, KH, KW, IDX, false, true>(a, ow, n);
   }
   return a.ow1;
 }
 
-template <class K, int SW, int KW>
+template <class K, int SW, int KH, int KW>
 int64_t row_idx(const PoolRowArgs& a) {
-  return a.idx_row ? row_impl<K, SW, KW, true>(a) : row_impl<K, SW, KW, false>(a);
+  return a.idx_row ? row_impl<K, SW, KH, KW, true>(a) : row_impl<K, SW, KH, KW, false>(a);
 }
 
 template <class K>
 int64_t row_any(const PoolRowArgs& a) {
   if (a.sw == 2) {
-    if (a.kw == 2) return row_idx<K, 2, 2>(a);
-    if (a.kw == 3) return row_idx<K, 2, 3>(a);
-    return row_idx<K, 2, 0>(a);
+    if (a.kw == 2) return a.nrows == 2 ? row_idx<K, 2, 2, 2>(a) : row_idx<K, 2, 0, 2>(a);
+    if (a.kw == 3) return a.nrows == 3 ? row_idx<K, 2, 3, 3>(a) : row_idx<K, 2, 0, 3>(a);
+    return row_idx<K, 2, 0, 0>(a);
   }
   if (a.sw == 1) {
-    if (a.kw == 3) return row_idx<K, 1, 3>(a);
-    return row_idx<K, 1, 0>(a);
+    if (a.kw == 3) return a.nrows == 3 ? row_idx<K, 1, 3, 3>(a) : row_idx<K, 1, 0, 3>(a);
+    return row_idx<K, 1, 0, 0>(a);
   }
-  return row_idx<K, 0, 0>(a);
+  return row_idx<K, 0, 0, 0>(a);
 }
 
 }  // namespace
