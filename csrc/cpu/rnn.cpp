@@ -171,16 +171,19 @@ FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
   p.count = (H + p.units - 1) / p.units;
   const int64_t pw = p.nv * vl;
   p.data.assign(static_cast<size_t>(p.count * K * pw), 0.f);
+  // rows of the panel (k) outermost: sequential writes, the vl source rows stay in L1
   split_run(p.count, p.count * K * pw, [&](int64_t p0, int64_t p1) {
-    for (int64_t q = p0; q < p1; ++q)
+    for (int64_t q = p0; q < p1; ++q) {
+      const float* src[16 * 4];
       for (int v = 0; v < p.nv; ++v)
         for (int l = 0; l < vl; ++l) {
           const int64_t unit = q * p.units + (G == 1 ? v * vl : 0) + l;
-          if (unit >= H) continue;
-          const float* src = w_hh + ((G == 1 ? 0 : v) * H + unit) * K;
-          float* dst = p.data.data() + q * K * pw + v * vl + l;
-          for (int64_t k = 0; k < K; ++k) dst[k * pw] = src[k];
+          src[v * vl + l] = unit < H ? w_hh + ((G == 1 ? 0 : v) * H + unit) * K : nullptr;
         }
+      float* dst = p.data.data() + q * K * pw;
+      for (int64_t k = 0; k < K; ++k, dst += pw)
+        for (int c = 0; c < pw; ++c) dst[c] = src[c] ? src[c][k] : 0.f;
+    }
   });
   return p;
 }

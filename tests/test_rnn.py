@@ -1,0 +1,481 @@
+"""Recurrent layers (pycnnrnn.functional rnn_forward/rnn_backward, cells, nn modules) vs torch.
+
+Every comparison runs torch in float32 and float64 on the same weights: float32 results must
+pass the error gate (max error vs float64 <= 2x torch's own + floor); float64 results must match
+torch float64 to ~1e-12. Gradients: input, h0, c0 and every weight and bias."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
+
+import pycnnrnn  # noqa: E402
+from pycnnrnn import _C  # noqa: E402
+from pycnnrnn.ops import rnn as R  # noqa: E402
+
+from .helpers import assert_error_gate, layouts  # noqa: E402
+
+MODES = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
+
+
+def torch_module(mode, I, H, L=1, bias=True, bidir=False, batch_first=False, proj=0, seed=0):
+    torch.manual_seed(seed)
+    kw = {}
+    if mode == "lstm":
+        cls = torch.nn.LSTM
+        kw["proj_size"] = proj
+    elif mode == "gru":
+        cls = torch.nn.GRU
+    else:
+        cls = torch.nn.RNN
+        kw["nonlinearity"] = "relu" if mode == "rnn_relu" else "tanh"
+    m = cls(I, H, num_layers=L, bias=bias, batch_first=batch_first, bidirectional=bidir, **kw)
+    with torch.no_grad():  # larger than torch's init so the gates are not all near-linear
+        for p in m.parameters():
+            p.uniform_(-0.5, 0.5)
+    return m
+
+
+def torch_run(m, mode, x, hx, grads=None, lengths=None):
+    """Forward (and backward when grads=(gy, gh, gc)) in the module's dtype. Returns dict."""
+    dt = next(m.parameters()).dtype
+    xt = torch.tensor(x, dtype=dt, requires_grad=True)
+    hxt = None
+    if hx is not None:
+        hxt = tuple(torch.tensor(h, dtype=dt, requires_grad=True) for h in hx) if mode == "lstm" else torch.tensor(hx, dtype=dt, requires_grad=True)
+    inp = xt
+    if lengths is not None:
+        inp = pack_padded_sequence(xt, torch.tensor(lengths), batch_first=m.batch_first, enforce_sorted=False)
+    y, hs = m(inp, hxt)
+    if lengths is not None:
+        y, _ = pad_packed_sequence(y, batch_first=m.batch_first, total_length=x.shape[1 if m.batch_first else 0])
+    h, c = hs if mode == "lstm" else (hs, None)
+    res = {"y": y.detach().numpy(), "h": h.detach().numpy(), "c": None if c is None else c.detach().numpy()}
+    if grads is not None:
+        gy, gh, gc = grads
+        loss = (y * torch.tensor(gy, dtype=dt)).sum() + (h * torch.tensor(gh, dtype=dt)).sum()
+        if c is not None:
+            loss = loss + (c * torch.tensor(gc, dtype=dt)).sum()
+        wrt = [xt, *(hxt if mode == "lstm" else [hxt])] if hxt is not None else [xt]
+        wrt += list(m._flat_weights)
+        g = torch.autograd.grad(loss, wrt, allow_unused=True)
+        g = [np.zeros(tuple(w.shape)) if gi is None else gi.numpy() for gi, w in zip(g, wrt)]
+        res["dx"] = g[0]
+        nh = (2 if mode == "lstm" else 1) if hxt is not None else 0
+        res["dh"] = g[1 : 1 + nh]
+        res["dp"] = g[1 + nh :]
+    return res
+
+
+def ours_run(m, mode, x, hx, grads=None, lengths=None, dtype=np.float32):
+    params = [p.detach().numpy().astype(dtype) for p in m._flat_weights]
+    x = x.astype(dtype)
+    if hx is not None:
+        hx = tuple(h.astype(dtype) for h in hx) if mode == "lstm" else hx.astype(dtype)
+    cfg = dict(num_layers=m.num_layers, bias=m.bias, bidirectional=m.bidirectional, batch_first=m.batch_first,
+               proj_size=getattr(m, "proj_size", 0), lengths=lengths)  # fmt: skip
+    x0 = x.copy()
+    y, h, c, saved = R.rnn_forward(mode, x, hx, params, need_saved=grads is not None, **cfg)
+    res = {"y": y, "h": h, "c": c}
+    if grads is not None:
+        gy, gh, gc = (None if g is None else g.astype(dtype) for g in grads)
+        dx, dh0, dc0, dp = R.rnn_backward(mode, gy, gh, gc, x, hx, params, saved, **cfg)
+        res["dx"], res["dp"] = dx, dp
+        res["dh"] = [] if hx is None else ([dh0, dc0] if mode == "lstm" else [dh0])
+    assert np.array_equal(x, x0), "input modified"
+    return res
+
+
+def check(mode, m, x, hx, rng, with_grad=True, lengths=None):
+    """Forward (+ backward) of ours in float32 and float64 against torch float32/float64."""
+    m64 = copy.deepcopy(m).double()
+    L, D = m.num_layers, 2 if m.bidirectional else 1
+    K = getattr(m, "proj_size", 0) or m.hidden_size
+    grads = None
+    if with_grad:
+        tb = x.shape[:2]
+        gy = rng.standard_normal((*tb, D * K)) if x.ndim == 3 else rng.standard_normal((x.shape[0], D * K))
+        hshape = (L * D, x.shape[1 if not m.batch_first else 0]) if x.ndim == 3 else (L * D,)
+        gh = rng.standard_normal((*hshape, K))
+        gc = rng.standard_normal((*hshape, m.hidden_size)) if mode == "lstm" else None
+        if lengths is not None:  # positions past each length have no output to differentiate
+            mask = np.arange(x.shape[1 if m.batch_first else 0])[:, None] < np.asarray(lengths)[None, :]
+            gy = gy * (mask.T if m.batch_first else mask)[..., None]
+        grads = (gy, gh, gc)
+    ref = torch_run(m64, mode, x, hx, grads, lengths)
+    t32 = torch_run(m, mode, x, hx, grads, lengths)
+    o32 = ours_run(m, mode, x, hx, grads, lengths, np.float32)
+    o64 = ours_run(m, mode, x, hx, grads, lengths, np.float64)
+    keys = ["y", "h"] + (["c"] if mode == "lstm" else [])
+    pairs = [(k, o32[k], ref[k], t32[k], o64[k]) for k in keys]
+    if with_grad:
+        pairs.append(("dx", o32["dx"], ref["dx"], t32["dx"], o64["dx"]))
+        for i, (a, r, t, b) in enumerate(zip(o32["dh"], ref["dh"], t32["dh"], o64["dh"])):
+            pairs.append((f"dh{i}", a, r, t, b))
+        names = m._flat_weights_names
+        for name, a, r, t, b in zip(names, o32["dp"], ref["dp"], t32["dp"], o64["dp"]):
+            pairs.append((name, a, r, t, b))
+    for name, a, r, t, b in pairs:
+        assert a.dtype == np.float32 and b.dtype == np.float64, name
+        assert a.shape == r.shape, f"{name}: shape {a.shape} != torch {r.shape}"
+        assert_error_gate(a, r, t, floor=2e-6, what=f"{mode} {name} float32")
+        np.testing.assert_allclose(b, r, rtol=1e-10, atol=1e-11, err_msg=f"{mode} {name} float64")
+
+
+# ---- forward + backward over the option grid ------------------------------------------------
+GRID = [  # num_layers, bidirectional, batch_first, with h0
+    (1, False, False, False),
+    (2, True, False, True),
+    (3, False, True, True),
+    (2, True, True, False),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("L,bidir,bf,with_h0", GRID)
+def test_stack_matches_torch(mode, L, bidir, bf, with_h0, rng):
+    T, B, I, H = 5, 3, 7, 20  # H=20: one full vector plus a tail on AVX2, a tail on AVX-512
+    m = torch_module(mode, I, H, L, bidir=bidir, batch_first=bf)
+    x = rng.standard_normal((B, T, I) if bf else (T, B, I))
+    hx = None
+    if with_h0:
+        D = 2 if bidir else 1
+        hx = rng.standard_normal((L * D, B, H))
+        if mode == "lstm":
+            hx = (hx, rng.standard_normal((L * D, B, H)))
+    check(mode, m, x, hx, rng)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_bias(mode, rng):
+    m = torch_module(mode, 6, 9, 2, bias=False, bidir=True)
+    check(mode, m, rng.standard_normal((4, 2, 6)), None, rng)
+
+
+@pytest.mark.parametrize("L,bidir", [(1, False), (2, True)])
+def test_lstm_proj_size(L, bidir, rng):
+    m = torch_module("lstm", 5, 11, L, bidir=bidir, proj=4)
+    D = 2 if bidir else 1
+    hx = (rng.standard_normal((L * D, 3, 4)), rng.standard_normal((L * D, 3, 11)))
+    check("lstm", m, rng.standard_normal((6, 3, 5)), hx, rng)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("bf", [False, True])
+def test_lengths_match_packed_sequence(mode, bf, rng):
+    T, B, I, H = 7, 5, 4, 18
+    m = torch_module(mode, I, H, 2, bidir=True, batch_first=bf)
+    lengths = [7, 3, 1, 5, 7]
+    x = rng.standard_normal((B, T, I) if bf else (T, B, I))
+    D = 2
+    hx = rng.standard_normal((2 * D, B, H))
+    if mode == "lstm":
+        hx = (hx, rng.standard_normal((2 * D, B, H)))
+    check(mode, m, x, hx, rng, lengths=lengths)
+
+
+def test_lstm_proj_with_lengths(rng):
+    m = torch_module("lstm", 4, 10, 2, bidir=True, proj=3)
+    check("lstm", m, rng.standard_normal((6, 3, 4)), None, rng, lengths=[6, 2, 4])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("T,B,H", [(1, 1, 16), (1, 7, 33), (9, 1, 64), (4, 13, 65), (3, 8, 130)])
+def test_shapes(mode, T, B, H, rng):
+    """Batch 1, T=1, exact vector multiples and tails, more rows than one register tile."""
+    m = torch_module(mode, 5, H, 1, bidir=True)
+    check(mode, m, rng.standard_normal((T, B, 5)), None, rng)
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_long_sequence(mode, rng):
+    m = torch_module(mode, 3, 24, 1)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(0.4)
+    check(mode, m, rng.standard_normal((300, 2, 3)), None, rng)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_unbatched(mode, rng):
+    m = torch_module(mode, 4, 12, 2, bidir=True)
+    hx = rng.standard_normal((4, 12))
+    if mode == "lstm":
+        hx = (hx, rng.standard_normal((4, 12)))
+    check(mode, m, rng.standard_normal((6, 4)), hx, rng)
+
+
+def test_batch_zero():
+    m = torch_module("lstm", 4, 8, 2, bidir=True)
+    params = [p.detach().numpy() for p in m._flat_weights]
+    y, h, c, saved = R.rnn_forward("lstm", np.zeros((3, 0, 4), np.float32), None, params, 2, bidirectional=True,
+                                   need_saved=True)  # fmt: skip
+    assert y.shape == (3, 0, 16) and h.shape == (4, 0, 8) and c.shape == (4, 0, 8)
+    dx, dh0, dc0, dp = R.rnn_backward("lstm", np.zeros((3, 0, 16), np.float32), None, None,
+                                      np.zeros((3, 0, 4), np.float32), None, params, saved, 2, bidirectional=True)  # fmt: skip
+    assert dx.shape == (3, 0, 4) and all(np.all(g == 0) for g in dp)
+
+
+# ---- the C++ oracle and unwritten outputs -------------------------------------------------------
+@pytest.mark.parametrize("mode,proj", [(m, 0) for m in MODES] + [("lstm", 3)])
+def test_fast_path_vs_naive_oracle(mode, proj, rng):
+    code = R.MODES[mode]
+    G = R.GATES[mode]
+    T, B, I, H = 6, 5, 7, 21
+    K = proj or H
+    lengths = np.array([6, 1, 3, 6, 4], np.int64)
+    w = [rng.uniform(-0.5, 0.5, s) for s in [(G * H, I), (G * H, K), (G * H,), (G * H,)]]
+    w_hr = rng.uniform(-0.5, 0.5, (proj, H)) if proj else None
+    x, h0, c0 = rng.standard_normal((T, B, I)), rng.standard_normal((B, K)), rng.standard_normal((B, H))
+    for reverse in (False, True):
+        for dt in (np.float32, np.float64):
+            cast = [a.astype(dt) for a in w]
+            outs = []
+            for naive in (True, False):
+                y = np.full((T, B, K + 2), np.nan, dt)  # NaN-filled: every element must be written
+                hn, cn = np.full((B, K), np.nan, dt), np.full((B, H), np.nan, dt)
+                ws = None
+                if not naive:
+                    ws = np.full(_C.rnn_workspace_size(code, T, B, H, proj), np.nan, dt)
+                _C.rnn_layer_forward(code, reverse, x.astype(dt), h0.astype(dt), c0.astype(dt), *cast,
+                                     None if w_hr is None else w_hr.astype(dt), lengths, y, 1, hn, cn, ws, naive)  # fmt: skip
+                assert np.isnan(y[..., 0]).all() and np.isnan(y[..., -1]).all(), "wrote outside its columns"
+                assert not np.isnan(y[..., 1:-1]).any() and not np.isnan(hn).any()
+                if mode == "lstm":
+                    assert not np.isnan(cn).any()
+                if ws is not None:
+                    assert not np.isnan(ws).any(), "workspace not fully written"
+                past = np.arange(T)[:, None] >= lengths[None, :]
+                assert np.all(y[..., 1:-1][past] == 0), "outputs past each length must be zero"
+                outs.append((y[..., 1:-1], hn, cn))
+            tol = 2e-5 if dt == np.float32 else 1e-12
+            for a, b in zip(outs[0], outs[1]):
+                if mode != "lstm" and a is outs[0][2]:
+                    continue
+                np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+
+
+# ---- cells ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("with_h", [True, False])
+def test_cells(mode, batched, with_h, rng):
+    I, H, B = 6, 19, 4
+    torch.manual_seed(1)
+    if mode == "lstm":
+        cell = torch.nn.LSTMCell(I, H)
+    elif mode == "gru":
+        cell = torch.nn.GRUCell(I, H)
+    else:
+        cell = torch.nn.RNNCell(I, H, nonlinearity="relu" if mode == "rnn_relu" else "tanh")
+    fn = {"lstm": R.lstm_cell, "gru": R.gru_cell, "rnn_tanh": R.rnn_tanh_cell, "rnn_relu": R.rnn_relu_cell}[mode]
+    shape = (B,) if batched else ()
+    x = rng.standard_normal((*shape, I))
+    hx = None
+    if with_h:
+        hx = rng.standard_normal((*shape, H))
+        if mode == "lstm":
+            hx = (hx, rng.standard_normal((*shape, H)))
+    c64 = copy.deepcopy(cell).double()
+
+    def t_run(c, dt):
+        xt = torch.tensor(x, dtype=dt)
+        h = None if hx is None else (tuple(torch.tensor(a, dtype=dt) for a in hx) if mode == "lstm" else torch.tensor(hx, dtype=dt))
+        with torch.no_grad():
+            out = c(xt, h)
+        return [o.numpy() for o in out] if mode == "lstm" else [out.numpy()]
+
+    ref, t32 = t_run(c64, torch.float64), t_run(cell, torch.float32)
+    for dt in (np.float32, np.float64):
+        ws = [p.detach().numpy().astype(dt) for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
+        h = None if hx is None else (tuple(a.astype(dt) for a in hx) if mode == "lstm" else hx.astype(dt))
+        out = fn(x.astype(dt), h, *ws)
+        out = list(out) if mode == "lstm" else [out]
+        for a, r, t in zip(out, ref, t32):
+            assert a.shape == r.shape and a.dtype == dt
+            if dt == np.float32:
+                assert_error_gate(a, r, t, floor=2e-6, what=f"{mode} cell")
+            else:
+                np.testing.assert_allclose(a, r, rtol=1e-11, atol=1e-12)
+
+
+# ---- dropout --------------------------------------------------------------------------------
+def test_dropout_masks_between_layers(rng):
+    """Two layers with an explicit mask == layer 1, then mask, then layer 2 (torch)."""
+    m = torch_module("lstm", 5, 8, 2, bidir=True)
+    x = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    mask = (rng.random((4, 3, 16)) > 0.3).astype(np.float32) / 0.7
+    params = [p.detach().numpy() for p in m._flat_weights]
+    y, h, c, saved = R.rnn_forward("lstm", x, None, params, 2, True, 0.3, True, True, dropout_masks=[mask], need_saved=True)
+    l0, l1 = torch.nn.LSTM(5, 8, bidirectional=True), torch.nn.LSTM(16, 8, bidirectional=True)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            tgt = l0 if "_l0" in name else l1
+            getattr(tgt, name.replace("_l1", "_l0")).copy_(p)
+        y0, _ = l0(torch.from_numpy(x))
+        y1, _ = l1(y0 * torch.from_numpy(mask))
+    np.testing.assert_allclose(y, y1.numpy(), rtol=1e-5, atol=1e-5)
+    # eval mode ignores dropout; a seed makes the drawn masks reproducible
+    y_eval, *_ = R.rnn_forward("lstm", x, None, params, 2, True, 0.3, False, True)
+    y_nodrop, *_ = R.rnn_forward("lstm", x, None, params, 2, True, 0.0, True, True)
+    np.testing.assert_array_equal(y_eval, y_nodrop)
+    a, *_ = R.rnn_forward("lstm", x, None, params, 2, True, 0.5, True, True, dropout_seed=7)
+    b, *_ = R.rnn_forward("lstm", x, None, params, 2, True, 0.5, True, True, dropout_seed=7)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, y_eval)
+    # backward through the mask: finite differences on one input element (float64)
+    p64 = [p.astype(np.float64) for p in params]
+    x64, m64 = x.astype(np.float64), [mask.astype(np.float64)]
+    y, _, _, saved = R.rnn_forward("lstm", x64, None, p64, 2, True, 0.3, True, True, dropout_masks=m64, need_saved=True)
+    gy = rng.standard_normal(y.shape)
+    dx, *_ = R.rnn_backward("lstm", gy, None, None, x64, None, p64, saved, 2, True, True)
+    eps = 1e-6
+    for idx in [(0, 0, 0), (2, 1, 3), (3, 2, 4)]:
+        xp, xm = x64.copy(), x64.copy()
+        xp[idx] += eps
+        xm[idx] -= eps
+        fp = (R.rnn_forward("lstm", xp, None, p64, 2, True, 0.3, True, True, dropout_masks=m64)[0] * gy).sum()
+        fm = (R.rnn_forward("lstm", xm, None, p64, 2, True, 0.3, True, True, dropout_masks=m64)[0] * gy).sum()
+        assert abs((fp - fm) / (2 * eps) - dx[idx]) < 1e-6
+
+
+# ---- layouts and bad input --------------------------------------------------------------------
+def test_input_layouts(rng):
+    m = torch_module("gru", 6, 10, 1)
+    params = [p.detach().numpy() for p in m._flat_weights]
+    x = rng.standard_normal((5, 3, 6)).astype(np.float32)
+    ref, *_ = R.rnn_forward("gru", x, None, params)
+    for name, v in layouts(x):
+        y, *_ = R.rnn_forward("gru", v, None, params)
+        np.testing.assert_array_equal(y, ref, err_msg=name)
+    for name, v in layouts(params[1]):
+        y, *_ = R.rnn_forward("gru", x, None, [params[0], v, *params[2:]])
+        np.testing.assert_array_equal(y, ref, err_msg=name)
+
+
+def _lstm_params(I=4, H=6, L=1, dtype=np.float32):
+    m = torch_module("lstm", I, H, L)
+    return [p.detach().numpy().astype(dtype) for p in m._flat_weights]
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        (dict(input=np.zeros((2, 3, 5), np.float32)), ValueError, r"input.size\(-1\) must be equal to input_size. Expected 4, got 5"),
+        (dict(input=np.zeros((2, 3, 4, 1), np.float32)), ValueError, r"input must be 2-D .* or 3-D .*got 4-D"),
+        (dict(input=np.zeros((0, 3, 4), np.float32)), ValueError, r"at least one time step"),
+        (dict(input=np.zeros((2, 3, 4), np.int64)), TypeError, r"input must have dtype float32 or float64"),
+        (dict(input=np.zeros((2, 3, 4), np.float64)), TypeError, r"weight_ih_l0\) must have dtype float64"),
+        (dict(input=[[[0.0] * 4]]), TypeError, r"input must be a numpy array"),
+        (dict(hx=(np.zeros((1, 3, 7), np.float32), np.zeros((1, 3, 6), np.float32))), ValueError, r"Expected h_0 size \(1, 3, 6\), got \(1, 3, 7\)"),
+        (dict(hx=(np.zeros((1, 2, 6), np.float32), np.zeros((1, 3, 6), np.float32))), ValueError, r"Expected h_0 size \(1, 3, 6\), got \(1, 2, 6\)"),
+        (dict(hx=np.zeros((1, 3, 6), np.float32)), TypeError, r"hx for LSTM must be a tuple"),
+        (dict(hx=(np.zeros((3, 6), np.float32), np.zeros((3, 6), np.float32))), ValueError, r"For batched 3-D input, h_0 should also be 3-D"),
+        (dict(num_layers=2), ValueError, r"params must hold 8 arrays"),
+        (dict(num_layers=0), ValueError, r"num_layers must be >= 1, got 0"),
+        (dict(bias=1), TypeError, r"bias should be of type bool, got: int"),
+        (dict(batch_first=1), TypeError, r"batch_first should be of type bool"),
+        (dict(proj_size=2), ValueError, r"params must hold 5 arrays"),
+        (dict(lengths=[2, 2]), ValueError, r"lengths must have one entry per batch row \(3\), got 2"),
+        (dict(lengths=[2, 3, 1]), ValueError, r"lengths must be in \[1, 2\].*max 3"),
+        (dict(lengths=[2, 0, 1]), ValueError, r"lengths must be in \[1, 2\].*min 0"),
+        (dict(lengths=[1.5, 2, 2]), TypeError, r"lengths must be a 1-D sequence of ints"),
+        (dict(dropout=1.5), ValueError, r"dropout should be a number in range \[0, 1\]"),
+        (dict(params="w"), TypeError, r"params must be a list of arrays"),
+    ],
+)
+def test_bad_input(kwargs, exc, match):
+    args = dict(input=np.ones((2, 3, 4), np.float32), hx=None, params=_lstm_params())
+    args.update(kwargs)
+    snapshot = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in args.items()}
+    with pytest.raises(exc, match=match):
+        R.rnn_forward("lstm", **args)
+    for k, v in snapshot.items():
+        if isinstance(v, np.ndarray):
+            assert np.array_equal(args[k], v), f"{k} modified"
+
+
+def test_bad_input_other():
+    p = _lstm_params()
+    x = np.ones((2, 3, 4), np.float32)
+    with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+        R.rnn_forward("gru", x, None, p, proj_size=1)
+    with pytest.raises(ValueError, match=r"params\[1\] \(weight_hh_l0\) must have shape \(24, 6\), got \(24, 5\)"):
+        R.rnn_forward("lstm", x, None, [p[0], p[1][:, :5].copy(), p[2], p[3]])
+    with pytest.raises(ValueError, match=r"mode must be one of"):
+        R.rnn_forward("lstmx", x, None, p)
+    with pytest.raises(ValueError, match="input has inconsistent input_size: got 5 expected 4"):
+        R.lstm_cell(np.ones((3, 5), np.float32), None, p[0], p[1], p[2], p[3])
+    with pytest.raises(ValueError, match="hidden0 has inconsistent hidden_size: got 7, expected 6"):
+        R.lstm_cell(np.ones((3, 4), np.float32), (np.ones((3, 7), np.float32),) * 2, *p)
+    with pytest.raises(ValueError, match="Input batch size 3 doesn't match hidden0 batch size 5"):
+        R.lstm_cell(np.ones((3, 4), np.float32), (np.ones((5, 6), np.float32),) * 2, *p)
+    with pytest.raises(ValueError, match=r"Expected input to be 1D or 2D, got 3D"):
+        R.gru_cell(np.ones((1, 3, 4), np.float32), None, *_gru_cell_params())
+    # the binding's own checks (second line of defence)
+    with pytest.raises(ValueError, match="output must be"):
+        _C.rnn_layer_forward(0, False, x, None, None, *p, None, None, np.empty((2, 3, 5), np.float32), 0,
+                             np.empty((3, 6), np.float32), None, None)  # fmt: skip
+    with pytest.raises(TypeError, match="must be a float32 array"):
+        _C.rnn_layer_forward(0, False, x, None, None, p[0].astype(np.float64), *p[1:], None, None,
+                             np.empty((2, 3, 6), np.float32), 0, np.empty((3, 6), np.float32), None, None)  # fmt: skip
+
+
+def _gru_cell_params():
+    c = torch.nn.GRUCell(4, 6)
+    return [p.detach().numpy() for p in (c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh)]
+
+
+# ---- every ISA path -------------------------------------------------------------------------
+@pytest.mark.parametrize("isa", ["avx2", "scalar"])
+def test_isa_paths_in_subprocess(isa, tmp_path):
+    """The same check under PYCNNRNN_ISA (vector kernels with 8 lanes; the portable step)."""
+    code = (
+        "import numpy as np, torch, pycnnrnn\n"
+        "from pycnnrnn.ops import rnn as R\n"
+        f"assert pycnnrnn.cpu_isa() in ({isa!r}, 'scalar'), pycnnrnn.cpu_isa()\n"
+        "rng = np.random.default_rng(0)\n"
+        "for mode, cls, kw in [('lstm', torch.nn.LSTM, {}), ('gru', torch.nn.GRU, {}),"
+        " ('rnn_relu', torch.nn.RNN, {'nonlinearity': 'relu'})]:\n"
+        "    torch.manual_seed(0); m = cls(5, 21, 2, bidirectional=True, **kw)\n"
+        "    x = rng.standard_normal((4, 3, 5)).astype(np.float32)\n"
+        "    p = [w.detach().numpy() for w in m._flat_weights]\n"
+        "    y, h, c, s = R.rnn_forward(mode, x, None, p, 2, True, 0.0, False, True, need_saved=True, lengths=[4, 2, 3])\n"
+        "    gy = rng.standard_normal(y.shape).astype(np.float32)\n"
+        "    dx, dh, dc, dp = R.rnn_backward(mode, gy, None, None, x, None, p, s, 2, True, True, lengths=[4, 2, 3])\n"
+        "    xt = torch.from_numpy(x).requires_grad_()\n"
+        "    pk = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor([4, 2, 3]), enforce_sorted=False)\n"
+        "    yt, _ = torch.nn.utils.rnn.pad_packed_sequence(m(pk)[0], total_length=4)\n"
+        "    (yt * torch.from_numpy(gy)).sum().backward()\n"
+        "    assert np.abs(y - yt.detach().numpy()).max() < 1e-5, mode\n"
+        "    assert np.abs(dx - xt.grad.numpy()).max() < 1e-4, mode\n"
+        "    for a, w in zip(dp, m._flat_weights): assert np.abs(a - w.grad.numpy()).max() < 1e-4, mode\n"
+        "print('ok')\n"
+    )
+    pkg_parent = os.path.dirname(os.path.dirname(pycnnrnn.__file__))  # the package under test, wherever it is
+    env = dict(os.environ, PYCNNRNN_ISA=isa, PYTHONPATH=os.pathsep.join([pkg_parent, os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
+
+
+def test_threads_give_identical_results(rng):
+    m = torch_module("lstm", 8, 40, 1)
+    p = [w.detach().numpy() for w in m._flat_weights]
+    x = rng.standard_normal((6, 16, 8)).astype(np.float32)
+    n = pycnnrnn.get_num_threads()
+    try:
+        pycnnrnn.set_num_threads(1)
+        a, *_ = R.rnn_forward("lstm", x, None, p)
+        pycnnrnn.set_num_threads(2)
+        b, *_ = R.rnn_forward("lstm", x, None, p)
+    finally:
+        pycnnrnn.set_num_threads(n)
+    np.testing.assert_array_equal(a, b)
