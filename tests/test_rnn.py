@@ -479,3 +479,89 @@ def test_threads_give_identical_results(rng):
     finally:
         pycnnrnn.set_num_threads(n)
     np.testing.assert_array_equal(a, b)
+
+
+# ---- nn modules -------------------------------------------------------------------------------
+def _nn():
+    from pycnnrnn.nn import rnn as nn_rnn
+
+    return nn_rnn
+
+
+@pytest.mark.parametrize(
+    "name,args,kwargs",
+    [
+        ("LSTM", (5, 8), dict(num_layers=2, bidirectional=True, batch_first=True)),
+        ("LSTM", (5, 8), dict(proj_size=3, num_layers=2)),
+        ("GRU", (5, 8), dict(num_layers=3, bias=False)),
+        ("RNN", (5, 8), dict(nonlinearity="relu", bidirectional=True)),
+        ("RNN", (5, 8), dict(num_layers=2)),
+    ],
+)
+def test_modules_load_torch_state_dict(name, args, kwargs, rng):
+    torch.manual_seed(3)
+    tm = getattr(torch.nn, name)(*args, **kwargs)
+    om = getattr(_nn(), name)(*args, **kwargs)
+    assert list(om.state_dict().keys()) == list(tm.state_dict().keys())
+    for k, v in om.state_dict().items():
+        assert v.shape == tuple(tm.state_dict()[k].shape) and v.dtype == np.float32, k
+        bound = 1 / np.sqrt(args[1])
+        assert np.abs(v).max() <= bound and np.abs(v).max() > 0.5 * bound, f"{k}: init not U(-1/sqrt(H), 1/sqrt(H))"
+    assert repr(om) == repr(tm)
+    om.load_state_dict(tm.state_dict())
+    x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    with torch.no_grad():
+        ty, th = tm(torch.from_numpy(x))
+    oy, oh = om(x)
+    np.testing.assert_allclose(oy, ty.numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(oh if name == "LSTM" else [oh], th if name == "LSTM" else [th]):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,kwargs", [("LSTMCell", {}), ("GRUCell", {"bias": False}), ("RNNCell", {"nonlinearity": "relu"})])
+def test_cell_modules(name, kwargs, rng):
+    torch.manual_seed(4)
+    tm = getattr(torch.nn, name)(6, 9, **kwargs)
+    om = getattr(_nn(), name)(6, 9, **kwargs)
+    assert list(om.state_dict().keys()) == list(tm.state_dict().keys())
+    assert repr(om) == repr(tm)
+    om.load_state_dict(tm.state_dict())
+    x = rng.standard_normal((2, 6)).astype(np.float32)
+    with torch.no_grad():
+        t = tm(torch.from_numpy(x))
+    o = om(x)
+    for a, b in zip(o if name == "LSTMCell" else [o], t if name == "LSTMCell" else [t]):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_module_constructor_errors():
+    nn = _nn()
+    with pytest.raises(ValueError, match="hidden_size must be greater than zero"):
+        nn.LSTM(3, 0)
+    with pytest.raises(TypeError, match="input_size should be of type int, got: float"):
+        nn.GRU(3.0, 4)
+    with pytest.raises(TypeError, match="bias should be of type bool, got: int"):
+        nn.LSTM(3, 4, bias=0)
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
+        nn.LSTM(3, 4, proj_size=4)
+    with pytest.raises(ValueError, match="dropout should be a number in range"):
+        nn.LSTM(3, 4, num_layers=2, dropout=2.0)
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        nn.LSTM(3, 4, dropout=0.5)
+    with pytest.raises(ValueError, match="Unknown nonlinearity"):
+        nn.RNN(3, 4, nonlinearity="sigmoid")
+
+
+def test_module_lengths_and_training_dropout(rng):
+    nn = _nn()
+    m = nn.GRU(4, 6, num_layers=2, dropout=0.5, bidirectional=True)
+    x = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    m.eval()
+    a, ha = m(x, lengths=[5, 2, 4])
+    b, hb = m(x, lengths=[5, 2, 4])
+    np.testing.assert_array_equal(a, b)
+    assert np.all(a[2:, 1] == 0) and np.all(a[4:, 2] == 0)
+    m.train()
+    c, _ = m(x)
+    d, _ = m(x)
+    assert not np.allclose(c, d), "training mode must draw fresh dropout masks"
