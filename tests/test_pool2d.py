@@ -229,6 +229,28 @@ def test_layouts_give_the_contiguous_answer(rng, dtype):
     assert_bits_equal(F.max_pool2d(be, 2), F.max_pool2d(x, 2), "big-endian")
 
 
+def test_large_outputs_streamed(rng):
+    """Outputs >= 16 MiB take the non-temporal-store paths (forward with and without indices,
+    backward): same bits as torch."""
+    x = tricky_input(rng, (1, 16, 512, 520), np.float32)  # 17 MB; 3x3/1 output as large
+    tx = torch.from_numpy(x)
+    ty, ti = TF.max_pool2d(tx, 3, 1, 1, return_indices=True)
+    assert_bits_equal(F.max_pool2d(x, 3, 1, 1), ty.numpy(), "3x3/1 values")
+    y, i = F.max_pool2d(x, 3, 1, 1, return_indices=True)
+    assert_bits_equal(y, ty.numpy(), "3x3/1 values (indices)")
+    assert_bits_equal(i, ti.numpy(), "3x3/1 indices")
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    tg = torch.ops.aten.max_pool2d_with_indices_backward(
+        torch.from_numpy(gy), tx, [3, 3], [1, 1], [1, 1], [1, 1], False, ti
+    ).numpy()
+    assert_bits_equal(F.max_pool2d_backward(gy, x, i, 3, 1, 1), tg, "3x3/1 backward")
+    x2 = x[..., :512]
+    ty2, ti2 = torch_pool(x2, 2, 2, 0, 1, False)
+    y2, i2 = F.max_pool2d(x2, 2, return_indices=True)
+    assert_bits_equal(y2, ty2, "2x2/2 values")
+    assert_bits_equal(i2, ti2, "2x2/2 indices")
+
+
 # ---------------------------------------------------------------------------------------
 # backward
 # ---------------------------------------------------------------------------------------
