@@ -92,6 +92,13 @@ CASES = [
     ("unbatched", (3, 8, 9), (4, 3, 3, 3), {"padding": 1, "stride": 2}),
     ("unbatched_depthwise", (3, 8, 40), (3, 1, 3, 3), {"padding": 1, "groups": 3}),
     ("large_K", (1, 64, 10, 10), (16, 64, 3, 3), {"padding": 1}),
+    ("auto_winograd_32ch", (2, 32, 10, 9), (32, 32, 3, 3), {"padding": 1}),
+    (
+        "winograd_same_replicate",
+        (1, 40, 7, 6),
+        (36, 40, 3, 3),
+        {"padding": "same", "padding_mode": "replicate"},
+    ),
 ]
 
 
@@ -162,6 +169,13 @@ def test_forward_backward_error_gate(case, rng):
     assert y.shape == y32.shape and y.dtype == np.float32
     assert_error_gate(y, y64, y32, what=f"{name} forward")
     algos = ["gemm"] + (["depthwise"] if kw.get("groups", 1) == xs[-3] and xs[-3] > 1 else [])
+    if (
+        ws[2:] == (3, 3)
+        and kw.get("stride", 1) == 1
+        and kw.get("dilation", 1) == 1
+        and kw.get("groups", 1) == 1
+    ):
+        algos.append("winograd")
     for algo in algos:
         assert_error_gate(F.conv2d(x, w, b, algorithm=algo, **kw), y64, y32, what=f"{name} forward {algo}")
     gx, gw, gb = F.conv2d_backward(gy, x, w, **kw)
@@ -284,6 +298,21 @@ def test_vgg_like_error_gate(cin, cout, hw, rng):
     y64, *_ = torch_conv(x, w, b, padding=1, dtype=np.float64)
     y32, *_ = torch_conv(x, w, b, padding=1)
     assert_error_gate(F.conv2d(x, w, b, padding=1), y64, y32, what="vgg-like")
+    # Winograd, forced: within the gate (with the helpers' absolute floor) on every width
+    assert_error_gate(F.conv2d(x, w, b, padding=1, algorithm="winograd"), y64, y32, what="vgg-like winograd")
+
+
+@needs_torch
+@pytest.mark.torch
+def test_auto_winograd_within_twice_torch_without_floor(rng):
+    """Where auto picks Winograd (32 <= C_in <= 64) its error is within 2x torch's with no
+    absolute floor at all (VGG conv1_2-like: post-ReLU input, He weights)."""
+    x, w, b = make_inputs(rng, (1, 64, 40, 40), (64, 64, 3, 3), relu=True)
+    y64, *_ = torch_conv(x, w, b, padding=1, dtype=np.float64)
+    y32, *_ = torch_conv(x, w, b, padding=1)
+    y = F.conv2d(x, w, b, padding=1)
+    np.testing.assert_array_equal(y, F.conv2d(x, w, b, padding=1, algorithm="winograd"))  # auto == winograd
+    assert_error_gate(y, y64, y32, floor=0.0, what="auto winograd, no floor")
 
 
 # ---------------------------------------------------------------- layouts, mutation, determinism
@@ -470,6 +499,10 @@ def test_bad_bias_grad_output_algorithm():
         F.conv2d(x, w, algorithm="fft")
     with pytest.raises(ValueError, match="algorithm='depthwise' needs groups == in_channels"):
         F.conv2d(x, w, algorithm="depthwise")
+    with pytest.raises(
+        ValueError, match=r"algorithm='winograd' needs a 3x3 kernel, stride 1.*stride \(2, 2\)"
+    ):
+        F.conv2d(x, w, stride=2, algorithm="winograd")
     with pytest.raises(ValueError, match="output_mask must be a sequence of 3 bools"):
         F.conv2d_backward(np.ones((1, 6, 3, 3), np.float32), x, w, output_mask=(True,))
 

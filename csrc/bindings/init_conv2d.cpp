@@ -99,7 +99,7 @@ void init_conv2d(py::module_& m) {
       [](const py::array& x, const py::array& w, const py::object& b, I2 stride, I4 pad, I2 dil, int64_t groups,
          int mode, int algo) -> py::array {
         const Conv2dShape s = make_shape(x, w, stride, pad, dil, groups, mode);
-        if (algo < 0 || algo > 2) throw std::invalid_argument(concat("algorithm: unknown code ", algo));
+        if (algo < 0 || algo > 3) throw std::invalid_argument(concat("algorithm: unknown code ", algo));
         if (is_f64(x)) return forward_impl<double>(x, w, b, s, static_cast<ConvAlgo>(algo));
         return forward_impl<float>(x, w, b, s, static_cast<ConvAlgo>(algo));
       },

@@ -14,7 +14,9 @@
 //             gemm_provided_b (the im2col block is generated inside the engine's packing);
 //             1x1 / stride 1 / unpadded runs as a plain gemm on x itself.
 //   depthwise groups == C (any channel multiplier): a direct loop along W (no GEMM).
-//   auto      depthwise when it applies, else gemm.
+//   winograd  F(2x2, 3x3) for 3x3 / stride 1 / dilation 1 / groups 1 (conv2d_winograd.cpp).
+//   auto      depthwise when it applies; winograd where it applies and is faster (wide enough
+//             channels, see conv2d_choose_algo); else gemm.
 // Backward:
 //   grad_input  = col2im(W_g^T x dY_g)  (any stride, dilation, padding mode: the col2im
 //                 scatter goes through the same index remap, so reflect/replicate/circular
@@ -28,7 +30,7 @@
 namespace pycnnrnn {
 
 enum class PadMode : int { zeros = 0, reflect = 1, replicate = 2, circular = 3 };
-enum class ConvAlgo : int { auto_ = 0, gemm = 1, depthwise = 2 };
+enum class ConvAlgo : int { auto_ = 0, gemm = 1, depthwise = 2, winograd = 3 };
 
 struct Conv2dShape {
   int64_t N = 0, C = 0, H = 0, W = 0;  // input
@@ -73,6 +75,10 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
 
 template <typename T>
 void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb);
+
+bool winograd_applies(const Conv2dShape& s);
+template <typename T>
+void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y);
 
 // Which algorithm `auto` (or a forced request) runs for this shape; throws if a forced one
 // does not apply.
