@@ -157,8 +157,10 @@ def torch_rnn(mode, x, hx, params, *, num_layers=1, bias=True, bidirectional=Fal
                                                       enforce_sorted=False)  # fmt: skip
     out, hn = m(inp, ht)
     if lengths is not None:
-        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=batch_first, total_length=x.shape[1 if batch_first else 0])
-    h_n, c_n = (hn if lstm else (hn, None))
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(
+            out, batch_first=batch_first, total_length=x.shape[1 if batch_first else 0]
+        )
+    h_n, c_n = hn if lstm else (hn, None)
     if not g:
         return out.detach().numpy(), h_n.detach().numpy(), None if c_n is None else c_n.detach().numpy(), None
     gy, ghn, gcn = grad
@@ -222,16 +224,27 @@ def _conv_cases(rng, n) -> Iterator[tuple[str, dict]]:
         k = 1 + int(rng.integers(0, 4))
         yield spec("basic", (N, ci, H, W), (co, ci, k, k), bias=bool(i % 2))
         yield spec("stride", (N, ci, H, W), (co, ci, k, k), stride=(1 + i % 3, 2), padding=k // 2)
-        yield spec("padding-same", (N, ci, H, W), (co, ci, k, 1 + (i + 1) % 4), padding="same", dilation=1 + i % 2)
+        yield spec(
+            "padding-same", (N, ci, H, W), (co, ci, k, 1 + (i + 1) % 4), padding="same", dilation=1 + i % 2
+        )
         mode = ["reflect", "replicate", "circular"][i % 3]
         pad = min(k // 2 + 1, H - 1, W - 1) if mode == "reflect" else k // 2 + 1
         yield spec("padding_mode", (N, ci, H, W), (co, ci, k, k), padding=pad, padding_mode=mode)
-        yield spec("dilation", (N, ci, H + 4, W + 4), (co, ci, 2 + i % 2, 2), dilation=(2, 1 + i % 3), padding=1)
+        yield spec(
+            "dilation", (N, ci, H + 4, W + 4), (co, ci, 2 + i % 2, 2), dilation=(2, 1 + i % 3), padding=1
+        )
         g = 2 + i % 2
         yield spec("groups", (N, g * ci, H, W), (g * (1 + i % 3), ci, k, k), groups=g, padding=k // 2)
         yield spec("depthwise", (N, ci + 1, H, W + 30), ((ci + 1) * (1 + i % 2), 1, 3, 3), groups=ci + 1,
                    padding=1, stride=1 + i % 2)  # fmt: skip
-        s = spec("backward", (N, ci, H, W), (co, ci, k, k), stride=1 + i % 2, padding=k // 2, dilation=1 + (i // 2) % 2)
+        s = spec(
+            "backward",
+            (N, ci, H, W),
+            (co, ci, k, k),
+            stride=1 + i % 2,
+            padding=k // 2,
+            dilation=1 + (i // 2) % 2,
+        )
         yield s
 
 
@@ -265,11 +278,33 @@ def _pool_cases(rng, n):
         k = 2 + i % 3
         base = {"xs": (max(N, 1), C, H, W)}
         yield "basic", {**base, "kw": {"kernel_size": k}}
-        yield "padding", {**base, "kw": {"kernel_size": (k, k + 1), "stride": (1 + i % 2, 2), "padding": (k // 2, (k + 1) // 2)}}
-        yield "dilation", {**base, "kw": {"kernel_size": 2, "stride": 1 + i % 2, "dilation": (2, 1 + i % 2), "padding": 1}}
+        yield (
+            "padding",
+            {
+                **base,
+                "kw": {
+                    "kernel_size": (k, k + 1),
+                    "stride": (1 + i % 2, 2),
+                    "padding": (k // 2, (k + 1) // 2),
+                },
+            },
+        )
+        yield (
+            "dilation",
+            {**base, "kw": {"kernel_size": 2, "stride": 1 + i % 2, "dilation": (2, 1 + i % 2), "padding": 1}},
+        )
         yield "ceil", {**base, "kw": {"kernel_size": k, "stride": 2, "padding": k // 2, "ceil_mode": True}}
-        yield "indices", {**base, "kw": {"kernel_size": k, "stride": 1 + i % 3, "padding": i % 2}, "ties": True}
-        yield "backward", {**base, "kw": {"kernel_size": k, "stride": 1 + i % 2, "padding": k // 2, "ceil_mode": bool(i % 2)}}
+        yield (
+            "indices",
+            {**base, "kw": {"kernel_size": k, "stride": 1 + i % 3, "padding": i % 2}, "ties": True},
+        )
+        yield (
+            "backward",
+            {
+                **base,
+                "kw": {"kernel_size": k, "stride": 1 + i % 2, "padding": k // 2, "ceil_mode": bool(i % 2)},
+            },
+        )
 
 
 def _run_pool(F, rng, dtype, cls, sp):
@@ -338,7 +373,12 @@ def _rnn_cases(rng, n):
     for mode in ("lstm", "gru", "rnn_tanh"):
         name = {"rnn_tanh": "rnn"}.get(mode, mode)
         for i in range(n):
-            T, B, I, H = 2 + int(rng.integers(0, 6)), 1 + int(rng.integers(0, 4)), 1 + int(rng.integers(0, 9)), 1 + int(rng.integers(0, 20))  # noqa: E501
+            T, B, I, H = (
+                2 + int(rng.integers(0, 6)),
+                1 + int(rng.integers(0, 4)),
+                1 + int(rng.integers(0, 9)),
+                1 + int(rng.integers(0, 20)),
+            )  # noqa: E501
             base = {"mode": mode, "T": T, "B": B, "I": I, "H": H, "num_layers": 1, "bidirectional": False,
                     "proj_size": 0, "lengths": False, "batch_first": bool(i % 2), "hx": bool((i + 1) % 2)}  # fmt: skip
             yield f"{name}/basic", base
@@ -347,7 +387,10 @@ def _rnn_cases(rng, n):
             if mode == "lstm":
                 yield f"{name}/proj", {**base, "H": max(H, 2), "proj_size": 1 + i % max(1, max(H, 2) - 1)}
             yield f"{name}/lengths", {**base, "lengths": True, "bidirectional": bool(i % 2)}
-            yield f"{name}/backward", {**base, "num_layers": 1 + i % 2, "bidirectional": bool((i // 2) % 2), "backward": True}
+            yield (
+                f"{name}/backward",
+                {**base, "num_layers": 1 + i % 2, "bidirectional": bool((i // 2) % 2), "backward": True},
+            )
 
 
 def _run_rnn(F, rng, dtype, cls, sp):
@@ -395,8 +438,14 @@ def _run_rnn(F, rng, dtype, cls, sp):
     gy, ghn = _u(rng, out.shape, dtype), _u(rng, h_n.shape, dtype)
     gcn = _u(rng, c_n.shape, dtype) if mode == "lstm" else None
     gx, gh0, gc0, gp = F.rnn_backward(mode, gy, ghn, gcn, x, hx, params, saved, **ours_kw)
-    r = torch_rnn(mode, up(x), up(hx), up(params), lengths=lengths, dtype=np.float64, grad=up((gy, ghn, gcn)), **kw)[3]
-    t = torch_rnn(mode, x, hx, params, lengths=lengths, dtype=np.float32, grad=(gy, ghn, gcn), **kw)[3] if f32 else None
+    r = torch_rnn(
+        mode, up(x), up(hx), up(params), lengths=lengths, dtype=np.float64, grad=up((gy, ghn, gcn)), **kw
+    )[3]
+    t = (
+        torch_rnn(mode, x, hx, params, lengths=lengths, dtype=np.float32, grad=(gy, ghn, gcn), **kw)[3]
+        if f32
+        else None
+    )
     trip = [(gx, r[0], t and t[0])]
     if hx is not None:
         trip.append((gh0, r[1], t and t[1]))
@@ -458,7 +507,9 @@ def run_matrix(ops=None, cases: int = 4, dtypes=("float32", "float64"), seed: in
                     row["err_torch"] = max(row["err_torch"], et)
                     if not ok:
                         row["passed"] = False
-                        row["failures"].append(f"case {row['cases']}: err {e:.3g} vs torch {et:.3g} ({sp})"[:300])
+                        row["failures"].append(
+                            f"case {row['cases']}: err {e:.3g} vs torch {et:.3g} ({sp})"[:300]
+                        )
                 if bad:
                     row["passed"] = False
                     row["failures"].extend(f"case {row['cases']}: {b}" for b in bad)
@@ -472,7 +523,7 @@ def _isas_here() -> list[str]:
     best = pycnnrnn.cpu_isa()
     if best not in ISA_ORDER:  # e.g. neon: only the native path
         return [best]
-    return ISA_ORDER[ISA_ORDER.index(best):]
+    return ISA_ORDER[ISA_ORDER.index(best) :]
 
 
 def _run_isa_subprocess(isa: str, native: str, cases: int, timeout: float) -> list[dict]:
@@ -529,8 +580,12 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pycnnrnn conformance", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=".", help="directory for conformance.json and conformance.md (default: .)")
-    ap.add_argument("--isa", default=None, help="comma-separated ISA paths (default: every path this CPU runs)")
+    ap.add_argument(
+        "--out", default=".", help="directory for conformance.json and conformance.md (default: .)"
+    )
+    ap.add_argument(
+        "--isa", default=None, help="comma-separated ISA paths (default: every path this CPU runs)"
+    )
     ap.add_argument("--cases", type=int, default=4, help="seeded cases per parameter class (default: 4)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per ISA run (default: 900)")
     args = ap.parse_args(argv)
@@ -545,7 +600,10 @@ def main(argv=None) -> int:
     isas = args.isa.split(",") if args.isa else _isas_here()
     for isa in isas:
         if isa not in _isas_here():
-            print(f"error: ISA {isa!r} is not available here (available: {', '.join(_isas_here())})", file=sys.stderr)
+            print(
+                f"error: ISA {isa!r} is not available here (available: {', '.join(_isas_here())})",
+                file=sys.stderr,
+            )
             return 2
     t0 = time.time()
     rows = []
@@ -553,7 +611,9 @@ def main(argv=None) -> int:
         print(f"running ISA path {isa} ...", file=sys.stderr, flush=True)
         rows += _run_isa_subprocess(isa, native, args.cases, args.timeout)
     order = {op: i for i, op in enumerate(OPS)}
-    rows.sort(key=lambda r: (order[r["op"]], r["dtype"], ISA_ORDER.index(r["isa"]) if r["isa"] in ISA_ORDER else 9))
+    rows.sort(
+        key=lambda r: (order[r["op"]], r["dtype"], ISA_ORDER.index(r["isa"]) if r["isa"] in ISA_ORDER else 9)
+    )
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "version": pycnnrnn.__version__,

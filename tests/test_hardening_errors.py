@@ -243,7 +243,10 @@ POOL_ERRORS = [
     ),
     (
         "negative_pad_batched",
-        lambda: (_f32(1, 1, 1, 49), {"kernel_size": (3, 2), "stride": 50, "padding": -1, "return_indices": True}),
+        lambda: (
+            _f32(1, 1, 1, 49),
+            {"kernel_size": (3, 2), "stride": 50, "padding": -1, "return_indices": True},
+        ),
         ValueError,
         r"pad must be non-negative",
         "pad must be non-negative",
@@ -257,7 +260,10 @@ POOL_ERRORS = [
     ),
     (
         "pad_gt_half_kernel_tuple",
-        lambda: (_f32(1, 1, 1, 49), {"kernel_size": (3, 2), "stride": 50, "padding": 4, "return_indices": True}),
+        lambda: (
+            _f32(1, 1, 1, 49),
+            {"kernel_size": (3, 2), "stride": 50, "padding": 4, "return_indices": True},
+        ),
         ValueError,
         r"pad should be at most half of",
         "pad should be at most half of effective kernel size",
