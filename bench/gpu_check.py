@@ -37,15 +37,14 @@ def strict_fp32():
                 mod.fp32_precision = "ieee"
             except Exception as e:  # pragma: no cover
                 print(f"  could not set {path}.fp32_precision: {e}")
-    settings = {
-        "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
-        "torch.backends.cudnn.benchmark": torch.backends.cudnn.benchmark,
-    }
-    for path in ("torch.backends.cuda.matmul", "torch.backends.cudnn.conv", "torch.backends.cudnn.rnn"):
-        mod = eval(path)  # noqa: S307
-        if hasattr(mod, "fp32_precision"):
-            settings[path + ".fp32_precision"] = mod.fp32_precision
+    settings = {}
+    for key in ("torch.backends.cuda.matmul.allow_tf32", "torch.backends.cudnn.allow_tf32",
+                "torch.backends.cudnn.benchmark", "torch.backends.cuda.matmul.fp32_precision",
+                "torch.backends.cudnn.conv.fp32_precision", "torch.backends.cudnn.rnn.fp32_precision"):
+        try:
+            settings[key] = eval(key)  # noqa: S307 - fixed strings
+        except Exception as e:
+            settings[key] = f"n/a ({type(e).__name__})"
     for k, v in settings.items():
         print(f"  {k} = {v}")
     return settings

@@ -42,7 +42,7 @@ stage() {  # stage NAME LIMIT_S cmd...
   echo
   echo "=== [$name] start $(date -u +%T) (limit ${limit}s)"
   local t=$SECONDS
-  timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.log" 2>&1
+  timeout --kill-after=10 "$limit" bash -c "$*" >"$LOG/$name.log" 2>&1
   local rc=$?
   echo "=== [$name] rc=$rc in $((SECONDS - t))s (log: $LOG/$name.log)"
   SUMMARY+=("$name=rc$rc/$((SECONDS - t))s")
@@ -102,6 +102,9 @@ build() {
 }
 
 tests() {
+  # every test is marked cuda and skips without a GPU: make sure this is not silently the case
+  PYTHONPATH="$STAGE" "$PY" -P -c 'import pycnnrnn, sys; ok = pycnnrnn.cuda_available(); print("cuda_available:", ok, pycnnrnn._C.cuda_device_name(0) if ok else ""); sys.exit(0 if ok else 3)' ||
+    { echo "pycnnrnn.cuda_available() is False: the cuda tests would all skip"; return 3; }
   PYTHONPATH="$STAGE" "$PY" -P -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rfE \
     -o faulthandler_timeout=170 --maxfail=30
 }
@@ -128,6 +131,8 @@ show_tail() {  # show_tail NAME LINES
   tail -n "$2" "$LOG/$1.log"
 }
 
+export ROOT LOG WORK STAGE PY
+export -f versions build tests sanitizer benchmark
 stage versions 30 versions
 cat "$LOG/versions.log"
 if stage build 240 build; then

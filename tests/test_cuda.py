@@ -61,7 +61,9 @@ def test_device_query():
 
 POOL_CASES = [
     # shape, k, s, p, d, ceil
-    ((2, 3, 8, 8), 2, 2, 0, 1, False),
+    ((2, 3, 8, 8), 2, 2, 0, 1, False),  # 2-outputs-per-thread float4 path
+    ((2, 3, 8, 10), 2, 2, 0, 1, False),  # float2 path (W % 4 == 2)
+    ((2, 3, 8, 12), 2, 2, 0, 1, True),
     ((2, 3, 9, 7), 2, 2, 0, 1, False),
     ((2, 3, 9, 7), 2, 2, 0, 1, True),
     ((1, 4, 13, 11), 3, 2, 1, 1, True),
@@ -270,7 +272,10 @@ def _conv_cases():
     cases = [grid[i] + (1,) for i in picks]
     # groups / depthwise / asymmetric
     cases += [(2, 16, 32, 9, 3, 1, 1, 1, True, 4), (2, 8, 8, 12, 3, 2, 1, 1, False, 8),
-              (1, 6, 9, 11, 3, 1, 2, 2, True, 3), (1, 1, 8, 5, 1, 1, 0, 1, True, 1)]
+              (1, 6, 9, 11, 3, 1, 2, 2, True, 3), (1, 1, 8, 5, 1, 1, 0, 1, True, 1),
+              # >= 128 output / input channels: the 128x128 tile for fprop+wgrad / dgrad
+              (2, 16, 160, 13, 3, 1, 1, 1, True, 1), (2, 144, 16, 12, 3, 2, 1, 1, False, 1),
+              (1, 130, 136, 9, 3, 1, 2, 2, True, 1), (2, 256, 256, 8, 3, 1, 1, 1, True, 2)]
     return cases
 
 

@@ -24,7 +24,7 @@
 namespace pycnnrnn::cuda {
 namespace {
 
-constexpr int TM = 64, TN = 64, TK = 16;
+constexpr int TK = 16;  // K-chunk granularity of split-K
 
 struct Geo {  // int copies of the shape for device code
   int N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, groups, Cg, Kg, RS;
@@ -166,42 +166,70 @@ struct WgradOp {
   }
 };
 
-template <class Op, typename T>
-__global__ void __launch_bounds__(256) igemm(Op op, int64_t kchunk) {
-  __shared__ __align__(16) T As[2][TK][TM + 4];
-  __shared__ __align__(16) T Bs[2][TK][TN + 4];
-  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+// Tile config: BM x BN CTA tile, BK deep, RM x RN outputs per thread, 256 threads.
+//   Small: 64x64x16, 4x4 per thread.   Large: 128x128x8, 8x8 per thread in two 4x4 quadrants
+//   (rows ty*4 and BM/2 + ty*4) so shared-memory reads are conflict-free float4s.
+template <int BM_, int BN_, int BK_, int RM_, int RN_>
+struct Tile {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_, RM = RM_, RN = RN_;
+  static constexpr int TXN = BN / RN;                  // threads along n (16)
+  static constexpr int A_PER = BM * BK / 256, B_PER = BK * BN / 256;
+  static constexpr int A_STEP = 256 / BK, B_STEP = 256 / BN;
+  static_assert((BM / RM) * (BN / RN) == 256, "256 threads");
+};
+using SmallTile = Tile<64, 64, 16, 4, 4>;
+using LargeTile = Tile<128, 128, 8, 8, 8>;
+
+template <class TL>
+__device__ __forceinline__ int tile_row(int ty, int i) {  // row of the thread's i-th output
+  if constexpr (TL::RM == 8) return (i >> 2) * (TL::BM / 2) + ty * 4 + (i & 3);
+  else return ty * TL::RM + i;
+}
+template <class TL>
+__device__ __forceinline__ int tile_col(int tx, int j) {
+  if constexpr (TL::RN == 8) return (j >> 2) * (TL::BN / 2) + tx * 4 + (j & 3);
+  else return tx * TL::RN + j;
+}
+
+template <class Op, typename T, class TL>
+__global__ void __launch_bounds__(256, 2) igemm(Op op, int64_t kchunk) {
+  __shared__ __align__(16) T As[2][TL::BK][TL::BM + 4];
+  __shared__ __align__(16) T Bs[2][TL::BK][TL::BN + 4];
+  const int tid = threadIdx.x, tx = tid % TL::TXN, ty = tid / TL::TXN;
   const int grp = blockIdx.z % op.g.groups, split = blockIdx.z / op.g.groups;
-  const int64_t m0 = (int64_t)blockIdx.y * TM, n0 = (int64_t)blockIdx.x * TN;
+  const int64_t m0 = (int64_t)blockIdx.y * TL::BM, n0 = (int64_t)blockIdx.x * TL::BN;
   const int64_t M = op.M(), Kd = op.Kd();
   const int64_t kb = (int64_t)split * kchunk, ke = min(Kd, kb + kchunk);
-  // loaders: A: kk = tid%16, m = tid/16 + 16i ; B: n = tid%64, kk = tid/64 + 4i
-  const int a_k = tid & 15, a_m = tid >> 4;
-  const int b_n = tid & 63, b_k = tid >> 6;
+  // loaders: A: kk = tid % BK (contiguous along the weight row), m = tid / BK + A_STEP*i
+  //          B: n = tid % BN (contiguous along the image row), kk = tid / BN + B_STEP*i
+  const int a_k = tid % TL::BK, a_m = tid / TL::BK;
+  const int b_n = tid % TL::BN, b_k = tid / TL::BN;
   const typename Op::NS ns = op.nstate(grp, n0 + b_n);
-  T ra[4], rb[4];
+  T ra[TL::A_PER], rb[TL::B_PER];
   auto load = [&](int64_t k0) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int64_t m = m0 + a_m + 16 * i, kk = k0 + a_k;
+    for (int i = 0; i < TL::A_PER; ++i) {
+      const int64_t m = m0 + a_m + TL::A_STEP * i, kk = k0 + a_k;
       ra[i] = (m < M && kk < ke) ? op.a(grp, m, kk) : T(0);
-      const int64_t kb2 = k0 + b_k + 4 * i;
-      rb[i] = (kb2 < ke) ? op.b(grp, kb2, ns) : T(0);
+    }
+#pragma unroll
+    for (int i = 0; i < TL::B_PER; ++i) {
+      const int64_t kk = k0 + b_k + TL::B_STEP * i;
+      rb[i] = (kk < ke) ? op.b(grp, kk, ns) : T(0);
     }
   };
   auto store = [&](int buf) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      As[buf][a_k][a_m + 16 * i] = ra[i];
-      Bs[buf][b_k + 4 * i][b_n] = rb[i];
-    }
+    for (int i = 0; i < TL::A_PER; ++i) As[buf][a_k][a_m + TL::A_STEP * i] = ra[i];
+#pragma unroll
+    for (int i = 0; i < TL::B_PER; ++i) Bs[buf][b_k + TL::B_STEP * i][b_n] = rb[i];
   };
-  T acc[4][4];
+  T acc[TL::RM][TL::RN];
 #pragma unroll
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < TL::RM; ++i)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) acc[i][j] = T(0);
-  const int64_t nk = ke > kb ? (ke - kb + TK - 1) / TK : 0;
+    for (int j = 0; j < TL::RN; ++j) acc[i][j] = T(0);
+  const int64_t nk = ke > kb ? (ke - kb + TL::BK - 1) / TL::BK : 0;
   if (nk > 0) {
     load(kb);
     store(0);
@@ -210,31 +238,30 @@ __global__ void __launch_bounds__(256) igemm(Op op, int64_t kchunk) {
   for (int64_t kt = 0; kt < nk; ++kt) {
     const int buf = (int)(kt & 1);
     const bool more = kt + 1 < nk;
-    if (more) load(kb + (kt + 1) * TK);
+    if (more) load(kb + (kt + 1) * TL::BK);
 #pragma unroll
-    for (int k = 0; k < TK; ++k) {
-      T a[4], b[4];
+    for (int k = 0; k < TL::BK; ++k) {
+      T a[TL::RM], b[TL::RN];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        a[i] = As[buf][k][ty * 4 + i];
-        b[i] = Bs[buf][k][tx * 4 + i];
-      }
+      for (int i = 0; i < TL::RM; ++i) a[i] = As[buf][k][tile_row<TL>(ty, i)];
 #pragma unroll
-      for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < TL::RN; ++j) b[j] = Bs[buf][k][tile_col<TL>(tx, j)];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+      for (int i = 0; i < TL::RM; ++i)
+#pragma unroll
+        for (int j = 0; j < TL::RN; ++j) acc[i][j] += a[i] * b[j];
     }
     if (more) store(buf ^ 1);
     __syncthreads();
   }
   const int64_t N = op.N();
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t m = m0 + ty * 4 + i;
+  for (int i = 0; i < TL::RM; ++i) {
+    const int64_t m = m0 + tile_row<TL>(ty, i);
     if (m >= M) continue;
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t n = n0 + tx * 4 + j;
+    for (int j = 0; j < TL::RN; ++j) {
+      const int64_t n = n0 + tile_col<TL>(tx, j);
       if (n < N) op.store(grp, split, m, n, acc[i][j]);
     }
   }
@@ -268,15 +295,32 @@ __global__ void bias_grad_kernel(const T* __restrict__ dy, int64_t N, int64_t K,
   if (threadIdx.x == 0) db[k] = part[0];
 }
 
+template <class Op, typename T, class TL>
+void launch_tile(const Op& op, int groups, int64_t splits, int64_t kchunk, cudaStream_t s, const char* name) {
+  const int64_t M = op.M(), N = op.N();
+  PYC_CHECK(ceil_div(M, TL::BM) < 65536 && groups * splits < 65536, name, ": problem too large for the grid");
+  dim3 grid(static_cast<unsigned>(ceil_div(N, TL::BN)), static_cast<unsigned>(ceil_div(M, TL::BM)),
+            static_cast<unsigned>(groups * splits));
+  igemm<Op, T, TL><<<grid, 256, 0, s>>>(op, kchunk);
+  PYC_CUDA_LAUNCH_CHECK(name);
+}
+
+// The 128x128 tile when M fills it (float only: the double tile would need 64 KB of smem).
+template <class Op, typename T>
+bool use_large(const Op& op) {
+  return std::is_same<T, float>::value && op.M() >= 128 && op.N() >= 128;
+}
+
 template <class Op, typename T>
 void launch_igemm(const Op& op, int groups, int64_t splits, int64_t kchunk, cudaStream_t s, const char* name) {
-  const int64_t M = op.M(), N = op.N();
-  if (M == 0 || N == 0) return;
-  PYC_CHECK(ceil_div(M, TM) < 65536 && groups * splits < 65536, name, ": problem too large for the grid");
-  dim3 grid(static_cast<unsigned>(ceil_div(N, TN)), static_cast<unsigned>(ceil_div(M, TM)),
-            static_cast<unsigned>(groups * splits));
-  igemm<Op, T><<<grid, 256, 0, s>>>(op, kchunk);
-  PYC_CUDA_LAUNCH_CHECK(name);
+  if (op.M() == 0 || op.N() == 0) return;
+  if constexpr (std::is_same<T, float>::value) {
+    if (use_large<Op, T>(op)) {
+      launch_tile<Op, T, LargeTile>(op, groups, splits, kchunk, s, name);
+      return;
+    }
+  }
+  launch_tile<Op, T, SmallTile>(op, groups, splits, kchunk, s, name);
 }
 
 template <typename T>
@@ -327,7 +371,9 @@ ConvShape conv_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int6
 }
 
 int64_t conv2d_wgrad_splits(const ConvShape& cs) {
-  const int64_t tiles = ceil_div(cs.K / cs.groups, TM) * ceil_div((cs.C / cs.groups) * cs.R * cs.S, TN) * cs.groups;
+  const int64_t Mw = cs.K / cs.groups, Nw = (cs.C / cs.groups) * cs.R * cs.S;
+  const int64_t t = (Mw >= 128 && Nw >= 128) ? 128 : 64;  // the tile launch_igemm picks (float)
+  const int64_t tiles = ceil_div(Mw, t) * ceil_div(Nw, t) * cs.groups;
   const int64_t Kd = cs.N * cs.P * cs.Q;
   int64_t splits = ceil_div(264, tiles);                    // ~2 waves on 132 SMs
   splits = std::min<int64_t>(splits, std::max<int64_t>(Kd / 256, 1));  // >= 256 reduction steps each

@@ -32,7 +32,7 @@ __device__ __forceinline__ T sigmoid_(T z) {
   return T(1) / (T(1) + exp(-z));
 }
 
-template <typename T>
+template <typename T, bool VEC>
 __global__ void __launch_bounds__(WARPS * 32)
     lstm_step_fwd(int B, int H, const T* __restrict__ xp, const T* __restrict__ h_prev,
                   const T* __restrict__ c_prev, const T* __restrict__ R, const T* __restrict__ b_ih,
@@ -51,18 +51,41 @@ __global__ void __launch_bounds__(WARPS * 32)
       if (j < H && h_prev != nullptr) {
         const T* rrow = R + ((int64_t)g * H + j) * H;
         const T* hb = h_prev + (int64_t)b0 * H;
-        if (b0 + BB <= B) {
-          for (int k = lane; k < H; k += 32) {
-            const T r = __ldg(rrow + k);
+        if constexpr (VEC) {
+          // float4 along k: R row and h rows are 16-byte aligned, H % 4 == 0
+          const float4* r4 = reinterpret_cast<const float4*>(rrow);
+          const int H4v = H >> 2;
+          const int nb = min(BB, B - b0);
+#pragma unroll 2
+          for (int k4 = lane; k4 < H4v; k4 += 32) {
+            const float4 r = __ldg(r4 + k4);
 #pragma unroll
-            for (int bb = 0; bb < BB; ++bb) acc[bb] += r * hb[(int64_t)bb * H + k];
+            for (int bb = 0; bb < BB; ++bb) {
+              if (bb < nb) {
+                const float4 h = *reinterpret_cast<const float4*>(hb + (int64_t)bb * H + 4 * k4);
+                T v = acc[bb];
+                v = fma(r.x, h.x, v);
+                v = fma(r.y, h.y, v);
+                v = fma(r.z, h.z, v);
+                v = fma(r.w, h.w, v);
+                acc[bb] = v;
+              }
+            }
           }
         } else {
-          for (int k = lane; k < H; k += 32) {
-            const T r = __ldg(rrow + k);
+          if (b0 + BB <= B) {
+            for (int k = lane; k < H; k += 32) {
+              const T r = __ldg(rrow + k);
 #pragma unroll
-            for (int bb = 0; bb < BB; ++bb)
-              if (b0 + bb < B) acc[bb] += r * hb[(int64_t)bb * H + k];
+              for (int bb = 0; bb < BB; ++bb) acc[bb] += r * hb[(int64_t)bb * H + k];
+            }
+          } else {
+            for (int k = lane; k < H; k += 32) {
+              const T r = __ldg(rrow + k);
+#pragma unroll
+              for (int bb = 0; bb < BB; ++bb)
+                if (b0 + bb < B) acc[bb] += r * hb[(int64_t)bb * H + k];
+            }
           }
         }
       }
@@ -145,14 +168,16 @@ void lstm_fwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_
   gemm(dtype, false, true, T_ * B, H4, I, 1.0, x, I, w_ih, I, 0.0, xproj, H4, stream);
   const unsigned grid = static_cast<unsigned>(ceil_div(H, HJ));
   const size_t es = sizeof(T);
+  // float4 recurrent loads: float, H % 4 == 0, W_hh, y and h0 16-byte aligned
+  const bool vec = std::is_same<T, float>::value && H % 4 == 0 && w_hh % 16 == 0 && y % 16 == 0 && h0 % 16 == 0;
   for (int64_t t = 0; t < T_; ++t) {
     const T* hp = t == 0 ? as_ptr<const T>(h0) : as_ptr<const T>(y + (t - 1) * B * H * es);
     const T* cp = t == 0 ? as_ptr<const T>(c0) : as_ptr<const T>(c_all + (t - 1) * B * H * es);
     T* gt = gates ? as_ptr<T>(gates + t * B * H4 * es) : nullptr;
-    lstm_step_fwd<T><<<grid, WARPS * 32, 0, s>>>(
-        static_cast<int>(B), static_cast<int>(H), as_ptr<const T>(xproj + t * B * H4 * es), hp, cp,
-        as_ptr<const T>(w_hh), as_ptr<const T>(b_ih), as_ptr<const T>(b_hh), as_ptr<T>(y + t * B * H * es),
-        as_ptr<T>(c_all + t * B * H * es), gt);
+    auto kern = vec ? lstm_step_fwd<T, true> : lstm_step_fwd<T, false>;
+    kern<<<grid, WARPS * 32, 0, s>>>(static_cast<int>(B), static_cast<int>(H), as_ptr<const T>(xproj + t * B * H4 * es),
+                                     hp, cp, as_ptr<const T>(w_hh), as_ptr<const T>(b_ih), as_ptr<const T>(b_hh),
+                                     as_ptr<T>(y + t * B * H * es), as_ptr<T>(c_all + t * B * H * es), gt);
     PYC_CUDA_LAUNCH_CHECK("lstm_step_fwd");
   }
 }

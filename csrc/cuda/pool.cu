@@ -94,6 +94,37 @@ __global__ void max_pool2d_fwd_2x2(const float* __restrict__ x, float* __restric
   }
 }
 
+// Same window class, W % 4 == 0 and OW even, 16-byte aligned x: two adjacent outputs per
+// thread from two float4 row loads; float2 value store and one 16-byte index store.
+template <bool WITH_IDX>
+__global__ void max_pool2d_fwd_2x2_pair(const float* __restrict__ x, float* __restrict__ y,
+                                        int64_t* __restrict__ idx, PoolGeom g) {
+  const int OW2 = g.OW >> 1;
+  const int64_t total = g.planes * g.OH * OW2;
+  for (int64_t o = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; o < total;
+       o += (int64_t)gridDim.x * blockDim.x) {
+    const int ow2 = static_cast<int>(o % OW2);
+    const int64_t t = o / OW2;
+    const int oh = static_cast<int>(t % g.OH);
+    const int64_t plane = t / g.OH;
+    const int64_t r0 = (int64_t)(2 * oh) * g.W + 4 * ow2;
+    const float* xp = x + plane * (int64_t)g.H * g.W;
+    const float4 a = __ldg(reinterpret_cast<const float4*>(xp + r0));
+    const float4 b = __ldg(reinterpret_cast<const float4*>(xp + r0 + g.W));
+    float m0 = a.x, m1 = a.z;
+    int64_t i0 = r0, i1 = r0 + 2;
+    if (pool_better(a.y, m0)) { m0 = a.y; i0 = r0 + 1; }
+    if (pool_better(a.w, m1)) { m1 = a.w; i1 = r0 + 3; }
+    if (pool_better(b.x, m0)) { m0 = b.x; i0 = r0 + g.W; }
+    if (pool_better(b.z, m1)) { m1 = b.z; i1 = r0 + g.W + 2; }
+    if (pool_better(b.y, m0)) { m0 = b.y; i0 = r0 + g.W + 1; }
+    if (pool_better(b.w, m1)) { m1 = b.w; i1 = r0 + g.W + 3; }
+    const int64_t out = (plane * g.OH + oh) * (int64_t)g.OW + 2 * ow2;
+    *reinterpret_cast<float2*>(y + out) = make_float2(m0, m1);
+    if (WITH_IDX) *reinterpret_cast<longlong2*>(idx + out) = make_longlong2(i0, i1);
+  }
+}
+
 template <typename T>
 __global__ void max_pool2d_bwd_gather(const T* __restrict__ gy, const int64_t* __restrict__ idx,
                                       T* __restrict__ gx, PoolGeom g) {
@@ -155,6 +186,13 @@ void pool_fwd_t(const PoolGeom& g, uintptr_t x, uintptr_t y, uintptr_t idx, cuda
                     g.sW == 2 && g.pH == 0 && g.pW == 0 && g.dH == 1 && g.dW == 1 &&
                     2 * g.OH <= g.H && 2 * g.OW <= g.W && g.W % 2 == 0 && x % 8 == 0;
   if constexpr (std::is_same<T, float>::value) {
+    if (fast && g.W % 4 == 0 && g.OW % 2 == 0 && x % 16 == 0 && y % 8 == 0 && idx % 16 == 0) {
+      const unsigned b2 = grid_1d(total / 2, threads);
+      if (idx) max_pool2d_fwd_2x2_pair<true><<<b2, threads, 0, s>>>(as_ptr<const float>(x), as_ptr<float>(y), as_ptr<int64_t>(idx), g);
+      else max_pool2d_fwd_2x2_pair<false><<<b2, threads, 0, s>>>(as_ptr<const float>(x), as_ptr<float>(y), nullptr, g);
+      PYC_CUDA_LAUNCH_CHECK("max_pool2d_fwd_2x2_pair");
+      return;
+    }
     if (fast) {
       if (idx) max_pool2d_fwd_2x2<true><<<blocks, threads, 0, s>>>(as_ptr<const float>(x), as_ptr<float>(y), as_ptr<int64_t>(idx), g);
       else max_pool2d_fwd_2x2<false><<<blocks, threads, 0, s>>>(as_ptr<const float>(x), as_ptr<float>(y), nullptr, g);
