@@ -48,10 +48,10 @@ struct FpropOp {
   __host__ __device__ int64_t M() const { return g.Kg; }
   __host__ __device__ int64_t N() const { return (int64_t)g.N * g.P * g.Q; }
   __host__ __device__ int64_t Kd() const { return (int64_t)g.Cg * g.RS; }
-  __device__ T a(int grp, int64_t m, int64_t kk) const {
+  __host__ __device__ T a(int grp, int64_t m, int64_t kk) const {
     return w[((int64_t)grp * g.Kg + m) * ((int64_t)g.Cg * g.RS) + kk];
   }
-  __device__ NS nstate(int grp, int64_t n) const {
+  __host__ __device__ NS nstate(int grp, int64_t n) const {
     NS s;
     s.ok = n < N();
     if (!s.ok) n = 0;
@@ -64,7 +64,7 @@ struct FpropOp {
     s.iw0 = q * g.sw - g.pw;
     return s;
   }
-  __device__ T b(int, int64_t kk, const NS& s) const {
+  __host__ __device__ T b(int, int64_t kk, const NS& s) const {
     if (!s.ok) return T(0);
     const int c = (int)(kk / g.RS), rs = (int)(kk % g.RS);
     const int r = rs / g.S, sx = rs % g.S;
@@ -72,7 +72,7 @@ struct FpropOp {
     if ((unsigned)ih >= (unsigned)g.H || (unsigned)iw >= (unsigned)g.W) return T(0);
     return x[s.xbase + ((int64_t)c * g.H + ih) * g.W + iw];
   }
-  __device__ void store(int grp, int, int64_t m, int64_t n, T v) const {
+  __host__ __device__ void store(int grp, int, int64_t m, int64_t n, T v) const {
     const int q = (int)(n % g.Q);
     const int64_t t = n / g.Q;
     const int p = (int)(t % g.P);
@@ -91,11 +91,11 @@ struct DgradOp {
   __host__ __device__ int64_t M() const { return g.Cg; }
   __host__ __device__ int64_t N() const { return (int64_t)g.N * g.H * g.W; }
   __host__ __device__ int64_t Kd() const { return (int64_t)g.Kg * g.RS; }
-  __device__ T a(int grp, int64_t m, int64_t kk) const {
+  __host__ __device__ T a(int grp, int64_t m, int64_t kk) const {
     const int64_t k = kk / g.RS, rs = kk % g.RS;
     return w[(((int64_t)grp * g.Kg + k) * g.Cg + m) * g.RS + rs];
   }
-  __device__ NS nstate(int grp, int64_t n) const {
+  __host__ __device__ NS nstate(int grp, int64_t n) const {
     NS s;
     s.ok = n < N();
     if (!s.ok) n = 0;
@@ -108,7 +108,7 @@ struct DgradOp {
     s.wp = wq + g.pw;
     return s;
   }
-  __device__ T b(int, int64_t kk, const NS& s) const {
+  __host__ __device__ T b(int, int64_t kk, const NS& s) const {
     if (!s.ok) return T(0);
     const int k = (int)(kk / g.RS), rs = (int)(kk % g.RS);
     const int r = rs / g.S, sx = rs % g.S;
@@ -118,7 +118,7 @@ struct DgradOp {
     if (oh >= g.P || ow >= g.Q) return T(0);
     return dy[s.dybase + ((int64_t)k * g.P + oh) * g.Q + ow];
   }
-  __device__ void store(int grp, int, int64_t m, int64_t n, T v) const {
+  __host__ __device__ void store(int grp, int, int64_t m, int64_t n, T v) const {
     const int wq = (int)(n % g.W);
     const int64_t t = n / g.W;
     const int h = (int)(t % g.H);
@@ -135,12 +135,12 @@ struct WgradOp {
   __host__ __device__ int64_t M() const { return g.Kg; }
   __host__ __device__ int64_t N() const { return (int64_t)g.Cg * g.RS; }
   __host__ __device__ int64_t Kd() const { return (int64_t)g.N * g.P * g.Q; }
-  __device__ T a(int grp, int64_t m, int64_t kk) const {
+  __host__ __device__ T a(int grp, int64_t m, int64_t kk) const {
     const int64_t PQ = (int64_t)g.P * g.Q;
     const int64_t nb = kk / PQ, pq = kk % PQ;
     return dy[(nb * g.K + (int64_t)grp * g.Kg + m) * PQ + pq];
   }
-  __device__ NS nstate(int, int64_t n) const {
+  __host__ __device__ NS nstate(int, int64_t n) const {
     NS s;
     s.ok = n < N();
     if (!s.ok) n = 0;
@@ -150,7 +150,7 @@ struct WgradOp {
     s.s = rs % g.S;
     return s;
   }
-  __device__ T b(int grp, int64_t kk, const NS& s) const {
+  __host__ __device__ T b(int grp, int64_t kk, const NS& s) const {
     if (!s.ok) return T(0);
     const int q = (int)(kk % g.Q);
     const int64_t t = kk / g.Q;
@@ -160,7 +160,7 @@ struct WgradOp {
     if ((unsigned)ih >= (unsigned)g.H || (unsigned)iw >= (unsigned)g.W) return T(0);
     return x[((nb * g.C + (int64_t)grp * g.Cg + s.c) * g.H + ih) * g.W + iw];
   }
-  __device__ void store(int grp, int split, int64_t m, int64_t n, T v) const {
+  __host__ __device__ void store(int grp, int split, int64_t m, int64_t n, T v) const {
     const int64_t crs = (int64_t)g.Cg * g.RS;
     out[((int64_t)split * g.K + (int64_t)grp * g.Kg + m) * crs + n] = v;
   }
