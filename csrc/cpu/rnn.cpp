@@ -327,12 +327,25 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     const T* b_hn = (gru && L.b_hh) ? L.b_hh + 2 * H : nullptr;
 
     // 2. the recurrence
+    // float32 ISA kernels: with many rows, pack W_hh once (gate-interleaved panels) and fuse the
+    // product with the gate formulas. With few rows a step is a memory-bound GEMV: packing
+    // would cost an extra pass over W_hh and measured no faster per step, so h W_hh^T comes
+    // from the GEMM engine's small-M path (unpacked W_hh) and only the gate formulas are fused.
     const RnnKernelsF32* vk = nullptr;
     FwdPanels panels;
+    bool packed = false;
+    std::vector<T> rec;
     if constexpr (std::is_same<T, float>::value) {
       if (f32_kernels().vl > 0) {
         vk = &f32_kernels();
-        panels = pack_forward(L.w_hh, G, H, K, vk->vl);
+        packed = B >= 12 && Tn >= 2;
+        if (packed) {
+          panels = pack_forward(L.w_hh, G, H, K, vk->vl);
+        } else {
+          rec.resize(B * GH);
+          const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // units per panel, as packed
+          panels.count = (H + units - 1) / units;
+        }
       }
     }
     for (int64_t s = 0; s < Tn; ++s) {
@@ -361,7 +374,13 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
           RnnStepF32 fs;
           fs.mode = static_cast<int>(mode);
           fs.B = B, fs.H = H, fs.K = K;
-          fs.wp = panels.data.data();
+          if (packed) {
+            fs.Kd = K;
+            fs.wp = panels.data.data();
+          } else {
+            gemm<T>(false, true, B, GH, K, T(1), h.data(), K, L.w_hh, K, T(0), rec.data(), GH);
+            fs.rec = rec.data();
+          }
           fs.h = sa.h, fs.pre = sa.pre, fs.c = sa.c, fs.b_hn = sa.b_hn;
           fs.h_out = sa.h_out, fs.c_out = sa.c_out, fs.gates = sa.gates, fs.tanhc = sa.tanhc, fs.hn = sa.hn;
           RnnStepFn fn = vk->step;

@@ -18,9 +18,11 @@ namespace pycnnrnn {
 struct RnnStepF32 {
   int mode = 0;                 // RnnMode
   int64_t B = 0, H = 0, K = 0;  // rows, hidden units, recurrent width
-  const float* wp = nullptr;    // packed panels [npanel][K][NV*VL]
+  int64_t Kd = 0;               // reduction length: K, or 0 when pre already holds h W_hh^T
+  const float* wp = nullptr;    // packed panels [npanel][K][NV*VL] (unused when Kd = 0)
   const float* h = nullptr;     // [B][K] state entering the step
   const float* pre = nullptr;   // [B][GH] x W_ih^T + b_ih (+ b_hh except GRU's n block)
+  const float* rec = nullptr;   // [B][GH] h W_hh^T computed elsewhere (with Kd = 0), or null
   const float* c = nullptr;     // [B][H] LSTM c entering the step
   const float* b_hn = nullptr;  // [H] GRU (null = 0)
   float* h_out = nullptr;       // [B][H] new h (before any projection)
