@@ -305,6 +305,26 @@ def test_backward_layouts_and_unbatched(rng):
         assert_bits_equal(F.max_pool2d_backward(gy, x, ii, 3, 2, 1), ref, "indices " + name)
 
 
+@pytest.mark.parametrize("k,s", [(2, 2), (3, 2), ((1, 2), (3, 2))])
+def test_backward_foreign_indices_match_torch(rng, k, s):
+    """Indices that are valid in the plane but not from the forward pass (outside their own
+    window, duplicated): torch scatter-adds them all in output order; so must we (the banded
+    fast path has to notice and fall back)."""
+    x = tricky_input(rng, (2, 3, 12, 10), np.float32, specials=False)
+    y, i = F.max_pool2d(x, k, s, return_indices=True)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    j = i.copy()
+    j[0, 1] = rng.integers(0, 120, size=j[0, 1].shape)  # plane (0, 1): anywhere
+    j[1, 2, 0, 0] = 119  # plane (1, 2): one index in the last band
+    j[1, 0, -1, -1] = 0  # plane (1, 0): one index in the first band
+    kh, kw = as_pair(k)
+    sh, sw = as_pair(s)
+    tg = torch.ops.aten.max_pool2d_with_indices_backward(
+        torch.from_numpy(gy), torch.from_numpy(x), [kh, kw], [sh, sw], [0, 0], [1, 1], False, torch.from_numpy(j)
+    ).numpy()
+    assert_bits_equal(F.max_pool2d_backward(gy, x, j, k, s), tg)
+
+
 def test_backward_bad_indices_raise(rng):
     x = tricky_input(rng, (1, 2, 6, 6), np.float32)
     y, i = F.max_pool2d(x, 2, return_indices=True)

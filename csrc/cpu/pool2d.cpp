@@ -18,9 +18,6 @@
 #include <limits>
 #include <memory>
 
-#if PYCNNRNN_HAVE_X86
-#include <emmintrin.h>  // SSE2 (x86-64 baseline): non-temporal stores
-#endif
 
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
@@ -87,43 +84,6 @@ PoolRowFn row_kernel<double>() {
 #endif
 }
 
-// Outputs at least this large are written with non-temporal stores.
-constexpr int64_t kStreamBytes = int64_t(16) << 20;
-
-// memcpy with non-temporal 16-byte stores (SSE2, part of x86-64) for the aligned body.
-static void stream_copy(void* dst, const void* src, size_t bytes) {
-#if PYCNNRNN_HAVE_X86
-  char* d = static_cast<char*>(dst);
-  const char* s = static_cast<const char*>(src);
-  size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
-  if (head > bytes) head = bytes;
-  std::memcpy(d, s, head);
-  d += head, s += head, bytes -= head;
-  for (; bytes >= 64; d += 64, s += 64, bytes -= 64) {
-    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 16));
-    const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 32));
-    const __m128i e = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 48));
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d), a);
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 16), b);
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 32), c);
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d + 48), e);
-  }
-  for (; bytes >= 16; d += 16, s += 16, bytes -= 16)
-    _mm_stream_si128(reinterpret_cast<__m128i*>(d), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
-  std::memcpy(d, s, bytes);
-#else
-  std::memcpy(dst, src, bytes);
-#endif
-}
-
-// Orders this thread's non-temporal stores before the parallel region reports completion.
-static inline void stream_fence() {
-#if PYCNNRNN_HAVE_X86
-  _mm_sfence();
-#endif
-}
-
 static inline int64_t ceil_div_nonneg(int64_t a, int64_t b) { return a <= 0 ? 0 : (a + b - 1) / b; }
 
 template <typename T>
@@ -162,27 +122,11 @@ void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
       for (; ow < s.OW; ++ow) ref_one(xp, yrow, irow, s, oh, ow);
     }
   };
-  const int64_t out_bytes = rows * s.OW * static_cast<int64_t>(sizeof(T) + (idx ? 8 : 0));
+  // 2 threads split the rows; non-temporal stores were measured and did not help (fresh
+  // output pages are faulted in, and zeroed, by the kernel anyway).
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, s.OW * s.kh * s.kw));
-  if (out_bytes < kStreamBytes) {
-    parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
-      do_rows(r0, r1, y + r0 * s.OW, idx ? idx + r0 * s.OW : nullptr);
-    });
-    return;
-  }
-  // Large outputs: compute blocks of rows into a small buffer, then stream them out with
-  // non-temporal stores (no read-for-ownership of the output lines: 20% less traffic).
   parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
-    const int64_t block = std::max<int64_t>(1, 4096 / s.OW);
-    std::unique_ptr<T[]> yb(new T[static_cast<size_t>(block * s.OW)]);
-    std::unique_ptr<int64_t[]> ib(idx ? new int64_t[static_cast<size_t>(block * s.OW)] : nullptr);
-    for (int64_t b0 = r0; b0 < r1; b0 += block) {
-      const int64_t b1 = std::min(b0 + block, r1);
-      do_rows(b0, b1, yb.get(), ib.get());
-      stream_copy(y + b0 * s.OW, yb.get(), static_cast<size_t>((b1 - b0) * s.OW) * sizeof(T));
-      if (idx) stream_copy(idx + b0 * s.OW, ib.get(), static_cast<size_t>((b1 - b0) * s.OW) * 8);
-    }
-    stream_fence();
+    do_rows(r0, r1, y + r0 * s.OW, idx ? idx + r0 * s.OW : nullptr);
   });
 }
 
@@ -202,33 +146,67 @@ static inline int64_t scatter_plane(T* g, const T* go, const int64_t* ix, int64_
   return -1;
 }
 
+// Banded backward, when windows do not overlap vertically ((kh-1)*dh + 1 <= sh): output row
+// oh owns the input rows [oh*sh - ph, (oh+1)*sh - ph) (its "band"; the rows below the last
+// band belong to nobody and are zero). If every index of row oh lies in its band, the band
+// receives contributions only from row oh, in ow order: zero the band and scatter-add the
+// row, exactly torch's order for those elements. Rows are independent, so threads split
+// (plane, oh) pairs and each band is written while it is hot in L1. A plane with an index
+// outside its band is redone afterwards with the plain zero-fill + scatter.
+template <typename T>
+static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s, unsigned char* bad_planes) {
+  const int64_t in_hw = s.H * s.W, out_hw = s.OH * s.OW, rows = s.planes * s.OH;
+  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, s.OW));
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t p = r / s.OH, oh = r % s.OH;
+      T* g = gx + p * in_hw;
+      const int64_t b0 = std::max<int64_t>(0, oh * s.sh - s.ph);
+      const int64_t b1 = oh + 1 == s.OH ? s.H : std::min(s.H, (oh + 1) * s.sh - s.ph);  // last band: to the end
+      if (b1 <= b0) continue;
+      const int64_t lo = b0 * s.W, n = (b1 - b0) * s.W;
+      T* band = g + lo;
+      std::memset(static_cast<void*>(band), 0, static_cast<size_t>(n) * sizeof(T));
+      const T* go = gy + p * out_hw + oh * s.OW;
+      const int64_t* ix = idx + p * out_hw + oh * s.OW;
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const int64_t i = ix[ow] - lo;
+        if (static_cast<uint64_t>(i) >= static_cast<uint64_t>(n)) {
+          __atomic_store_n(&bad_planes[p], 1, __ATOMIC_RELAXED);  // several rows may flag a plane
+          break;
+        }
+        band[i] += go[ow];
+      }
+    }
+  });
+}
+
 template <typename T>
 int64_t max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s) {
   const int64_t in_hw = s.H * s.W, out_hw = s.OH * s.OW;
   const size_t plane_bytes = static_cast<size_t>(in_hw) * sizeof(T);
-  // Large gradients: each plane is accumulated in a cache-resident scratch plane and then
-  // streamed out (no read-for-ownership of grad_input, which is written exactly once).
-  const bool stream = s.planes * in_hw * static_cast<int64_t>(sizeof(T)) >= kStreamBytes &&
-                      plane_bytes <= (size_t(1) << 20);
+  std::unique_ptr<unsigned char[]> redo;
+  const bool banded = (s.kh - 1) * s.dh + 1 <= s.sh && s.OH > 0;
+  if (banded) {
+    redo.reset(new unsigned char[static_cast<size_t>(s.planes)]());
+    backward_banded(gy, idx, gx, s, redo.get());
+  }
   const int nt = get_num_threads();
   int64_t bad[256];
   for (auto& b : bad) b = -1;
   parallel_run(nt, [&](int tid, int n) {
     int64_t p0, p1;
     split_range(s.planes, tid, n, 1, &p0, &p1);
-    if (p0 >= p1) return;
-    std::unique_ptr<T[]> scratch(stream ? new T[static_cast<size_t>(in_hw)] : nullptr);
     for (int64_t p = p0; p < p1; ++p) {
-      T* g = stream ? scratch.get() : gx + p * in_hw;
+      if (banded && !redo[p]) continue;
+      T* g = gx + p * in_hw;
       std::memset(static_cast<void*>(g), 0, plane_bytes);
       const int64_t j = scatter_plane(g, gy + p * out_hw, idx + p * out_hw, out_hw, in_hw);
       if (j >= 0) {
         bad[tid & 255] = p * out_hw + j;
         break;
       }
-      if (stream) stream_copy(gx + p * in_hw, g, plane_bytes);
     }
-    if (stream) stream_fence();
   });
   for (int t = 0; t < nt && t < 256; ++t)
     if (bad[t] >= 0) return bad[t];
