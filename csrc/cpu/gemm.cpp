@@ -210,7 +210,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       if (P.prov) {
         (*P.prov)(pc, kc, jc, nc, pbuf, nc);
         pack_b_block(false, static_cast<const T*>(pbuf), nc, 0, kc, 0, nc, nr, bbuf);
-      } else {
+      } else if (!(P.tb && kr.pack_bt && kr.pack_bt(P.B + jc * P.ldb + pc, P.ldb, kc, nc, bbuf))) {
         pack_b_block(P.tb, P.B, P.ldb, pc, kc, jc, nc, nr, bbuf);
       }
       const bool last = pc + kc == P.K;

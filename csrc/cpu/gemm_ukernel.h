@@ -42,6 +42,10 @@ struct UkrInfo {
   void (*ukr)(int64_t kc, const T* a, const T* b, int64_t bs, T* c, int64_t ldc, int m, int n,
               const UkrParams<T>* p);
   SmallMFn<T> smallm_n, smallm_t;
+  // Optional fast packer for a transposed B block (nullptr: the generic one): Bt points at
+  // B^T[n0][k0] (row stride ldb); writes ceil(nc/nr) panels of kc x nr (zero-padded) to dst.
+  // Returns false when it cannot (e.g. index overflow): the caller packs generically.
+  bool (*pack_bt)(const T* Bt, int64_t ldb, int64_t kc, int64_t nc, T* dst);
 };
 
 namespace gemm_avx512 {

@@ -281,8 +281,8 @@ void smallm_t_f64(int M, int64_t n, int64_t K, const double* A, int64_t lda, con
 
 }  // namespace
 
-UkrInfo<float> info_f32() { return {6, 16, 256, 120, 2048, ukr_f32, smallm_n_f32, smallm_t_f32}; }
-UkrInfo<double> info_f64() { return {6, 8, 256, 120, 1024, ukr_f64, smallm_n_f64, smallm_t_f64}; }
+UkrInfo<float> info_f32() { return {6, 16, 256, 120, 2048, ukr_f32, smallm_n_f32, smallm_t_f32, nullptr}; }
+UkrInfo<double> info_f64() { return {6, 8, 256, 120, 1024, ukr_f64, smallm_n_f64, smallm_t_f64, nullptr}; }
 
 }  // namespace gemm_avx2
 }  // namespace pycnnrnn

@@ -1,6 +1,7 @@
 // gemm_avx512.cpp — AVX-512 GEMM micro-kernels (float 6x64, double 6x32: 24 zmm accumulators,
 // NV vector loads + MR broadcasts feed MR*NV FMAs per k). Edges: k-masked loads/stores.
 // Compiled with -mavx512f/bw/dq/vl -mfma; everything lives in pycnnrnn::gemm_avx512.
+#include <algorithm>
 #include <cstdint>
 
 #include <immintrin.h>
@@ -275,11 +276,54 @@ void smallm_t_f64(int M, int64_t n, int64_t K, const double* A, int64_t lda, con
   smallm_t_any<F64>(M, n, K, A, lda, B, ldb, S, lds);
 }
 
+// ---- transposed-B packer: one masked gather per (k, 16 panel columns) ---------------------
+template <int NR>
+bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, float* dst) {
+  if (ldb > (int64_t(1) << 31) / 16) return false;
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int>(ldb)));
+  for (int64_t q = 0; q < nc; q += NR) {
+    float* d = dst + q * kc;
+    for (int v = 0; v < NR / 16; ++v) {
+      const int64_t lanes = std::min<int64_t>(16, std::max<int64_t>(0, nc - q - v * 16));
+      const __mmask16 mk = static_cast<__mmask16>(F32::mask(static_cast<int>(lanes)));
+      const float* base = Bt + (q + v * 16) * ldb;
+      float* dv = d + v * 16;
+      if (lanes == 16) {
+        for (int64_t k = 0; k < kc; ++k) _mm512_storeu_ps(dv + k * NR, _mm512_i32gather_ps(idx, base + k, 4));
+      } else {
+        for (int64_t k = 0; k < kc; ++k)
+          _mm512_storeu_ps(dv + k * NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, base + k, 4));
+      }
+    }
+  }
+  return true;
+}
+
+template <int NR>
+bool pack_bt_f64(const double* Bt, int64_t ldb, int64_t kc, int64_t nc, double* dst) {
+  if (ldb > (int64_t(1) << 31) / 8) return false;
+  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                         _mm256_set1_epi32(static_cast<int>(ldb)));
+  for (int64_t q = 0; q < nc; q += NR) {
+    double* d = dst + q * kc;
+    for (int v = 0; v < NR / 8; ++v) {
+      const int64_t lanes = std::min<int64_t>(8, std::max<int64_t>(0, nc - q - v * 8));
+      const __mmask8 mk = static_cast<__mmask8>(F64::mask(static_cast<int>(lanes)));
+      const double* base = Bt + (q + v * 8) * ldb;
+      double* dv = d + v * 8;
+      for (int64_t k = 0; k < kc; ++k)
+        _mm512_storeu_pd(dv + k * NR, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), mk, idx, base + k, 8));
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 // kc: A micro-panel 6 x 256 floats = 6 KiB stays in L1; B block 256 x 1024 = 1 MiB in L2.
-UkrInfo<float> info_f32() { return {6, 64, 256, 144, 1024, ukr_f32, smallm_n_f32, smallm_t_f32}; }
-UkrInfo<double> info_f64() { return {6, 32, 256, 144, 512, ukr_f64, smallm_n_f64, smallm_t_f64}; }
+UkrInfo<float> info_f32() { return {6, 64, 256, 144, 1024, ukr_f32, smallm_n_f32, smallm_t_f32, pack_bt_f32<64>}; }
+UkrInfo<double> info_f64() { return {6, 32, 256, 144, 512, ukr_f64, smallm_n_f64, smallm_t_f64, pack_bt_f64<32>}; }
 
 }  // namespace gemm_avx512
 }  // namespace pycnnrnn

@@ -68,8 +68,8 @@ void smallm_t(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, 
 
 }  // namespace
 
-UkrInfo<float> info_f32() { return {4, 8, 256, 128, 1024, ukr_f32, smallm_n<float>, smallm_t<float>}; }
-UkrInfo<double> info_f64() { return {4, 8, 256, 128, 512, ukr_f64, smallm_n<double>, smallm_t<double>}; }
+UkrInfo<float> info_f32() { return {4, 8, 256, 128, 1024, ukr_f32, smallm_n<float>, smallm_t<float>, nullptr}; }
+UkrInfo<double> info_f64() { return {4, 8, 256, 128, 512, ukr_f64, smallm_n<double>, smallm_t<double>, nullptr}; }
 
 }  // namespace gemm_scalar
 }  // namespace pycnnrnn
