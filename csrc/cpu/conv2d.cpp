@@ -168,7 +168,7 @@ void im2col_block(const Conv2dShape& s, const ConvIndex& ix, const T* xg, int64_
         }
         if (s.sw == 1) {
           const T* src = row + off;
-          for (int64_t j = a; j < b; ++j) d[j - ow] = src[j];
+          if (b > a) std::memcpy(d + (a - ow), src + a, static_cast<size_t>(b - a) * sizeof(T));
         } else {
           for (int64_t j = a; j < b; ++j) d[j - ow] = row[j * s.sw + off];
         }
@@ -227,15 +227,18 @@ int64_t chunk_cols(const Conv2dShape& s) {
   return std::max<int64_t>(1, std::min<int64_t>(P, (int64_t(1) << 20) / std::max<int64_t>(1, s.Kg())));
 }
 
+int batch_threads(int64_t N);
+
 template <typename T>
 void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W;
   const ConvIndex ix(s);
   const bool pointwise = is_pointwise(s);
   // groups > 1: many small GEMMs -> run (n, g) pairs in parallel, one thread each;
-  // groups == 1: one GEMM per image, threaded by the engine.
+  // groups == 1: images split over threads when the batch splits evenly (batch_threads),
+  // else one GEMM per image threaded by the engine.
   const int64_t jobs = s.N * s.groups;
-  const int outer = s.groups > 1 ? static_cast<int>(std::min<int64_t>(get_num_threads(), jobs)) : 1;
+  const int outer = s.groups > 1 ? static_cast<int>(std::min<int64_t>(get_num_threads(), jobs)) : batch_threads(s.N);
   // Weights packed once per call into the engine's A layout (shared by every image).
   std::vector<PackedA<T>> wp(static_cast<size_t>(s.groups));
   parallel_for(s.groups, 1, [&](int64_t g0, int64_t g1) {
@@ -289,63 +292,116 @@ void backward_bias(const Conv2dShape& s, const T* gy, T* gb) {
   });
 }
 
+// Threads for splitting the batch: every thread takes whole images (one parallel region,
+// private buffers, single-threaded GEMMs) when the batch splits evenly enough; otherwise 1
+// (images in sequence, each GEMM threaded by the engine).
+int batch_threads(int64_t N) {
+  const int nt = get_num_threads();
+  if (nt <= 1 || N < nt) return 1;
+  return (N % nt == 0 || N >= 4 * nt) ? nt : 1;
+}
+
 // grad_input: dx_g = col2im(W_g^T[Kg][Cog] x dY_g[Cog][P]), in column chunks.
+// Images are independent (disjoint dx), so the batch split needs no reduction.
 template <typename T>
 void backward_data_gemm(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W;
-  if (is_pointwise(s)) {
-    for (int64_t n = 0; n < s.N; ++n)
-      for (int64_t g = 0; g < s.groups; ++g)
-        gemm<T>(true, false, Cg, P, Cog, T(1), w + g * Cog * Kg, Kg, gy + (n * s.Co + g * Cog) * P, P, T(0),
-                gx + (n * s.C + g * Cg) * HW, HW);
-    return;
-  }
-  std::fill(gx, gx + s.N * s.C * HW, T(0));
-  const ConvIndex ix(s);
-  const int64_t pc_max = chunk_cols(s);
-  std::vector<T> col(static_cast<size_t>(Kg * pc_max));
-  for (int64_t n = 0; n < s.N; ++n)
-    for (int64_t g = 0; g < s.groups; ++g) {
-      const T* wg = w + g * Cog * Kg;
-      const T* dyg = gy + (n * s.Co + g * Cog) * P;
-      T* dxg = gx + (n * s.C + g * Cg) * HW;
-      for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
-        const int64_t pc = std::min(pc_max, P - p0);
-        // col[Kg][pc] = W_g^T x dY_g[:, p0:p0+pc]
-        gemm<T>(true, false, Kg, pc, Cog, T(1), wg, Kg, dyg + p0, P, T(0), col.data(), pc);
-        parallel_for(Cg, 1, [&](int64_t c0, int64_t c1) { col2im_channels(s, ix, col.data(), p0, pc, c0, c1, dxg); });
-      }
-    }
-}
-
-// grad_weight: dW_g[Cog][Kg] = sum_n dY_g[n][Cog][P] x im2col(x[n]_g)[Kg][P]^T,
-// accumulated image by image, chunk by chunk (fixed order).
-template <typename T>
-void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) {
-  const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W;
-  std::fill(gw, gw + s.Co * Kg, T(0));
   const bool pointwise = is_pointwise(s);
   const ConvIndex ix(s);
   const int64_t pc_max = chunk_cols(s);
-  std::vector<T> col(pointwise ? 0 : static_cast<size_t>(Kg * pc_max));
-  for (int64_t g = 0; g < s.groups; ++g) {
-    T* gwg = gw + g * Cog * Kg;
-    for (int64_t n = 0; n < s.N; ++n) {
-      const T* dyg = gy + (n * s.Co + g * Cog) * P;
-      const T* xg = x + (n * s.C + g * Cg) * HW;
-      if (pointwise) {
-        gemm<T>(false, true, Cog, Cg, P, T(1), dyg, P, xg, HW, T(1), gwg, Kg);
-        continue;
+  // images [n0, n1); inner = engine threads per GEMM (1 inside a batch split)
+  auto images = [&](int64_t n0, int64_t n1, int inner) {
+    if (pointwise) {  // dx_g[Cg][HW] = W_g^T x dY_g
+      for (int64_t n = n0; n < n1; ++n)
+        for (int64_t g = 0; g < s.groups; ++g)
+          gemm<T>(true, false, Cg, P, Cog, T(1), w + g * Cog * Kg, Kg, gy + (n * s.Co + g * Cog) * P, P, T(0),
+                  gx + (n * s.C + g * Cg) * HW, HW, GemmEpilogue<T>{}, inner);
+      return;
+    }
+    std::fill(gx + n0 * s.C * HW, gx + n1 * s.C * HW, T(0));
+    std::vector<T> col(static_cast<size_t>(Kg * pc_max));
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t g = 0; g < s.groups; ++g) {
+        const T* wg = w + g * Cog * Kg;
+        const T* dyg = gy + (n * s.Co + g * Cog) * P;
+        T* dxg = gx + (n * s.C + g * Cg) * HW;
+        for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
+          const int64_t pc = std::min(pc_max, P - p0);
+          // col[Kg][pc] = W_g^T x dY_g[:, p0:p0+pc]
+          gemm<T>(true, false, Kg, pc, Cog, T(1), wg, Kg, dyg + p0, P, T(0), col.data(), pc, GemmEpilogue<T>{},
+                  inner);
+          if (inner == 1)
+            col2im_channels(s, ix, col.data(), p0, pc, 0, Cg, dxg);
+          else
+            parallel_for(Cg, 1, [&](int64_t c0, int64_t c1) { col2im_channels(s, ix, col.data(), p0, pc, c0, c1, dxg); });
+        }
       }
-      for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
-        const int64_t pc = std::min(pc_max, P - p0);
-        parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) {
-          im2col_block(s, ix, xg, k0, k1 - k0, p0, pc, col.data() + k0 * pc, pc);
-        });
-        gemm<T>(false, true, Cog, Kg, pc, T(1), dyg + p0, P, col.data(), pc, T(1), gwg, Kg);
+  };
+  const int bt = batch_threads(s.N);
+  if (bt > 1) {
+    parallel_run(bt, [&](int tid, int nt) {
+      int64_t n0, n1;
+      split_range(s.N, tid, nt, 1, &n0, &n1);
+      images(n0, n1, 1);
+    });
+  } else {
+    images(0, s.N, 0);
+  }
+}
+
+// grad_weight: dW_g[Cog][Kg] = sum_n dY_g[n][Cog][P] x im2col(x[n]_g)[Kg][P]^T, accumulated
+// image by image, chunk by chunk. With a batch split, thread t sums its own images into a
+// private partial (thread 0 into gw), then gw += partial_1 + ... + partial_{nt-1} in that
+// order: deterministic for a given thread count, no atomics.
+template <typename T>
+void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) {
+  const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W, WN = s.Co * Kg;
+  const bool pointwise = is_pointwise(s);
+  const ConvIndex ix(s);
+  const int64_t pc_max = chunk_cols(s);
+  auto images = [&](int64_t n0, int64_t n1, int inner, T* dw) {
+    std::fill(dw, dw + WN, T(0));
+    std::vector<T> col(pointwise ? 0 : static_cast<size_t>(Kg * pc_max));
+    for (int64_t g = 0; g < s.groups; ++g) {
+      T* gwg = dw + g * Cog * Kg;
+      for (int64_t n = n0; n < n1; ++n) {
+        const T* dyg = gy + (n * s.Co + g * Cog) * P;
+        const T* xg = x + (n * s.C + g * Cg) * HW;
+        if (pointwise) {
+          gemm<T>(false, true, Cog, Cg, P, T(1), dyg, P, xg, HW, T(1), gwg, Kg, GemmEpilogue<T>{}, inner);
+          continue;
+        }
+        for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
+          const int64_t pc = std::min(pc_max, P - p0);
+          if (inner == 1)
+            im2col_block(s, ix, xg, 0, Kg, p0, pc, col.data(), pc);
+          else
+            parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) {
+              im2col_block(s, ix, xg, k0, k1 - k0, p0, pc, col.data() + k0 * pc, pc);
+            });
+          gemm<T>(false, true, Cog, Kg, pc, T(1), dyg + p0, P, col.data(), pc, T(1), gwg, Kg, GemmEpilogue<T>{},
+                  inner);
+        }
       }
     }
+  };
+  const int bt = batch_threads(s.N);
+  if (bt <= 1) {
+    images(0, s.N, 0, gw);
+    return;
   }
+  std::vector<T> partial(static_cast<size_t>((bt - 1) * WN));
+  parallel_run(bt, [&](int tid, int nt) {
+    int64_t n0, n1;
+    split_range(s.N, tid, nt, 1, &n0, &n1);
+    images(n0, n1, 1, tid == 0 ? gw : partial.data() + (tid - 1) * WN);
+  });
+  parallel_for(WN, 4096, [&](int64_t e0, int64_t e1) {
+    for (int t = 1; t < bt; ++t) {
+      const T* pp = partial.data() + (t - 1) * WN;
+      for (int64_t e = e0; e < e1; ++e) gw[e] += pp[e];
+    }
+  });
 }
 
 }  // namespace
