@@ -26,8 +26,24 @@ namespace {
 
 constexpr int TK = 16;  // K-chunk granularity of split-K
 
+// Division by a launch-invariant divisor for numerators < 2^31 (round-up multiplier method:
+// m = ceil(2^(31+l) / d), l = ceil(log2 d); exact because n * (m*d - 2^(31+l)) < 2^(31+l)).
+struct FastDiv {
+  uint32_t d = 1, s = 31;
+  uint64_t m = 1ULL << 31;
+  FastDiv() = default;
+  explicit FastDiv(uint32_t d_) : d(d_) {
+    uint32_t l = 0;
+    while ((1ULL << l) < d) ++l;
+    s = 31 + l;
+    m = ((1ULL << s) + d - 1) / d;
+  }
+  __host__ __device__ __forceinline__ uint32_t div(uint32_t n) const { return (uint32_t)(((uint64_t)n * m) >> s); }
+};
+
 struct Geo {  // int copies of the shape for device code
   int N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, groups, Cg, Kg, RS;
+  FastDiv fRS, fS, fP, fQ, fPQ, fsh, fsw;
 };
 
 Geo make_geo(const ConvShape& cs) {
@@ -37,6 +53,9 @@ Geo make_geo(const ConvShape& cs) {
   g.sh = (int)cs.sh; g.sw = (int)cs.sw; g.ph = (int)cs.ph; g.pw = (int)cs.pw;
   g.dh = (int)cs.dh; g.dw = (int)cs.dw; g.groups = (int)cs.groups;
   g.Cg = (int)(cs.C / cs.groups); g.Kg = (int)(cs.K / cs.groups); g.RS = (int)(cs.R * cs.S);
+  g.fRS = FastDiv((uint32_t)g.RS); g.fS = FastDiv((uint32_t)g.S); g.fP = FastDiv((uint32_t)g.P);
+  g.fQ = FastDiv((uint32_t)g.Q); g.fPQ = FastDiv((uint32_t)(g.P * g.Q)); g.fsh = FastDiv((uint32_t)g.sh);
+  g.fsw = FastDiv((uint32_t)g.sw);
   return g;
 }
 
@@ -66,20 +85,24 @@ struct FpropOp {
   }
   __host__ __device__ T b(int, int64_t kk, const NS& s) const {
     if (!s.ok) return T(0);
-    const int c = (int)(kk / g.RS), rs = (int)(kk % g.RS);
-    const int r = rs / g.S, sx = rs % g.S;
+    const int c = (int)g.fRS.div((uint32_t)kk), rs = (int)kk - c * g.RS;
+    const int r = (int)g.fS.div((uint32_t)rs), sx = rs - r * g.S;
     const int ih = s.ih0 + r * g.dh, iw = s.iw0 + sx * g.dw;
     if ((unsigned)ih >= (unsigned)g.H || (unsigned)iw >= (unsigned)g.W) return T(0);
     return x[s.xbase + ((int64_t)c * g.H + ih) * g.W + iw];
   }
-  __host__ __device__ void store(int grp, int, int64_t m, int64_t n, T v) const {
+  struct SS { int64_t base; };  // output column decoded once per epilogue column
+  __host__ __device__ SS sstate(int64_t n) const {
     const int q = (int)(n % g.Q);
     const int64_t t = n / g.Q;
     const int p = (int)(t % g.P);
     const int64_t nb = t / g.P;
+    return SS{nb * g.K * g.P * g.Q + (int64_t)p * g.Q + q};
+  }
+  __host__ __device__ void store(int grp, int, int64_t m, const SS& ss, T v) const {
     const int64_t k = (int64_t)grp * g.Kg + m;
     if (bias) v += bias[k];
-    y[((nb * g.K + k) * g.P + p) * g.Q + q] = v;
+    y[ss.base + k * g.P * g.Q] = v;
   }
 };
 
@@ -92,7 +115,7 @@ struct DgradOp {
   __host__ __device__ int64_t N() const { return (int64_t)g.N * g.H * g.W; }
   __host__ __device__ int64_t Kd() const { return (int64_t)g.Kg * g.RS; }
   __host__ __device__ T a(int grp, int64_t m, int64_t kk) const {
-    const int64_t k = kk / g.RS, rs = kk % g.RS;
+    const int k = (int)g.fRS.div((uint32_t)kk), rs = (int)kk - k * g.RS;
     return w[(((int64_t)grp * g.Kg + k) * g.Cg + m) * g.RS + rs];
   }
   __host__ __device__ NS nstate(int grp, int64_t n) const {
@@ -110,20 +133,24 @@ struct DgradOp {
   }
   __host__ __device__ T b(int, int64_t kk, const NS& s) const {
     if (!s.ok) return T(0);
-    const int k = (int)(kk / g.RS), rs = (int)(kk % g.RS);
-    const int r = rs / g.S, sx = rs % g.S;
+    const int k = (int)g.fRS.div((uint32_t)kk), rs = (int)kk - k * g.RS;
+    const int r = (int)g.fS.div((uint32_t)rs), sx = rs - r * g.S;
     const int oh_n = s.hp - r * g.dh, ow_n = s.wp - sx * g.dw;
-    if (oh_n < 0 || ow_n < 0 || oh_n % g.sh != 0 || ow_n % g.sw != 0) return T(0);
-    const int oh = oh_n / g.sh, ow = ow_n / g.sw;
-    if (oh >= g.P || ow >= g.Q) return T(0);
+    if (oh_n < 0 || ow_n < 0) return T(0);
+    const int oh = (int)g.fsh.div((uint32_t)oh_n), ow = (int)g.fsw.div((uint32_t)ow_n);
+    if (oh * g.sh != oh_n || ow * g.sw != ow_n || oh >= g.P || ow >= g.Q) return T(0);
     return dy[s.dybase + ((int64_t)k * g.P + oh) * g.Q + ow];
   }
-  __host__ __device__ void store(int grp, int, int64_t m, int64_t n, T v) const {
+  struct SS { int64_t base; };
+  __host__ __device__ SS sstate(int64_t n) const {
     const int wq = (int)(n % g.W);
     const int64_t t = n / g.W;
     const int h = (int)(t % g.H);
     const int64_t nb = t / g.H;
-    dx[((nb * g.C + (int64_t)grp * g.Cg + m) * g.H + h) * g.W + wq] = v;
+    return SS{nb * g.C * g.H * g.W + (int64_t)h * g.W + wq};
+  }
+  __host__ __device__ void store(int grp, int, int64_t m, const SS& ss, T v) const {
+    dx[ss.base + ((int64_t)grp * g.Cg + m) * g.H * g.W] = v;
   }
 };
 
@@ -135,10 +162,11 @@ struct WgradOp {
   __host__ __device__ int64_t M() const { return g.Kg; }
   __host__ __device__ int64_t N() const { return (int64_t)g.Cg * g.RS; }
   __host__ __device__ int64_t Kd() const { return (int64_t)g.N * g.P * g.Q; }
-  __host__ __device__ T a(int grp, int64_t m, int64_t kk) const {
+  __host__ __device__ T a(int grp, int64_t m, int64_t kk) const {  // kk < N*P*Q < 2^31
     const int64_t PQ = (int64_t)g.P * g.Q;
-    const int64_t nb = kk / PQ, pq = kk % PQ;
-    return dy[(nb * g.K + (int64_t)grp * g.Kg + m) * PQ + pq];
+    const int nb = (int)g.fPQ.div((uint32_t)kk);
+    const int64_t pq = kk - nb * PQ;
+    return dy[((int64_t)nb * g.K + (int64_t)grp * g.Kg + m) * PQ + pq];
   }
   __host__ __device__ NS nstate(int, int64_t n) const {
     NS s;
@@ -152,17 +180,19 @@ struct WgradOp {
   }
   __host__ __device__ T b(int grp, int64_t kk, const NS& s) const {
     if (!s.ok) return T(0);
-    const int q = (int)(kk % g.Q);
-    const int64_t t = kk / g.Q;
-    const int p = (int)(t % g.P);
-    const int64_t nb = t / g.P;
+    const uint32_t t = g.fQ.div((uint32_t)kk);
+    const int q = (int)kk - (int)t * g.Q;
+    const int nb = (int)g.fP.div(t);
+    const int p = (int)t - nb * g.P;
     const int ih = p * g.sh - g.ph + s.r * g.dh, iw = q * g.sw - g.pw + s.s * g.dw;
     if ((unsigned)ih >= (unsigned)g.H || (unsigned)iw >= (unsigned)g.W) return T(0);
-    return x[((nb * g.C + (int64_t)grp * g.Cg + s.c) * g.H + ih) * g.W + iw];
+    return x[(((int64_t)nb * g.C + (int64_t)grp * g.Cg + s.c) * g.H + ih) * g.W + iw];
   }
-  __host__ __device__ void store(int grp, int split, int64_t m, int64_t n, T v) const {
+  struct SS { int64_t n; };
+  __host__ __device__ SS sstate(int64_t n) const { return SS{n}; }
+  __host__ __device__ void store(int grp, int split, int64_t m, const SS& ss, T v) const {
     const int64_t crs = (int64_t)g.Cg * g.RS;
-    out[((int64_t)split * g.K + (int64_t)grp * g.Kg + m) * crs + n] = v;
+    out[((int64_t)split * g.K + (int64_t)grp * g.Kg + m) * crs + ss.n] = v;
   }
 };
 
@@ -256,13 +286,14 @@ __global__ void __launch_bounds__(256, 2) igemm(Op op, int64_t kchunk) {
   }
   const int64_t N = op.N();
 #pragma unroll
-  for (int i = 0; i < TL::RM; ++i) {
-    const int64_t m = m0 + tile_row<TL>(ty, i);
-    if (m >= M) continue;
+  for (int j = 0; j < TL::RN; ++j) {
+    const int64_t n = n0 + tile_col<TL>(tx, j);
+    if (n >= N) continue;
+    const typename Op::SS ss = op.sstate(n);
 #pragma unroll
-    for (int j = 0; j < TL::RN; ++j) {
-      const int64_t n = n0 + tile_col<TL>(tx, j);
-      if (n < N) op.store(grp, split, m, n, acc[i][j]);
+    for (int i = 0; i < TL::RM; ++i) {
+      const int64_t m = m0 + tile_row<TL>(ty, i);
+      if (m < M) op.store(grp, split, m, ss, acc[i][j]);
     }
   }
 }
@@ -364,6 +395,8 @@ ConvShape conv_shape(int64_t N, int64_t C, int64_t H, int64_t W, int64_t K, int6
   cs.Q = conv_output_size(W, S, sw, pw, pw, dw);
   PYC_CHECK(cs.P > 0 && cs.Q > 0, "conv2d: output size is empty (", cs.P, ", ", cs.Q, ")");
   const int64_t lim = (1LL << 31) - 1;
+  PYC_CHECK(N * cs.P * cs.Q < lim && N * H * W < lim && (C / groups) * R * S < lim,
+            "conv2d: N*H*W and N*H_out*W_out must be < 2^31 for the CUDA kernels");
   PYC_CHECK(N * C * H * W < (1LL << 40) && C * H * W < lim && K * cs.P * cs.Q < lim && H < lim / 2 && W < lim / 2 &&
                 N < lim && (C / groups) * R * S < lim,
             "conv2d: tensor too large for the CUDA kernels");

@@ -90,6 +90,14 @@ int main() {
   fails += test_conv<LargeTile>(1, 16, 130, 12, 13, 3, 3, 1, 1, 1, 1, 2);
   fails += test_conv<LargeTile>(2, 140, 8, 7, 9, 3, 3, 2, 1, 1, 1, 1);
   fails += test_conv<LargeTile>(1, 20, 136, 6, 7, 3, 3, 1, 2, 2, 2, 3);
+  for (int it = 0; it < 16; ++it) {  // random small shapes through both tiles
+    int groups = 1 + rng() % 3, C = groups * (1 + rng() % 4), K = groups * (1 + rng() % 5);
+    int H = 4 + rng() % 8, W = 4 + rng() % 8, R = 1 + rng() % 3, S = 1 + rng() % 3;
+    int st = 1 + rng() % 3, pd = rng() % 2, dl = 1 + rng() % 2, N = 1 + rng() % 2;
+    if (H + 2 * pd - dl * (R - 1) - 1 < 0 || W + 2 * pd - dl * (S - 1) - 1 < 0) continue;
+    fails += (it & 1) ? test_conv<LargeTile>(N, C, K, H, W, R, S, st, pd, dl, groups, 1 + rng() % 3)
+                      : test_conv<SmallTile>(N, C, K, H, W, R, S, st, pd, dl, groups, 1 + rng() % 3);
+  }
   printf("%d failures\n", fails);
   return fails;
 }
