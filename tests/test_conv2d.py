@@ -353,6 +353,23 @@ def test_inputs_not_modified_and_results_deterministic(rng):
         np.testing.assert_array_equal(a, c)
 
 
+def test_one_thread_matches_two(rng):
+    """The engine-threaded and batch-split paths (and 1 thread) agree to rounding."""
+    x, w, b = make_inputs(rng, (4, 6, 11, 10), (8, 6, 3, 3))
+    gy = rng.uniform(-1, 1, (4, 8, 6, 5)).astype(np.float32)
+    kw = {"padding": 1, "stride": 2}
+    n0 = pycnnrnn.get_num_threads()
+    try:
+        pycnnrnn.set_num_threads(1)
+        y1, g1 = F.conv2d(x, w, b, **kw), F.conv2d_backward(gy, x, w, **kw)
+    finally:
+        pycnnrnn.set_num_threads(n0)
+    y2, g2 = F.conv2d(x, w, b, **kw), F.conv2d_backward(gy, x, w, **kw)
+    np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-6)
+    for a, c in zip(g1, g2):
+        np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
+
+
 def test_output_mask_and_zero_batch(rng):
     x, w, _ = make_inputs(rng, (2, 3, 6, 6), (4, 3, 3, 3))
     gy = rng.uniform(-1, 1, (2, 4, 6, 6)).astype(np.float32)
@@ -535,6 +552,7 @@ from pycnnrnn import functional as F
 rng = np.random.default_rng(5)
 assert pycnnrnn.cpu_isa() == "{isa}", pycnnrnn.cpu_isa()
 for groups, ws, kw in [(1, (7, 6, 3, 3), dict(padding=1, stride=(1, 2))),
+                       (1, (7, 6, 3, 3), dict(padding=1, padding_mode="circular")),
                        (6, (12, 1, 3, 3), dict(padding=1, padding_mode="reflect")),
                        (2, (4, 3, 1, 1), dict())]:
     x = rng.uniform(-1, 1, (2, 6, 11, 45)).astype(np.float32)
@@ -553,6 +571,9 @@ for groups, ws, kw in [(1, (7, 6, 3, 3), dict(padding=1, stride=(1, 2))),
     wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
     m._conv_forward(xt, wt, None).backward(torch.tensor(gy, dtype=torch.float64))
     assert np.abs(gx - xt.grad.numpy()).max() < 1e-4 and np.abs(gw - wt.grad.numpy()).max() < 1e-3
+    if ws[2:] == (3, 3) and groups == 1 and kw.get("stride", 1) == 1:
+        yw = F.conv2d(x, w, b, groups=groups, algorithm="winograd", **kw)
+        assert np.abs(yw - y64).max() <= 2 * et + 1e-6 * max(1, np.abs(y64).max())
 print("ok")
 """
     assert run_python(code, PYCNNRNN_ISA=isa).stdout.strip() == "ok"
