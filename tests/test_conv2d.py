@@ -471,6 +471,15 @@ def _bad_cases():
             r"non-zero channels",
         ),
         ("zero height", np.ones((1, 4, 0, 5), np.float32), w, ok, ValueError, r"non-zero channels, height"),
+        ("huge padding", x, w, dict(ok, padding=2**62), OverflowError, r"too large"),
+        (
+            "huge dilation and padding",
+            x,
+            w,
+            dict(ok, padding=2**61, dilation=2**61),
+            OverflowError,
+            r"too large",
+        ),
         (
             "huge stride ok-type overflow",
             x,

@@ -34,6 +34,7 @@ from ._validate import as_float_array, check_int, check_ndim, check_numel, pair
 __all__ = ["conv2d", "conv2d_backward"]
 
 _MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+_SIZE_LIMIT = 1 << 40  # spatial extents beyond this cannot index a real array and would overflow int64 maths
 _ALGOS = {"auto": 0, "gemm": 1, "depthwise": 2, "winograd": 3}
 
 
@@ -106,6 +107,11 @@ class _Conv:
                 f"(H, W) = {(h, wd)} (padding may not wrap around more than once)"
             )
         eh, ew = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        if max(h + pt + pb, wd + pl + pr, eh, ew) > _SIZE_LIMIT:
+            raise OverflowError(
+                f"padded input ({h + pt + pb} x {wd + pl + pr}) or dilated kernel ({eh} x {ew}) is too large "
+                f"(limit {_SIZE_LIMIT}) for int64 index arithmetic"
+            )
         if h + pt + pb < eh or wd + pl + pr < ew:
             raise ValueError(
                 f"padded input size per channel ({h + pt + pb} x {wd + pl + pr}) is smaller than the (dilated) "
