@@ -61,6 +61,7 @@ Geo make_geo(const ConvShape& cs) {
 
 template <typename T>
 struct FpropOp {
+  static constexpr bool kBAlongK = false;  // B loads: consecutive threads along n (image row)
   Geo g;
   const T* x; const T* w; const T* bias; T* y;
   struct NS { int64_t xbase; int ih0, iw0; bool ok; };
@@ -108,6 +109,7 @@ struct FpropOp {
 
 template <typename T>
 struct DgradOp {
+  static constexpr bool kBAlongK = false;
   Geo g;
   const T* dy; const T* w; T* dx;
   struct NS { int64_t dybase; int hp, wp; bool ok; };  // hp = h + ph, wp = w + pw
@@ -156,6 +158,7 @@ struct DgradOp {
 
 template <typename T>
 struct WgradOp {
+  static constexpr bool kBAlongK = true;  // B loads: consecutive threads along k = (n, p, q)
   Geo g;
   const T* dy; const T* x; T* out;  // out: dw [K, Cg*RS] or workspace [splits, K, Cg*RS]
   struct NS { int c, r, s; bool ok; };
@@ -233,8 +236,15 @@ __global__ void __launch_bounds__(256, 2) igemm(Op op, int64_t kchunk) {
   // loaders: A: kk = tid % BK (contiguous along the weight row), m = tid / BK + A_STEP*i
   //          B: n = tid % BN (contiguous along the image row), kk = tid / BN + B_STEP*i
   const int a_k = tid % TL::BK, a_m = tid / TL::BK;
-  const int b_n = tid % TL::BN, b_k = tid / TL::BN;
-  const typename Op::NS ns = op.nstate(grp, n0 + b_n);
+  // B mapping: along n (fprop/dgrad: one column per thread, its decode hoisted) or along k
+  // (wgrad: consecutive threads read consecutive output positions q, so image loads coalesce)
+  constexpr bool BK_MAJOR = Op::kBAlongK;
+  constexpr int B_NSTEP = 256 / TL::BK;  // n stride between a thread's B columns (k-major)
+  const int b_n = BK_MAJOR ? tid / TL::BK : tid % TL::BN;
+  const int b_k = BK_MAJOR ? tid % TL::BK : tid / TL::BN;
+  typename Op::NS ns[BK_MAJOR ? TL::B_PER : 1];
+#pragma unroll
+  for (int i = 0; i < (BK_MAJOR ? TL::B_PER : 1); ++i) ns[i] = op.nstate(grp, n0 + b_n + B_NSTEP * i);
   T ra[TL::A_PER], rb[TL::B_PER];
   auto load = [&](int64_t k0) {
 #pragma unroll
@@ -244,15 +254,23 @@ __global__ void __launch_bounds__(256, 2) igemm(Op op, int64_t kchunk) {
     }
 #pragma unroll
     for (int i = 0; i < TL::B_PER; ++i) {
-      const int64_t kk = k0 + b_k + TL::B_STEP * i;
-      rb[i] = (kk < ke) ? op.b(grp, kk, ns) : T(0);
+      if constexpr (BK_MAJOR) {
+        const int64_t kk = k0 + b_k;
+        rb[i] = (kk < ke) ? op.b(grp, kk, ns[i]) : T(0);
+      } else {
+        const int64_t kk = k0 + b_k + TL::B_STEP * i;
+        rb[i] = (kk < ke) ? op.b(grp, kk, ns[0]) : T(0);
+      }
     }
   };
   auto store = [&](int buf) {
 #pragma unroll
     for (int i = 0; i < TL::A_PER; ++i) As[buf][a_k][a_m + TL::A_STEP * i] = ra[i];
 #pragma unroll
-    for (int i = 0; i < TL::B_PER; ++i) Bs[buf][b_k + TL::B_STEP * i][b_n] = rb[i];
+    for (int i = 0; i < TL::B_PER; ++i) {
+      if constexpr (BK_MAJOR) Bs[buf][b_k][b_n + B_NSTEP * i] = rb[i];
+      else Bs[buf][b_k + TL::B_STEP * i][b_n] = rb[i];
+    }
   };
   T acc[TL::RM][TL::RN];
 #pragma unroll
