@@ -13,7 +13,7 @@ from torch import nn
 
 from .vgg import cfgs
 
-__all__ = ["VGG", "ImgEncoder", "QstEncoder", "VqaModel", "load_from_numpy", "vgg"]
+__all__ = ["VGG", "ImgEncoder", "QstEncoder", "VqaModel", "load_from_numpy", "twin_of", "vgg"]
 
 
 class VGG(nn.Module):
@@ -116,12 +116,22 @@ class VqaModel(nn.Module):
         return self.fc2(combined)
 
 
-def load_from_numpy(model: nn.Module, state_dict) -> nn.Module:
-    """Load a pycnnrnn (numpy) state_dict into a torch model, strictly, keeping its dtype."""
+def load_from_numpy(model: nn.Module, state_dict, *, copy: bool = True) -> nn.Module:
+    """Load a pycnnrnn (numpy) state_dict into a torch model, strictly, keeping its dtype.
+
+    copy=False makes the torch parameters share the numpy arrays' memory (no copy; works on a
+    model built under ``torch.device("meta")``, which skips torch's own initialisation)."""
     ref = model.state_dict()
     tensors = OrderedDict(
         (k, torch.from_numpy(np.ascontiguousarray(v)).to(ref[k].dtype if k in ref else torch.float32))
         for k, v in state_dict.items()
     )
-    model.load_state_dict(tensors, strict=True)
+    model.load_state_dict(tensors, strict=True, assign=not copy)
     return model
+
+
+def twin_of(ours, build) -> nn.Module:
+    """build() under the meta device (no init cost), then our weights shared in, same mode."""
+    with torch.device("meta"):
+        model = build()
+    return load_from_numpy(model, ours.state_dict(), copy=False).train(ours.training)

@@ -10,6 +10,7 @@ from .conv import Conv2d
 from .linear import Flatten, Identity, Linear
 from .module import IncompatibleKeys, Module, RemovableHandle
 from .pooling import AdaptiveAvgPool2d, MaxPool2d, MaxUnpool2d
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .sparse import Embedding
 
 __all__ = [
@@ -18,13 +19,19 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "GRU",
+    "GRUCell",
     "Identity",
     "IncompatibleKeys",
+    "LSTM",
+    "LSTMCell",
     "Linear",
     "MaxPool2d",
     "MaxUnpool2d",
     "Module",
     "ModuleList",
+    "RNN",
+    "RNNCell",
     "ReLU",
     "RemovableHandle",
     "Sequential",

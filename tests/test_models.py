@@ -1,0 +1,124 @@
+"""VGG11-19 against torchvision's architecture (written out in pycnnrnn.models.torch_reference)
+with the same weights, end to end through the float64 error gate."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from helpers import assert_error_gate
+
+import pycnnrnn
+from pycnnrnn import models, nn
+
+torch = pytest.importorskip("torch")
+R = pytest.importorskip("pycnnrnn.models.torch_reference")
+
+pytestmark = pytest.mark.torch
+
+VGG_PARAMS = {"vgg11": 132_863_336, "vgg13": 133_047_848, "vgg16": 138_357_544, "vgg19": 143_667_240}
+
+
+def torch_twin(ours: nn.Module, build) -> "torch.nn.Module":
+    """The torch model build() with our weights (shared memory, no torch init), same mode."""
+    return R.twin_of(ours, build)
+
+
+def run_both(ours, theirs, *inputs):
+    """(ours, torch float32, torch float64) outputs on the same inputs."""
+    out = ours(*inputs)
+    t_in = [torch.from_numpy(x) for x in inputs]
+    with torch.no_grad():
+        t32 = theirs(*t_in).numpy()
+        t64 = copy.deepcopy(theirs).double()(*[x.double() if x.is_floating_point() else x for x in t_in]).numpy()
+    return out, t32, t64
+
+
+@pytest.fixture(scope="module", params=list(VGG_PARAMS))
+def vgg_pair(request):
+    """(ours, torch twin) per VGG, built once and freed before the next (~0.5 GB each)."""
+    name = request.param
+    nn.init.manual_seed(0)
+    ours = getattr(models, name)(num_classes=10).eval()
+    yield name, ours, torch_twin(ours, lambda: R.vgg(name, num_classes=10)).eval()
+
+
+def test_vgg_structure_and_init(vgg_pair):
+    name, ours, theirs = vgg_pair
+    assert repr(ours) == repr(theirs)
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in theirs.state_dict().items()
+    ]
+    full = VGG_PARAMS[name] - 4097 * (1000 - 10)  # num_classes=10 shrinks the last Linear
+    assert sum(p.size for p in ours.parameters()) == full
+    # torchvision's init: kaiming_normal_(fan_out, relu) convs, N(0, 0.01) linears, zero biases
+    conv = ours.features[0]
+    assert abs(conv.weight.std() - np.sqrt(2 / (64 * 9))) < 0.1 * np.sqrt(2 / (64 * 9))
+    assert not conv.bias.any() and not ours.classifier[0].bias.any()
+    assert abs(ours.classifier[0].weight.std() - 0.01) < 1e-4
+
+
+def test_vgg_forward_small_input(vgg_pair, rng):
+    # 32x32 input: every layer runs, the adaptive pool upsamples 1x1 -> 7x7.
+    name, ours, theirs = vgg_pair
+    x = rng.standard_normal((2, 3, 32, 32)).astype(np.float32)
+    out, t32, t64 = run_both(ours, theirs, x)
+    assert out.shape == (2, 10) and out.dtype == np.float32
+    assert_error_gate(out, t64, t32, what=name)
+
+
+@pytest.fixture(scope="module")
+def vgg11_pair():
+    nn.init.manual_seed(0)
+    ours = models.vgg11(num_classes=10).eval()
+    return ours, torch_twin(ours, lambda: R.vgg("vgg11", num_classes=10)).eval()
+
+
+def test_vgg_train_mode(vgg11_pair, rng):
+    ours, theirs = vgg11_pair
+    x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    try:
+        ours.train()
+        theirs.train()
+        nn.init.manual_seed(7)
+        a = ours(x)
+        nn.init.manual_seed(7)
+        np.testing.assert_array_equal(ours(x), a)  # seeded dropout is reproducible
+        assert not np.allclose(a, ours.eval()(x))  # and active in training
+        # with the dropout disabled, training mode equals torch's training mode
+        for m in (ours.classifier[2], ours.classifier[5], theirs.classifier[2], theirs.classifier[5]):
+            m.p = 0.0
+        ours.train()
+        out, t32, t64 = run_both(ours, theirs, x)
+        assert_error_gate(out, t64, t32, what="vgg11 train")
+    finally:
+        for m in (ours.classifier[2], ours.classifier[5], theirs.classifier[2], theirs.classifier[5]):
+            m.p = 0.5
+        ours.eval()
+        theirs.eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vgg16", "vgg19"])
+def test_vgg_forward_224(rng, name):
+    nn.init.manual_seed(1)
+    ours = getattr(models, name)().eval()
+    theirs = torch_twin(ours, lambda: R.vgg(name)).eval()
+    x = rng.random((1, 3, 224, 224), dtype=np.float32)
+    out, t32, t64 = run_both(ours, theirs, x)
+    assert_error_gate(out, t64, t32, what=f"{name} 224")
+
+
+def test_vgg_loads_torch_weights_and_files(vgg11_pair, tmp_path, rng):
+    _, theirs = vgg11_pair
+    theirs = R.vgg("vgg11", num_classes=10).eval()  # torch's own init, real tensors
+    ours = models.vgg11(num_classes=10, init_weights=False).eval()
+    ours.load_state_dict(theirs.state_dict())  # torch tensors straight in
+    torch.save(theirs.features.state_dict(), tmp_path / "features.pth")
+    features = models.vgg11(num_classes=10, init_weights=False).features
+    features.load_state_dict(pycnnrnn.io.load(tmp_path / "features.pth"))
+    x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_array_equal(ours.features(x), features(x))
+    out, t32, t64 = run_both(ours, theirs, x)
+    assert_error_gate(out, t64, t32, what="vgg11 loaded")
