@@ -115,7 +115,8 @@ void test_lstm(int T, int B, int I, int H) {
     const float* cprev = t == 0 ? c0.data() : call.data() + (t - 1) * B * H;
     emu_launch({2, 1, 1}, 32, [&] { lstm_step_bwd_pointwise<float>(B, H, dyf.data() + t * B * H, dh.data(), dc.data(),
                                      call.data() + t * B * H, cprev, gates.data() + t * B * H4, dz.data() + t * B * H4); });
-    for (int b = 0; b < B; ++b) for (int k = 0; k < H; ++k) { double a = 0; for (int n = 0; n < H4; ++n) a += (double)dz[t * B * H4 + b * H4 + n] * whh[n * H + k]; dh[b * H + k] = a; }
+    emu_launch({(unsigned)((H + 31) / 32), (unsigned)((B + BB - 1) / BB), 1}, WARPS * 32, [&] {
+      lstm_dh_kernel<float>(B, H, dz.data() + t * B * H4, whh.data(), dh.data()); });
   }
   std::vector<double> dwih(H4 * I, 0), dwhh(H4 * H, 0), db(H4, 0), dx(T * B * I, 0);
   for (int t = 0; t < T; ++t) for (int b = 0; b < B; ++b) for (int n = 0; n < H4; ++n) {
@@ -155,6 +156,7 @@ int main() {
   test_lstm<false>(3, 2, 5, 7);
   test_lstm<true>(2, 9, 3, 12);
   test_lstm<false>(4, 10, 3, 6);
+  test_lstm<true>(2, 17, 2, 36);
   printf("%d failures\n", fails);
   return fails;
 }
