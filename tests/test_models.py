@@ -122,3 +122,70 @@ def test_vgg_loads_torch_weights_and_files(vgg11_pair, tmp_path, rng):
     np.testing.assert_array_equal(ours.features(x), features(x))
     out, t32, t64 = run_both(ours, theirs, x)
     assert_error_gate(out, t64, t32, what="vgg11 loaded")
+
+
+# --------------------------------------------------------------------------- VQA
+def test_qst_encoder_tutorial_sizes(rng):
+    nn.init.manual_seed(3)
+    ours = models.QstEncoder(qst_vocab_size=100).eval()  # word 300, embed 1024, LSTM(300, 512, 2)
+    theirs = torch_twin(ours, lambda: R.QstEncoder(100))
+    assert repr(ours) == repr(theirs)
+    assert sum(p.size for p in ours.lstm.parameters()) == 3_768_320
+    q = rng.integers(0, 100, size=(3, 30))
+    q[:, 20:] = 0  # right-padded with <pad> = 0; the pads run through the LSTM too
+    out, t32, t64 = run_both(ours, theirs, q)
+    assert out.shape == (3, 1024)
+    assert_error_gate(out, t64, t32, what="QstEncoder")
+    with pytest.raises(ValueError, match="2-D integer array"):
+        ours(q[0])
+
+
+@pytest.fixture(scope="module", params=["vgg16", "vgg19"])
+def vqa_pair(request):
+    nn.init.manual_seed(4)
+    cfg = dict(embed_size=64, qst_vocab_size=50, ans_vocab_size=20, word_embed_size=16, num_layers=2, hidden_size=8)
+    ours = models.VqaModel(**cfg, backbone=request.param).eval()
+    return ours, torch_twin(ours, lambda: R.VqaModel(**cfg, backbone=request.param)).eval()
+
+
+def test_vqa_state_dict_names(vqa_pair):
+    ours, theirs = vqa_pair
+    keys = list(ours.state_dict())
+    assert keys == list(theirs.state_dict())
+    for key in ("img_encoder.model.features.0.weight", "img_encoder.model.classifier.3.bias", "img_encoder.fc.weight",
+                "qst_encoder.word2vec.weight", "qst_encoder.lstm.weight_hh_l1", "qst_encoder.fc.bias",
+                "fc1.weight", "fc2.bias"):
+        assert key in keys
+    assert "img_encoder.model.classifier.6.weight" not in keys  # last Linear removed
+    assert repr(ours) == repr(theirs)
+
+
+def test_vqa_forward(vqa_pair, rng):
+    ours, theirs = vqa_pair
+    img = rng.random((2, 3, 32, 32), dtype=np.float32)
+    qst = rng.integers(0, 50, size=(2, 30))
+    out, t32, t64 = run_both(ours, theirs, img, qst)
+    assert out.shape == (2, 20)
+    assert_error_gate(out, t64, t32, what="VqaModel")
+    feat = ours.img_encoder(img)
+    np.testing.assert_allclose(np.linalg.norm(feat, axis=1), 1, rtol=1e-5)  # L2-normalised
+
+
+def test_vqa_train_mode_dropout(vqa_pair, rng):
+    ours, _ = vqa_pair
+    img = rng.random((1, 3, 32, 32), dtype=np.float32)
+    qst = rng.integers(0, 50, size=(1, 30))
+    try:
+        ours.train()
+        nn.init.manual_seed(9)
+        a = ours(img, qst)
+        nn.init.manual_seed(9)
+        np.testing.assert_array_equal(ours(img, qst), a)
+        assert not np.allclose(a, ours.eval()(img, qst))
+    finally:
+        ours.eval()
+
+
+def test_vqa_bad_backbone():
+    with pytest.raises(ValueError, match=r"backbone must be one of \['vgg16', 'vgg19'\], got 'resnet'"):
+        models.ImgEncoder(8, backbone="resnet")
