@@ -225,6 +225,30 @@ def bench_lstm():
         with torch.no_grad(), torch.backends.cudnn.flags(enabled=False):
             mn, _ = bench(lambda: m(x), reps=10)
         row(f"lstm fwd B={B} vs ATen-native (cuDNN off)", mo, mn, flops=flops)
+        try:  # our launches captured in a CUDA graph (no launch gaps) vs cuDNN, also graph-captured
+            g = torch.cuda.CUDAGraph()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                pcc.lstm_forward(x, None, None, *args)
+            torch.cuda.current_stream().wait_stream(side)
+            with torch.cuda.graph(g):
+                yg, _, _, _ = pcc.lstm_forward(x, None, None, *args)
+            g.replay()
+            torch.cuda.synchronize()
+            errg = rel(yg, ref)
+            mg, sg = bench(g.replay, reps=20)
+            gt = torch.cuda.CUDAGraph()
+            with torch.no_grad():
+                with torch.cuda.stream(side):
+                    m(x)
+                torch.cuda.current_stream().wait_stream(side)
+                with torch.cuda.graph(gt):
+                    m(x)
+            mtg, _ = bench(gt.replay, reps=20)
+            row(f"lstm fwd B={B} CUDA graph (both)", mg, mtg, flops=flops, err=errg, spread=sg)
+        except Exception as e:
+            print(f"  graph capture failed: {type(e).__name__}: {e}")
         if B == 8:
             gy = torch.randn_like(ref)
 
