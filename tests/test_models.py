@@ -187,5 +187,5 @@ def test_vqa_train_mode_dropout(vqa_pair, rng):
 
 
 def test_vqa_bad_backbone():
-    with pytest.raises(ValueError, match=r"backbone must be one of \['vgg16', 'vgg19'\], got 'resnet'"):
+    with pytest.raises(ValueError, match=r"backbone must be one of \['vgg16', 'vgg19'\] or a VGG, got 'resnet'"):
         models.ImgEncoder(8, backbone="resnet")

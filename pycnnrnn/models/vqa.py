@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import nn
-from .vgg import vgg16, vgg19
+from .vgg import VGG, vgg16, vgg19
 
 __all__ = ["ImgEncoder", "QstEncoder", "VqaModel"]
 
@@ -18,13 +18,20 @@ _BACKBONES = {"vgg16": vgg16, "vgg19": vgg19}
 class ImgEncoder(nn.Module):
     """VGG without its last Linear -> [B, 4096] -> fc -> [B, embed_size], L2-normalised per row.
 
-    backbone: 'vgg16' (the tutorial) or 'vgg19' (the original repository)."""
+    backbone: 'vgg16' (the tutorial) or 'vgg19' (the original repository), or a VGG instance
+    whose features and classifier layers are shared (not copied), e.g. to reuse loaded weights."""
 
-    def __init__(self, embed_size: int, backbone: str = "vgg16"):
+    def __init__(self, embed_size: int, backbone: str | VGG = "vgg16"):
         super().__init__()
-        if backbone not in _BACKBONES:
-            raise ValueError(f"backbone must be one of {sorted(_BACKBONES)}, got {backbone!r}")
-        model = _BACKBONES[backbone]()
+        if isinstance(backbone, VGG):
+            model = VGG.__new__(VGG)  # a VGG sharing backbone's layers; no new weights drawn
+            nn.Module.__init__(model)
+            model.features, model.avgpool = backbone.features, backbone.avgpool
+            model.classifier = nn.Sequential(*list(backbone.classifier))
+        elif backbone in _BACKBONES:
+            model = _BACKBONES[backbone]()
+        else:
+            raise ValueError(f"backbone must be one of {sorted(_BACKBONES)} or a VGG, got {backbone!r}")
         in_features = model.classifier[-1].in_features
         model.classifier = nn.Sequential(*list(model.classifier)[:-1])
         self.model = model
@@ -76,7 +83,7 @@ class VqaModel(nn.Module):
         word_embed_size: int = 300,
         num_layers: int = 2,
         hidden_size: int = 512,
-        backbone: str = "vgg16",
+        backbone: str | VGG = "vgg16",
     ):
         super().__init__()
         self.img_encoder = ImgEncoder(embed_size, backbone)

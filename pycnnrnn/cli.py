@@ -1,0 +1,132 @@
+"""The command line: ``python -m pycnnrnn`` (the demo) and its subcommands.
+
+Subcommands live in one registry, so adding one is a small, additive edit: write
+``add_args(parser)`` and ``run(args) -> int`` (import heavy modules inside run) and add a
+``Command`` to ``COMMANDS`` below (or call ``register`` from a module imported here).
+
+Exit codes: 0 success; 1 a runtime error the user can fix (bad file, bad value, missing
+optional package), printed as one line without a traceback; 2 bad command-line usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class UserError(Exception):
+    """An error caused by the user's input: reported on one line, exit code 1."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    add_args: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+    description: str = ""
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def register(name: str, command: Command) -> None:
+    if name in COMMANDS:
+        raise ValueError(f"CLI subcommand {name!r} is already registered")
+    COMMANDS[name] = command
+
+
+# --------------------------------------------------------------------------- summary
+def _summary_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", choices=["vgg11", "vgg13", "vgg16", "vgg19", "vqa"], help="model to summarise")
+    p.add_argument("--mode", choices=["table", "tree"], default="table",
+                   help="torchsummary table (default) or torchinfo-style tree")
+    p.add_argument("--mult-adds", action="store_true", help="tree mode: add a Mult-Adds column")
+    p.add_argument("--batch-size", type=int, default=-1, help="batch size to print and count (default -1)")
+    p.add_argument("--image-size", type=int, default=224, metavar="N", help="input images are 3xNxN (default 224)")
+    p.add_argument("--num-classes", type=int, default=1000, help="VGG classes (default 1000)")
+    p.add_argument("--vocab-size", type=int, default=10000,
+                   help="VQA question vocabulary size (dataset-dependent; default 10000)")
+    p.add_argument("--backbone", choices=["vgg16", "vgg19"], default="vgg16", help="VQA image backbone")
+
+
+def _summary_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import models
+    from .nn import init
+    from .nn.summary import summary
+
+    for name in ("batch_size", "image_size", "num_classes", "vocab_size"):
+        v = getattr(args, name)
+        if v == 0 or (v < 0 and name != "batch_size"):
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
+    if args.image_size < 32:
+        raise UserError(f"--image-size must be at least 32 (five 2x2 poolings), got {args.image_size}")
+    init.manual_seed(0)
+    image = (3, args.image_size, args.image_size)
+    if args.model == "vqa":
+        model = models.VqaModel(1024, args.vocab_size, backbone=args.backbone)
+        size, dtypes = [image, (30,)], [np.float32, np.int64]
+    else:
+        model = getattr(models, args.model)(num_classes=args.num_classes)
+        size, dtypes = image, None
+    summary(model, size, dtypes, batch_size=args.batch_size, mode=args.mode, mult_adds=args.mult_adds)
+    return 0
+
+
+register(
+    "summary",
+    Command(
+        "print a model summary (torchsummary table or torchinfo-style tree)",
+        _summary_args,
+        _summary_run,
+        "Runs one forward pass of the model on random inputs and prints each layer's output shape\n"
+        "and parameter count, the totals and the memory estimate.\n"
+        "examples:\n  python -m pycnnrnn summary vgg16\n  python -m pycnnrnn summary vqa --mode tree --mult-adds",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    from . import demo
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pycnnrnn",
+        description=(
+            "pycnnrnn: hand-written C++ kernels for conv2d, max pooling and recurrent layers.\n\n"
+            "Without a subcommand: run the demo. It prints the VGG16 summary, runs VGG16 and the\n"
+            "VQA model (VGG16 image encoder + LSTM question encoder) on an image and a question\n"
+            "shipped with the package, prints per-layer times and, when torch is installed,\n"
+            "compares with torch on the same weights (max difference and speed ratio)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'python -m pycnnrnn COMMAND --help' for a subcommand's options.",
+    )
+    demo.add_args(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="subcommands")
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.description or cmd.help,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        cmd.add_args(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import demo
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = COMMANDS[args.command].run if args.command else demo.run
+    try:
+        return int(run(args) or 0)
+    except (UserError, FileNotFoundError, ValueError, ImportError) as e:
+        print(f"pycnnrnn: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pycnnrnn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. piped into head
+        return 0
