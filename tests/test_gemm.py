@@ -172,6 +172,30 @@ def test_packed_a_reused_across_calls(rng, dtype):
         assert np.array_equal(a, a0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_b_reused_across_calls(rng, dtype):
+    for k, n, tb in [(1, 1, False), (257, 13, True), (600, 1100, True), (300, 65, False)]:
+        b = _rand(rng, (n, k) if tb else (k, n), dtype)
+        b0 = b.copy()
+        pb = _C.pack_b(b, tb)
+        assert (pb.K, pb.N, pb.dtype) == (k, n, np.dtype(dtype).name)
+        for m, ta in [(1, False), (7, True), (70, False), (300, True)]:
+            a = _rand(rng, (k, m) if ta else (m, k), dtype)
+            bias = _rand(rng, (m,), dtype)
+            for nt in (1, 2):
+                c = np.full((m, n), np.nan, dtype)
+                _C.gemm_packed_b(a, pb, c, ta, 1.0, 0.0, bias, 1, True, nt)
+                _check(c, a, b, ta, tb, bias=bias, bias_kind=1, relu=True,
+                       what=f"packed B {m}x{n}x{k} ta={ta} tb={tb} nt={nt}")
+                if m > 8:  # M <= 8: gemm() takes the small-M path (another summation order)
+                    c2 = np.full((m, n), np.nan, dtype)
+                    _C.gemm(a, b, c2, ta, tb, 1.0, 0.0, bias, 1, True, nt)
+                    assert np.array_equal(c, c2), "packed B differs from B in memory"
+        assert np.array_equal(b, b0)
+    with pytest.raises(ValueError, match="a must have 13 columns in op"):
+        _C.gemm_packed_b(np.ones((2, 5), dtype), _C.pack_b(np.ones((13, 4), dtype)), np.zeros((2, 4), dtype))
+
+
 def test_results_do_not_depend_on_thread_count(rng):
     for m, n, k in [(300, 700, 300), (1000, 40, 300), (3, 3000, 500)]:
         a, b = _operands(rng, m, n, k, False, False, np.float32)

@@ -11,6 +11,8 @@
 //   _C.gemm_provided_b(a, b, c, ...)    B handed to the engine through a block provider
 //   _C.pack_a(a, trans_a) -> PackedA;  _C.gemm_packed_a(pa, b, c, trans_b, alpha, beta, bias,
 //   bias_kind, relu, nthreads, provided)
+//   _C.pack_b(b, trans_b) -> PackedB;  _C.gemm_packed_b(a, pb, c, trans_a, alpha, beta, bias,
+//   bias_kind, relu, nthreads)
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -146,6 +148,28 @@ void gemm_packed_t(const PackedA<T>& pa, const py::array& b, py::array& c, bool 
     };
     gemm_packed_a_provided_b<T>(pa, N, T(alpha), prov, T(beta), C.p, C.ld, ep, nthreads);
   }
+}
+
+struct PackedBHolder {
+  bool f64 = false;
+  PackedB<float> f;
+  PackedB<double> d;
+  int64_t K() const { return f64 ? d.K : f.K; }
+  int64_t N() const { return f64 ? d.N : f.N; }
+  int64_t nbytes() const { return f64 ? d.bytes() : f.bytes(); }
+};
+
+template <typename T>
+void gemm_packed_b_t(const py::array& a, const PackedB<T>& pb, py::array& c, bool ta, double alpha, double beta,
+                     const py::object& bias, int bias_kind, bool relu, int nthreads) {
+  Mat<T> A = mat2d<T>(a, "a", false), C = mat2d<T>(c, "c", true);
+  const int64_t M = ta ? A.cols : A.rows, ka = ta ? A.rows : A.cols, K = pb.K, N = pb.N;
+  PYC_CHECK(ka == K, "a", " must have ", K, " columns in op(a) (rows of the packed b), got ", ka);
+  PYC_CHECK(C.rows == M && C.cols == N, "c", " must have shape (", M, ", ", N, "), got (", C.rows, ", ", C.cols,
+            ")");
+  GemmEpilogue<T> ep = make_ep<T>(bias, bias_kind, relu, M, N);
+  py::gil_scoped_release nogil;
+  gemm_packed_b<T>(ta, M, T(alpha), A.p, A.ld, pb, T(beta), C.p, C.ld, ep, nthreads);
 }
 
 // ---- public ops --------------------------------------------------------------------------
@@ -323,6 +347,42 @@ void init_gemm(py::module_& m) {
       py::arg("pa"), py::arg("b"), py::arg("c"), py::arg("trans_b") = false, py::arg("alpha") = 1.0,
       py::arg("beta") = 0.0, py::arg("bias") = py::none(), py::arg("bias_kind") = 0, py::arg("relu") = false,
       py::arg("nthreads") = 0, py::arg("provided") = false);
+
+  py::class_<PackedBHolder>(m, "PackedB", "op(b) packed once for the engine (see cpu/gemm.h)")
+      .def_property_readonly("K", &PackedBHolder::K)
+      .def_property_readonly("N", &PackedBHolder::N)
+      .def_property_readonly("nbytes", &PackedBHolder::nbytes)
+      .def_property_readonly("dtype", [](const PackedBHolder& h) { return h.f64 ? "float64" : "float32"; });
+  m.def(
+      "pack_b",
+      [](const py::array& b, bool tb) {
+        PackedBHolder h;
+        h.f64 = is_f64(b);
+        if (h.f64) {
+          Mat<double> B = mat2d<double>(b, "b", false);
+          py::gil_scoped_release nogil;
+          h.d = pack_b<double>(tb, tb ? B.cols : B.rows, tb ? B.rows : B.cols, B.p, B.ld);
+        } else {
+          Mat<float> B = mat2d<float>(b, "b", false);
+          py::gil_scoped_release nogil;
+          h.f = pack_b<float>(tb, tb ? B.cols : B.rows, tb ? B.rows : B.cols, B.p, B.ld);
+        }
+        return h;
+      },
+      py::arg("b"), py::arg("trans_b") = false);
+  m.def(
+      "gemm_packed_b",
+      [](const py::array& a, const PackedBHolder& pb, py::array& c, bool ta, double alpha, double beta,
+         const py::object& bias, int bias_kind, bool relu, int nthreads) {
+        PYC_CHECK(pb.f64 == is_f64(c), "c", " must have the packed b's dtype ", pb.f64 ? "float64" : "float32");
+        if (pb.f64)
+          gemm_packed_b_t<double>(a, pb.d, c, ta, alpha, beta, bias, bias_kind, relu, nthreads);
+        else
+          gemm_packed_b_t<float>(a, pb.f, c, ta, alpha, beta, bias, bias_kind, relu, nthreads);
+      },
+      py::arg("a"), py::arg("pb"), py::arg("c"), py::arg("trans_a") = false, py::arg("alpha") = 1.0,
+      py::arg("beta") = 0.0, py::arg("bias") = py::none(), py::arg("bias_kind") = 0, py::arg("relu") = false,
+      py::arg("nthreads") = 0);
 
   m.def(
       "matmul", [](const py::array& a, const py::array& b) { return is_f64(a) ? matmul_t<double>(a, b) : matmul_t<float>(a, b); },

@@ -166,6 +166,7 @@ struct Problem {
   bool ta;
   const T* A;
   int64_t lda;
+  const PackedB<T>* pb;          // B pre-packed, or
   const BlockProvider<T>* prov;  // B from a provider, or
   bool tb;
   const T* B;
@@ -194,11 +195,11 @@ template <typename T>
 void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   if (m0 >= m1 || n0 >= n1) return;
   const int mr = kr.mr, nr = kr.nr;
-  const int64_t KC = P.pa ? P.pa->kc : kr.kc;
+  const int64_t KC = P.pa ? P.pa->kc : P.pb ? P.pb->kc : kr.kc;
   const int64_t MC = std::max<int64_t>(mr, kr.mc / mr * mr);
   const int64_t ncmax = std::min<int64_t>(kr.nc, n1 - n0);
   const int64_t kcmax = std::min<int64_t>(KC, P.K);
-  T* bbuf = tl_b.get<T>(kcmax * round_up(ncmax, nr));
+  T* bbuf = P.pb ? nullptr : tl_b.get<T>(kcmax * round_up(ncmax, nr));
   T* abuf = P.pa ? nullptr : tl_a.get<T>(kcmax * round_up(std::min<int64_t>(MC, m1 - m0), mr));
   T* pbuf = P.prov ? tl_prov.get<T>(kcmax * ncmax) : nullptr;
   const BiasKind bk = P.ep.bias ? P.ep.bias_kind : BiasKind::none;
@@ -207,7 +208,10 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
     const int64_t nc = std::min<int64_t>(kr.nc, n1 - jc);
     for (int64_t pc = 0; pc < P.K; pc += KC) {
       const int64_t kc = std::min<int64_t>(KC, P.K - pc);
-      if (P.prov) {
+      const T* bp = bbuf;
+      if (P.pb) {  // jc is a multiple of NR: panel jc/NR of KC block pc
+        bp = P.pb->data.get() + pc * P.pb->npad + jc * kc;
+      } else if (P.prov) {
         (*P.prov)(pc, kc, jc, nc, pbuf, nc);
         pack_b_block(false, static_cast<const T*>(pbuf), nc, 0, kc, 0, nc, nr, bbuf);
       } else if (!(P.tb && kr.pack_bt && kr.pack_bt(P.B + jc * P.ldb + pc, P.ldb, kc, nc, bbuf))) {
@@ -234,7 +238,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
           for (int64_t jr = 0; jr < nc; jr += nr) {
             const int n = static_cast<int>(std::min<int64_t>(nr, nc - jr));
             prm.bias_col = last && bk == BiasKind::col ? P.ep.bias + jc + jr : nullptr;
-            kr.ukr(kc, ap + ir * kc, bbuf + jr * kc, nr, crow + jc + jr, P.ldc, m, n, &prm);
+            kr.ukr(kc, ap + ir * kc, bp + jr * kc, nr, crow + jc + jr, P.ldc, m, n, &prm);
           }
         }
       }
@@ -307,11 +311,13 @@ void run(const Problem<T>& P, int nthreads) {
   const UkrInfo<T>& kr = kernels<T>();
   if (P.pa) PYC_CHECK(P.pa->isa == static_cast<int>(active_isa()) && P.pa->mr == kr.mr, "packed A",
                       " was packed for another ISA");
+  if (P.pb) PYC_CHECK(P.pb->isa == static_cast<int>(active_isa()) && P.pb->nr == kr.nr, "packed B",
+                      " was packed for another ISA");
   int nt = nthreads > 0 ? nthreads : get_num_threads();
   // Below ~0.5 MFLOP a second thread costs more than it saves.
   const double work = static_cast<double>(P.M) * static_cast<double>(P.N) * static_cast<double>(P.K);
   nt = static_cast<int>(std::max<double>(1.0, std::min<double>(nt, work / (1 << 18))));
-  if (!P.pa && !P.prov && P.M <= SMALLM_MAX) return run_smallm(P, kr, nt);
+  if (!P.pa && !P.pb && !P.prov && P.M <= SMALLM_MAX) return run_smallm(P, kr, nt);
   const int64_t nblocks_n = (P.N + kr.nr - 1) / kr.nr, nblocks_m = (P.M + kr.mr - 1) / kr.mr;
   // Split N when it has enough NR panels (each thread packs only its own B; a provider is
   // asked for each block once); else split M.
@@ -337,14 +343,14 @@ void run(const Problem<T>& P, int nthreads) {
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
-  Problem<T> P{M, N, K, alpha, beta, nullptr, ta, A, lda, nullptr, tb, B, ldb, C, ldc, ep};
+  Problem<T> P{M, N, K, alpha, beta, nullptr, ta, A, lda, nullptr, nullptr, tb, B, ldb, C, ldc, ep};
   run(P, nthreads);
 }
 
 template <typename T>
 void gemm_provided_b(bool ta, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                      const BlockProvider<T>& B, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
-  Problem<T> P{M, N, K, alpha, beta, nullptr, ta, A, lda, &B, false, nullptr, 0, C, ldc, ep};
+  Problem<T> P{M, N, K, alpha, beta, nullptr, ta, A, lda, nullptr, &B, false, nullptr, 0, C, ldc, ep};
   run(P, nthreads);
 }
 
@@ -371,16 +377,47 @@ PackedA<T> pack_a(bool ta, int64_t M, int64_t K, const T* A, int64_t lda) {
 }
 
 template <typename T>
+PackedB<T> pack_b(bool tb, int64_t K, int64_t N, const T* B, int64_t ldb) {
+  const UkrInfo<T>& kr = kernels<T>();
+  PackedB<T> pb;
+  pb.K = K;
+  pb.N = N;
+  pb.nr = kr.nr;
+  pb.kc = kr.kc;
+  pb.isa = static_cast<int>(active_isa());
+  pb.npad = round_up(std::max<int64_t>(N, 0), kr.nr);
+  const int64_t elems = checked_mul(pb.npad, std::max<int64_t>(K, 0), "pack_b");
+  size_t bytes = (static_cast<size_t>(std::max<int64_t>(elems, 1)) * sizeof(T) + 63) & ~size_t(63);
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  pb.data.reset(static_cast<T*>(p));
+  for (int64_t k0 = 0; k0 < K; k0 += pb.kc) {
+    const int64_t kc = std::min<int64_t>(pb.kc, K - k0);
+    T* dst = pb.data.get() + k0 * pb.npad;
+    if (N > 0 && !(tb && kr.pack_bt && kr.pack_bt(B + k0, ldb, kc, N, dst)))
+      pack_b_block(tb, B, ldb, k0, kc, 0, N, pb.nr, dst);
+  }
+  return pb;
+}
+
+template <typename T>
+void gemm_packed_b(bool ta, int64_t M, T alpha, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,
+                   int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
+  Problem<T> P{M, B.N, B.K, alpha, beta, nullptr, ta, A, lda, &B, nullptr, false, nullptr, 0, C, ldc, ep};
+  run(P, nthreads);
+}
+
+template <typename T>
 void gemm_packed_a(const PackedA<T>& A, bool tb, int64_t N, T alpha, const T* B, int64_t ldb, T beta, T* C,
                    int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
-  Problem<T> P{A.M, N, A.K, alpha, beta, &A, false, nullptr, 0, nullptr, tb, B, ldb, C, ldc, ep};
+  Problem<T> P{A.M, N, A.K, alpha, beta, &A, false, nullptr, 0, nullptr, nullptr, tb, B, ldb, C, ldc, ep};
   run(P, nthreads);
 }
 
 template <typename T>
 void gemm_packed_a_provided_b(const PackedA<T>& A, int64_t N, T alpha, const BlockProvider<T>& B, T beta, T* C,
                               int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
-  Problem<T> P{A.M, N, A.K, alpha, beta, &A, false, nullptr, 0, &B, false, nullptr, 0, C, ldc, ep};
+  Problem<T> P{A.M, N, A.K, alpha, beta, &A, false, nullptr, 0, nullptr, &B, false, nullptr, 0, C, ldc, ep};
   run(P, nthreads);
 }
 
@@ -395,7 +432,10 @@ void gemm_packed_a_provided_b(const PackedA<T>& A, int64_t N, T alpha, const Blo
   template void gemm_packed_a<T>(const PackedA<T>&, bool, int64_t, T, const T*, int64_t, T, T*, int64_t,         \
                                  const GemmEpilogue<T>&, int);                                               \
   template void gemm_packed_a_provided_b<T>(const PackedA<T>&, int64_t, T, const BlockProvider<T>&, T, T*,       \
-                                            int64_t, const GemmEpilogue<T>&, int);
+                                            int64_t, const GemmEpilogue<T>&, int);                           \
+  template PackedB<T> pack_b<T>(bool, int64_t, int64_t, const T*, int64_t);                                   \
+  template void gemm_packed_b<T>(bool, int64_t, T, const T*, int64_t, const PackedB<T>&, T, T*, int64_t,         \
+                                 const GemmEpilogue<T>&, int);
 INSTANTIATE(float)
 INSTANTIATE(double)
 

@@ -92,6 +92,37 @@ template <typename T>
 void gemm_packed_a_provided_b(const PackedA<T>& A, int64_t N, T alpha, const BlockProvider<T>& B, T beta, T* C,
                               int64_t ldc, const GemmEpilogue<T>& ep = {}, int nthreads = 0);
 
+// ---- packed-B cache (the same idea for a B reused across calls: Linear weights, W_hh when
+// the recurrent product is h @ W_hh^T with a batch of more than a few rows) ----------------
+// Layout: for each KC block starting at k0 at data + k0 * npad, panels of NR columns: panel q
+// at + q * NR * kc, element (k0 + k, q*NR + j) at + k * NR + j, columns N..npad-1 zero.
+template <typename T>
+struct PackedB {
+  int64_t K = 0, N = 0;
+  int64_t npad = 0;  // N rounded up to nr
+  int isa = -1;
+  int nr = 0, kc = 0;
+  std::unique_ptr<T, AlignedFree> data;
+  int64_t bytes() const { return npad * K * static_cast<int64_t>(sizeof(T)); }
+};
+
+// Packs op(B) (K x N): B[k][n] (trans_b false) or B[n][k] (trans_b true), row stride ldb.
+template <typename T>
+PackedB<T> pack_b(bool trans_b, int64_t K, int64_t N, const T* B, int64_t ldb);
+
+// C = alpha * op(A) * B + beta * C with B pre-packed (K, N taken from it). Always the packed
+// path (no small-M special case), so results do not depend on M's size class.
+template <typename T>
+void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,
+                   int64_t ldc, const GemmEpilogue<T>& ep = {}, int nthreads = 0);
+
+// Notes for callers:
+// - M <= 8 rows (gemm() only; not the provider / packed entry points) take an unpacked path
+//   that streams B once at memory bandwidth (GEMV-like Linear/LSTM shapes); its summation
+//   order differs from the packed path, both are deterministic.
+// - The provider and any code running while the engine runs on this thread must not call
+//   the engine re-entrantly (per-thread packing buffers).
+
 // The naive triple loop: the oracle beside the fast engine (used by tests through _C).
 template <typename T>
 void gemm_naive(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
