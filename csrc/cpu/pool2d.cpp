@@ -17,6 +17,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <type_traits>
 
 
 #include "core/dispatch.h"
@@ -154,8 +155,22 @@ static inline int64_t scatter_plane(T* g, const T* go, const int64_t* ix, int64_
 // (plane, oh) pairs and each band is written while it is hot in L1. A plane with an index
 // outside its band is redone afterwards with the plain zero-fill + scatter.
 template <typename T>
+static PoolBandFn band_kernel(const Pool2dShape& s) {
+  if (!std::is_same<T, float>::value || s.kh != 2 || s.kw != 2 || s.sh != 2 || s.sw != 2 || s.dh != 1 ||
+      s.dw != 1 || s.ph != 0 || s.pw != 0)
+    return nullptr;
+#if PYCNNRNN_HAVE_X86
+  static const PoolBandFn table[3] = {nullptr, nullptr, pool2d_avx512::bwd_band_2x2_f32};
+  return pick(table);
+#else
+  return nullptr;
+#endif
+}
+
+template <typename T>
 static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s, unsigned char* bad_planes) {
   const int64_t in_hw = s.H * s.W, out_hw = s.OH * s.OW, rows = s.planes * s.OH;
+  const PoolBandFn fn = band_kernel<T>(s);
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, s.OW));
   parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -166,10 +181,20 @@ static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2d
       if (b1 <= b0) continue;
       const int64_t lo = b0 * s.W, n = (b1 - b0) * s.W;
       T* band = g + lo;
-      std::memset(static_cast<void*>(band), 0, static_cast<size_t>(n) * sizeof(T));
       const T* go = gy + p * out_hw + oh * s.OW;
       const int64_t* ix = idx + p * out_hw + oh * s.OW;
-      for (int64_t ow = 0; ow < s.OW; ++ow) {
+      int64_t ow = 0;
+      if (fn != nullptr && b1 - b0 >= 2) {
+        // dense SIMD writes of rows b0, b0+1 for outputs [0, ow); zero everything else
+        // only outputs whose whole window is inside the row (ceil_mode's last one may be clipped)
+        ow = fn(reinterpret_cast<const float*>(go), ix, reinterpret_cast<float*>(band), s.W, lo, std::min(s.OW, s.W / 2));
+        for (int r = 0; r < 2; ++r)
+          std::memset(static_cast<void*>(band + r * s.W + 2 * ow), 0, static_cast<size_t>(s.W - 2 * ow) * sizeof(T));
+        std::memset(static_cast<void*>(band + 2 * s.W), 0, static_cast<size_t>(n - 2 * s.W) * sizeof(T));
+      } else {
+        std::memset(static_cast<void*>(band), 0, static_cast<size_t>(n) * sizeof(T));
+      }
+      for (; ow < s.OW; ++ow) {
         const int64_t i = ix[ow] - lo;
         if (static_cast<uint64_t>(i) >= static_cast<uint64_t>(n)) {
           __atomic_store_n(&bad_planes[p], 1, __ATOMIC_RELAXED);  // several rows may flag a plane

@@ -55,9 +55,17 @@ struct PoolRowArgs {
 };
 using PoolRowFn = int64_t (*)(const PoolRowArgs&);
 
+// Backward of 2x2/2 (no padding, no dilation) for one output row: band = grad_input rows
+// (2*oh, 2*oh+1) of the plane, starting at flat index `lo` = 2*oh*W. Writes both rows densely
+// (0 + g at the argmax, +0.0 elsewhere) for full vectors of outputs starting at ow = 0, as
+// long as every index lies in its own window; returns the first output column not done
+// (the caller zeroes the rest of the band and scatter-adds the remaining outputs).
+using PoolBandFn = int64_t (*)(const float* go, const int64_t* ix, float* band, int64_t W, int64_t lo, int64_t OW);
+
 namespace pool2d_avx512 {
 int64_t row_f32(const PoolRowArgs& a);
 int64_t row_f64(const PoolRowArgs& a);
+int64_t bwd_band_2x2_f32(const float* go, const int64_t* ix, float* band, int64_t W, int64_t lo, int64_t OW);
 }  // namespace pool2d_avx512
 namespace pool2d_avx2 {
 int64_t row_f32(const PoolRowArgs& a);

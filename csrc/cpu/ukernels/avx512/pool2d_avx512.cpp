@@ -169,7 +169,9 @@ inline bool vec_body(const PoolRowArgs& a, int64_t ow, int64_t n) {
 }
 
 template <class K, int SW, int KH, int KW, bool IDX>
-int64_t row_impl(const PoolRowArgs& a) {
+int64_t row_impl(const PoolRowArgs& args) {
+  const PoolRowArgs a = args;  // a local copy: the (may-alias-anything) masked stores then
+                               // cannot force reloads of the arguments
   const int64_t kw = KW > 0 ? KW : a.kw, sw = SW > 0 ? SW : a.sw;
   int64_t ow = a.ow0;
   // full vectors whose paired loads (SW == 2 reads one element past the last needed) stay
@@ -210,6 +212,40 @@ int64_t row_any(const PoolRowArgs& a) {
 }
 
 }  // namespace
+
+// 16 outputs per step: off = idx - (lo + 2*ow) in {0, 1, W, W+1} selects the window slot;
+// slot masks give 0 + g (torch's zero-filled += , so -0.0 becomes +0.0) or +0.0, and two
+// vpermt2 interleave the even/odd columns of each of the two rows.
+int64_t bwd_band_2x2_f32(const float* go, const int64_t* ix, float* band, int64_t W, int64_t lo, int64_t OW) {
+  const __m512i lane2 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+  const __m512i w0 = _mm512_set1_epi64(W), w1 = _mm512_set1_epi64(W + 1), one = _mm512_set1_epi64(1);
+  const __m512i zero64 = _mm512_setzero_si512();
+  const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512 zero = _mm512_setzero_ps();
+  float* r0 = band;
+  float* r1 = band + W;
+  int64_t ow = 0;
+  for (; ow + 16 <= OW; ow += 16) {
+    const __m512i b0 = _mm512_add_epi64(_mm512_set1_epi64(lo + 2 * ow), lane2);
+    const __m512i b1 = _mm512_add_epi64(b0, _mm512_set1_epi64(16));
+    const __m512i o0 = _mm512_sub_epi64(_mm512_loadu_si512(ix + ow), b0);
+    const __m512i o1 = _mm512_sub_epi64(_mm512_loadu_si512(ix + ow + 8), b1);
+    const __mmask16 m00 = _mm512_kunpackb(_mm512_cmpeq_epi64_mask(o1, zero64), _mm512_cmpeq_epi64_mask(o0, zero64));
+    const __mmask16 m01 = _mm512_kunpackb(_mm512_cmpeq_epi64_mask(o1, one), _mm512_cmpeq_epi64_mask(o0, one));
+    const __mmask16 m10 = _mm512_kunpackb(_mm512_cmpeq_epi64_mask(o1, w0), _mm512_cmpeq_epi64_mask(o0, w0));
+    const __mmask16 m11 = _mm512_kunpackb(_mm512_cmpeq_epi64_mask(o1, w1), _mm512_cmpeq_epi64_mask(o0, w1));
+    if (static_cast<uint16_t>(m00 | m01 | m10 | m11) != 0xFFFF) break;  // a foreign index
+    const __m512 g = _mm512_loadu_ps(go + ow);
+    const __m512 z00 = _mm512_maskz_add_ps(m00, zero, g), z01 = _mm512_maskz_add_ps(m01, zero, g);
+    const __m512 z10 = _mm512_maskz_add_ps(m10, zero, g), z11 = _mm512_maskz_add_ps(m11, zero, g);
+    _mm512_storeu_ps(r0 + 2 * ow, _mm512_permutex2var_ps(z00, ilo, z01));
+    _mm512_storeu_ps(r0 + 2 * ow + 16, _mm512_permutex2var_ps(z00, ihi, z01));
+    _mm512_storeu_ps(r1 + 2 * ow, _mm512_permutex2var_ps(z10, ilo, z11));
+    _mm512_storeu_ps(r1 + 2 * ow + 16, _mm512_permutex2var_ps(z10, ihi, z11));
+  }
+  return ow;
+}
 
 int64_t row_f32(const PoolRowArgs& a) { return row_any<F32>(a); }
 int64_t row_f64(const PoolRowArgs& a) { return row_any<F64>(a); }
