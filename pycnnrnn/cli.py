@@ -89,6 +89,33 @@ register(
 )
 
 
+# --------------------------------------------------------------------------- conformance
+def _conformance_args(p: argparse.ArgumentParser) -> None:
+    from .conformance import add_args
+
+    add_args(p)
+
+
+def _conformance_run(args: argparse.Namespace) -> int:
+    from .conformance import run
+
+    return run(args)
+
+
+register(
+    "conformance",
+    Command(
+        "write and print the conformance matrix against torch (needs torch)",
+        _conformance_args,
+        _conformance_run,
+        "For each op, parameter class, dtype and ISA path (each path in its own interpreter with\n"
+        "PYCNNRNN_ISA): the number of seeded cases, pycnnrnn's max error against float64, torch's,\n"
+        "and pass/fail under the error gate. Writes conformance.json and conformance.md into --out.\n"
+        "examples:\n  python -m pycnnrnn conformance\n  python -m pycnnrnn conformance --out docs --isa avx2",
+    ),
+)
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     from . import demo

@@ -30,7 +30,16 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["main", "run_matrix", "torch_conv2d", "torch_linear", "torch_max_pool2d", "torch_rnn"]
+__all__ = [
+    "add_args",
+    "main",
+    "run",
+    "run_matrix",
+    "torch_conv2d",
+    "torch_linear",
+    "torch_max_pool2d",
+    "torch_rnn",
+]
 
 ISA_ORDER = ["avx512", "avx2", "scalar"]
 GATE_FACTOR = 2.0
@@ -42,7 +51,7 @@ def _torch():
     try:
         import torch
     except ImportError as e:  # pragma: no cover - exercised by the CLI test without torch
-        raise RuntimeError(
+        raise ImportError(
             "the conformance matrix compares against torch, which is not installed: "
             "pip install torch (CPU build: --index-url https://download.pytorch.org/whl/cpu)"
         ) from e
@@ -578,8 +587,7 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pycnnrnn conformance", description=__doc__.split("\n\n")[0])
+def add_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--out", default=".", help="directory for conformance.json and conformance.md (default: .)"
     )
@@ -588,23 +596,23 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--cases", type=int, default=4, help="seeded cases per parameter class (default: 4)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per ISA run (default: 900)")
-    args = ap.parse_args(argv)
-    try:
-        torch = _torch()
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the matrix on every requested ISA path, write the files, print the table.
+    Returns 0 when every row passes, 1 otherwise. Raises ImportError without torch and
+    ValueError for a bad --isa/--cases."""
+    torch = _torch()
     import pycnnrnn
 
+    if args.cases < 1:
+        raise ValueError(f"--cases must be >= 1, got {args.cases}")
     native = pycnnrnn.cpu_isa()
-    isas = args.isa.split(",") if args.isa else _isas_here()
+    here = _isas_here()
+    isas = args.isa.split(",") if args.isa else here
     for isa in isas:
-        if isa not in _isas_here():
-            print(
-                f"error: ISA {isa!r} is not available here (available: {', '.join(_isas_here())})",
-                file=sys.stderr,
-            )
-            return 2
+        if isa not in here:
+            raise ValueError(f"ISA {isa!r} is not available here (available: {', '.join(here)})")
     t0 = time.time()
     rows = []
     for isa in isas:
@@ -633,6 +641,18 @@ def main(argv=None) -> int:
     print(md)
     print(f"wrote {mpath} and {jpath}", file=sys.stderr)
     return 0 if all(r["passed"] for r in rows) else 1
+
+
+def main(argv=None) -> int:
+    """Standalone entry point (``python -m pycnnrnn.conformance``)."""
+    ap = argparse.ArgumentParser(prog="python -m pycnnrnn conformance", description=__doc__.split("\n\n")[0])
+    add_args(ap)
+    args = ap.parse_args(argv)
+    try:
+        return run(args)
+    except (ImportError, ValueError) as e:
+        print(f"pycnnrnn conformance: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
