@@ -188,7 +188,7 @@ def test_lstm_proj_with_lengths(rng):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("T,B,H", [(1, 1, 16), (1, 7, 33), (9, 1, 64), (4, 13, 65), (3, 8, 130)])
+@pytest.mark.parametrize("T,B,H", [(1, 1, 16), (1, 7, 33), (9, 1, 64), (4, 13, 65), (3, 8, 130), (2, 50, 140)])
 def test_shapes(mode, T, B, H, rng):
     """Batch 1, T=1, exact vector multiples and tails, more rows than one register tile."""
     m = torch_module(mode, 5, H, 1, bidir=True)

@@ -1,4 +1,6 @@
 // rnn_avx2.cpp — the recurrent-step kernels of cpu/rnn_vec.inc with 8-float (ymm) vectors.
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "cpu/rnn_kernels.h"

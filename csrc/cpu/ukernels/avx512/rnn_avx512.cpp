@@ -1,4 +1,6 @@
 // rnn_avx512.cpp — the recurrent-step kernels of cpu/rnn_vec.inc with 16-float (zmm) vectors.
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "cpu/rnn_kernels.h"
