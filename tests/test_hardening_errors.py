@@ -366,3 +366,123 @@ def test_messages_name_the_argument():
         F.conv2d(_f32(1, 2, 6, 6), w, _f32(5))
     with pytest.raises(TypeError, match=r"input") as ei:
         F.max_pool2d([[1.0]], 1)
+
+
+# --- ModuleInfo error inputs for the recurrent modules (common_modules.py:
+# module_error_inputs_torch_nn_RNN_GRU_Cell / _LSTMCell / _RNN_GRU) ---
+def _z(*shape, dtype=np.float32):
+    return np.zeros(shape, dtype)
+
+
+def _rnn_case(id_, cls, ctor_args, ctor_kw, forward, exc, regex, torch_regex, stage="forward"):
+    return (id_, cls, ctor_args, ctor_kw, forward, exc, regex, torch_regex, stage)
+
+
+RNN_ERRORS = []
+for _cls in ("RNNCell", "GRUCell"):
+    RNN_ERRORS += [
+        _rnn_case(f"{_cls}_input_size", _cls, (10, 20), {}, lambda: (_z(3, 11), _z(3, 20)), ValueError,
+                  "input has inconsistent input_size: got 11 expected 10", "input has inconsistent input_size"),
+        _rnn_case(f"{_cls}_hidden_size", _cls, (10, 20), {}, lambda: (_z(3, 10), _z(3, 21)), ValueError,
+                  "hidden0 has inconsistent hidden_size: got 21, expected 20", "hidden0 has inconsistent hidden_size"),
+        _rnn_case(f"{_cls}_batch", _cls, (10, 20), {}, lambda: (_z(3, 10), _z(5, 20)), ValueError,
+                  "Input batch size 3 doesn't match hidden0 batch size 5", "Input batch size 3 doesn't match"),
+        _rnn_case(f"{_cls}_hidden_4d", _cls, (10, 20), {}, lambda: (_z(3, 10), _z(3, 1, 1, 20)), ValueError,
+                  "4D", "Expected hidden to be 1D or 2D, got 4D instead"),
+    ]  # fmt: skip
+for _nl in ("relu", "tanh"):
+    # torch passes the nonlinearity positionally into RNNCell's `bias` slot (FunctionInput(10, 20, 'relu'))
+    # and then fails on the hidden size; pycnnrnn rejects the non-bool bias already (TypeError).
+    RNN_ERRORS.append(
+        _rnn_case(f"RNNCell_{_nl}_positional", "RNNCell", (10, 20, _nl), {}, lambda: (_z(3, 10), _z(3, 21)),
+                  (TypeError, ValueError), "bias should be of type bool|hidden0 has inconsistent hidden_size",
+                  "hidden0 has inconsistent hidden_size", stage="any")
+    )  # fmt: skip
+RNN_ERRORS += [
+    _rnn_case("LSTMCell_input_size", "LSTMCell", (10, 20), {}, lambda: (_z(3, 11), (_z(3, 20), _z(3, 20))),
+              ValueError, "input has inconsistent input_size: got 11 expected 10", "input has inconsistent input_size"),
+    _rnn_case("LSTMCell_hidden_size", "LSTMCell", (10, 20), {}, lambda: (_z(3, 10), (_z(3, 21), _z(3, 21))),
+              ValueError, "hidden0 has inconsistent hidden_size: got 21, expected 20", "hidden0 has inconsistent"),
+    _rnn_case("LSTMCell_batch", "LSTMCell", (10, 20), {}, lambda: (_z(3, 10), (_z(5, 20), _z(5, 20))),
+              ValueError, "Input batch size 3 doesn't match hidden0 batch size 5", "Input batch size 3"),
+    _rnn_case("LSTMCell_hidden_4d", "LSTMCell", (10, 20), {}, lambda: (_z(3, 10), (_z(3, 1, 1, 20),) * 2),
+              ValueError, "4D", r"Expected hx\[0\] to be 1D or 2D, got 4D instead"),
+    _rnn_case("LSTMCell_c_hidden_size", "LSTMCell", (10, 20), {}, lambda: (_z(3, 10), (_z(3, 20), _z(3, 21))),
+              ValueError, "hidden1 has inconsistent hidden_size: got 21, expected 20", "hidden1 has inconsistent"),
+]  # fmt: skip
+for _cls in ("RNN", "GRU", "LSTM"):
+    RNN_ERRORS += [
+        _rnn_case(f"{_cls}_hidden_size_0", _cls, (10, 0, 1), {}, None, ValueError,
+                  "hidden_size must be greater than zero", "hidden_size must be greater than zero", "construct"),
+        _rnn_case(f"{_cls}_num_layers_0", _cls, (10, 10, 0), {}, None, ValueError,
+                  "num_layers must be greater than zero", "num_layers must be greater than zero", "construct"),
+        # torch: ValueError "RNN input dtype ... does not match weight dtype"; pycnnrnn: TypeError naming the dtypes
+        _rnn_case(f"{_cls}_dtype_mismatch", _cls, (3, 5), {}, lambda: (_z(2, 4, 3, dtype=np.float64),),
+                  (ValueError, TypeError), "dtype.*float(32|64)", r"RNN input dtype .* does not match weight dtype"),
+        _rnn_case(f"{_cls}_input_size_float", _cls, (3.0, 5), {}, None, TypeError,
+                  "input_size should be of type int, got: float", "input_size should be of type int", "construct"),
+        _rnn_case(f"{_cls}_input_size_str", _cls, ("10", 5), {}, None, TypeError,
+                  "input_size should be of type int, got: str", "input_size should be of type int", "construct"),
+        _rnn_case(f"{_cls}_input_size_0", _cls, (0, 5), {}, None, ValueError,
+                  "input_size must be greater than zero", "input_size must be greater than zero", "construct"),
+        _rnn_case(f"{_cls}_input_size_neg", _cls, (-1, 5), {}, None, ValueError,
+                  "input_size must be greater than zero", "input_size must be greater than zero", "construct"),
+        _rnn_case(f"{_cls}_hidden_size_float", _cls, (3, 5.0), {}, None, TypeError,
+                  "hidden_size should be of type int, got: float", "hidden_size should be of type int", "construct"),
+        # rnn.py check_input / check_hidden_size
+        _rnn_case(f"{_cls}_input_4d", _cls, (10, 20), {}, lambda: (_z(3, 2, 1, 10),), ValueError,
+                  "input must be 2-D.*or 3-D", r"input must have 3 dimensions|Expected input to be 2D or 3D"),
+        _rnn_case(f"{_cls}_feature_size", _cls, (10, 20), {}, lambda: (_z(3, 2, 11),), ValueError,
+                  r"input.size\(-1\) must be equal to input_size. Expected 10, got 11",
+                  r"input.size\(-1\) must be equal to input_size. Expected 10, got 11"),
+        _rnn_case(f"{_cls}_hidden_shape", _cls, (10, 20), {},
+                  lambda c=_cls: (_z(3, 2, 10), (_z(1, 2, 21), _z(1, 2, 20)) if c == "LSTM" else _z(1, 2, 21)),
+                  ValueError, r"\(1, 2, 20\).*\(1, 2, 21\)", r"Expected hidden(\[0\])? size \(1, 2, 20\), got \[1, 2, 21\]"),
+    ]  # fmt: skip
+    for _kw, _t in ((("bias", 0), "int"), (("bias", 1), "int"), (("bias", "True"), "str"),
+                    (("batch_first", 0), "int"), (("batch_first", 1), "int"), (("batch_first", "False"), "str")):  # fmt: skip
+        RNN_ERRORS.append(
+            _rnn_case(f"{_cls}_{_kw[0]}_{_kw[1]!r}", _cls, (3, 5), {_kw[0]: _kw[1]}, None, TypeError,
+                      f"{_kw[0]} should be of type bool, got: {_t}", f"{_kw[0]} should be of type bool", "construct")
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", RNN_ERRORS, ids=[c[0] for c in RNN_ERRORS])
+def test_recurrent_module_error_inputs_rejected(case):
+    from pycnnrnn import nn
+
+    _, cls, args, kw, forward, exc, regex, _, stage = case
+    make = getattr(nn, cls)
+    if stage == "construct":
+        with pytest.raises(exc, match=regex):
+            make(*args, **kw)
+        return
+    inputs = forward()
+    flat = [a for i in inputs for a in (i if isinstance(i, tuple) else (i,))]
+    copies = [a.copy() for a in flat]
+    if stage == "forward":  # construction must succeed, the forward must raise
+        m = make(*args, **kw)
+        with pytest.raises(exc, match=regex):
+            m(*inputs)
+    else:
+        with pytest.raises(exc, match=regex):
+            make(*args, **kw)(*inputs)
+    for a, c in zip(flat, copies):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case", RNN_ERRORS, ids=[c[0] for c in RNN_ERRORS])
+def test_torch_rejects_the_same_recurrent_inputs(case):
+    import torch
+
+    _, cls, args, kw, forward, _, _, torch_regex, _ = case
+    make = getattr(torch.nn, cls)
+
+    def t(x):
+        return tuple(t(e) for e in x) if isinstance(x, tuple) else torch.from_numpy(x)
+
+    with pytest.raises((RuntimeError, ValueError, TypeError), match=torch_regex):
+        m = make(*args, **kw)
+        if forward is not None:
+            m(*t(forward()))
