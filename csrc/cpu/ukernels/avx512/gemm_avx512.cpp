@@ -276,12 +276,42 @@ void smallm_t_f64(int M, int64_t n, int64_t K, const double* A, int64_t lda, con
   smallm_t_any<F64>(M, n, K, A, lda, B, ldb, S, lds);
 }
 
-// ---- transposed-B packer: one masked gather per (k, 16 panel columns) ---------------------
+// ---- transposed-B packer -----------------------------------------------------------------
+// 16 x 16 blocks: 16 rows of B^T (16 panel columns) x 16 k, transposed in registers (64
+// shuffles per 256 elements); the k tail and partial column groups use masked gathers.
+
+// r[i][j] -> r[j][i] for a 16 x 16 float block held in 16 zmm.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int p = 0; p < 8; ++p) {
+    t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+    t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+  }
+  for (int q = 0; q < 4; ++q) {  // u[4q + c], 128-bit lane L: column 4L + c, rows 4q..4q+3
+    const __m512d a0 = _mm512_castps_pd(t[4 * q]), a1 = _mm512_castps_pd(t[4 * q + 1]);
+    const __m512d a2 = _mm512_castps_pd(t[4 * q + 2]), a3 = _mm512_castps_pd(t[4 * q + 3]);
+    u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  for (int c = 0; c < 4; ++c) {  // gather 128-bit lanes: column j = 4L + c
+    const __m512 v = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), v2 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+    const __m512 w = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+    const __m512 w2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+    r[c] = _mm512_shuffle_f32x4(v, w, 0x88);
+    r[8 + c] = _mm512_shuffle_f32x4(v, w, 0xdd);
+    r[4 + c] = _mm512_shuffle_f32x4(v2, w2, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(v2, w2, 0xdd);
+  }
+}
+
 template <int NR>
 bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, float* dst) {
   if (ldb > (int64_t(1) << 31) / 16) return false;
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(ldb)));
+  const int64_t kv = kc / 16 * 16;
   for (int64_t q = 0; q < nc; q += NR) {
     float* d = dst + q * kc;
     for (int v = 0; v < NR / 16; ++v) {
@@ -289,12 +319,17 @@ bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, float* ds
       const __mmask16 mk = static_cast<__mmask16>(F32::mask(static_cast<int>(lanes)));
       const float* base = Bt + (q + v * 16) * ldb;
       float* dv = d + v * 16;
+      int64_t k = 0;
       if (lanes == 16) {
-        for (int64_t k = 0; k < kc; ++k) _mm512_storeu_ps(dv + k * NR, _mm512_i32gather_ps(idx, base + k, 4));
-      } else {
-        for (int64_t k = 0; k < kc; ++k)
-          _mm512_storeu_ps(dv + k * NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, base + k, 4));
+        for (; k < kv; k += 16) {
+          __m512 r[16];
+          for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(base + i * ldb + k);
+          transpose16(r);
+          for (int j = 0; j < 16; ++j) _mm512_storeu_ps(dv + (k + j) * NR, r[j]);
+        }
       }
+      for (; k < kc; ++k)
+        _mm512_storeu_ps(dv + k * NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, base + k, 4));
     }
   }
   return true;
