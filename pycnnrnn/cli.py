@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     run = COMMANDS[args.command].run if args.command else demo.run
     try:
         return int(run(args) or 0)
-    except (UserError, FileNotFoundError, ValueError, ImportError) as e:
-        print(f"pycnnrnn: error: {e}", file=sys.stderr)
+    except (UserError, FileNotFoundError, ValueError, KeyError, ImportError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
+        print(f"pycnnrnn: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pycnnrnn: interrupted", file=sys.stderr)

@@ -142,9 +142,9 @@ class ModelSummary:
                 label = c.class_name
             else:
                 label = "│    " * (c.depth - 1) + ("├─" if c.depth == 1 else "└─") + f"{c.class_name}: {c.depth}-{c.index}"
-            row = f"{label:<40}{c.shape_str():<25}{c.params_str('--'):<25}"
+            row = f"{label:<39} {c.shape_str():<24} {c.params_str('--'):<24} "
             if self.show_mult_adds:
-                row += f"{(f'{c.mult_adds:,}' if c.mult_adds else '--'):<25}"
+                row += f"{(f'{c.mult_adds:,}' if c.mult_adds else '--'):<24}"
             lines.append(row.rstrip())
         madds = self.mult_adds
         unit, div = ("G", 1e9) if madds >= 1e9 else ("M", 1e6)
