@@ -1,0 +1,89 @@
+"""Whole-model benchmarks: VGG16 forward (eval, float32, 224x224), pycnnrnn vs torch vs
+onnxruntime on the same weights, same run, same thread count.
+
+N=1 always; N=8 with PYCNNRNN_BENCH_N8=1 (slow). onnxruntime runs the torch twin exported
+with torch.onnx.export(..., dynamo=False) (needs the onnx package), intra_op_num_threads =
+pycnnrnn.get_num_threads(). extra_info["flops"] = 2 * multiply-adds (convs + linears).
+
+    PYTHONPATH=build/dev-py/stage pytest bench/bench_models.py --benchmark-enable -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+import pycnnrnn
+from pycnnrnn import models
+from pycnnrnn.nn import init
+from pycnnrnn.nn.summary import summary
+
+IMPLS = ["pycnnrnn", "torch", "onnxruntime"]
+BATCHES = [1, 8] if os.environ.get("PYCNNRNN_BENCH_N8") else [1]
+
+
+@pytest.fixture(scope="module")
+def vgg16():
+    init.manual_seed(0)
+    model = models.vgg16().eval()
+    x = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    macs = summary(model, input_data=x, verbose=False).mult_adds  # per image
+    return model, macs
+
+
+@pytest.fixture(scope="module")
+def torch_vgg16(vgg16):
+    torch = pytest.importorskip("torch")
+    from pycnnrnn.models import torch_reference as R
+
+    torch.set_num_threads(pycnnrnn.get_num_threads())
+    return R.twin_of(vgg16[0], lambda: R.vgg("vgg16")).eval()
+
+
+@pytest.fixture(scope="module")
+def ort_vgg16(torch_vgg16):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = pycnnrnn.get_num_threads()
+    so.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "vgg16.onnx")
+        torch.onnx.export(
+            torch_vgg16,
+            (torch.zeros(1, 3, 224, 224),),
+            path,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+            dynamo=False,
+        )
+        return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("n", BATCHES, ids=lambda n: f"N{n}")
+def test_vgg16_forward(benchmark, request, vgg16, impl, n):
+    model, macs = vgg16
+    x = np.random.default_rng(1).random((n, 3, 224, 224), dtype=np.float32)
+    benchmark.group = f"vgg16-fwd-N{n}"
+    benchmark.extra_info["flops"] = 2.0 * macs * n
+    if impl == "pycnnrnn":
+        fn, args = model, (x,)
+    elif impl == "torch":
+        torch = pytest.importorskip("torch")
+        tm, tx = request.getfixturevalue("torch_vgg16"), torch.from_numpy(x)
+
+        def fn():
+            with torch.no_grad():
+                return tm(tx)
+
+        args = ()
+    else:
+        sess = request.getfixturevalue("ort_vgg16")
+        fn, args = sess.run, (["y"], {"x": x})
+    benchmark.pedantic(fn, args=args, rounds=5 if n == 1 else 3, warmup_rounds=1)
