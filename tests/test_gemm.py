@@ -19,7 +19,7 @@ from pycnnrnn import functional as F
 
 # Tile sizes of every ISA path: MR 6 (avx512/avx2) / 4 (scalar); NR 64/16/8 (float),
 # 32/8/8 (double); KC 256. The grid sits around them.
-MS = (1, 5, 6, 7, 13)
+MS = (1, 2, 5, 6, 7, 8, 9, 13)  # <= 8: the small-M path, > 8: the packed path
 NS = (1, 8, 15, 16, 17, 63, 64, 65, 129)
 KS = (1, 7, 255, 256, 257)
 
@@ -113,6 +113,37 @@ def test_alpha_beta_and_epilogues(rng, dtype):
                                what=f"{m}x{n}x{k} alpha={alpha} beta={beta} bias={bias_kind} relu={relu}")
                         if relu:
                             assert (c >= 0).all()
+
+
+def test_random_problems(rng):
+    # random sizes, transposes, scalars, epilogues and thread counts, every entry point
+    for _ in range(60):
+        m, n, k = (int(v) for v in rng.integers(1, 300, size=3))
+        if rng.random() < 0.3:
+            m = int(rng.integers(1, 9))
+        dtype = np.float32 if rng.random() < 0.7 else np.float64
+        ta, tb, relu = (bool(v) for v in rng.integers(0, 2, size=3))
+        alpha = float(rng.choice([1.0, -1.5, 0.25]))
+        beta = float(rng.choice([0.0, 1.0, -0.5]))
+        bias_kind = int(rng.integers(0, 3))
+        nt = int(rng.integers(0, 4))
+        a, b = _operands(rng, m, n, k, ta, tb, dtype)
+        c0 = _rand(rng, (m, n), dtype)
+        bias = _rand(rng, (m if bias_kind == 1 else n,), dtype) if bias_kind else None
+        entry = int(rng.integers(0, 4))
+        c = c0.copy() if beta != 0 else np.full((m, n), np.nan, dtype)
+        args = (alpha, beta, bias, bias_kind, relu, nt)
+        if entry == 0:
+            _C.gemm(a, b, c, ta, tb, *args)
+        elif entry == 1:
+            _C.gemm_provided_b(a, b, c, ta, tb, *args)
+        elif entry == 2:
+            _C.gemm_packed_a(_C.pack_a(a, ta), b, c, tb, *args, bool(rng.integers(0, 2)))
+        else:
+            _C.gemm_packed_b(a, _C.pack_b(b, tb), c, ta, *args)
+        _check(c, a, b, ta, tb, alpha=alpha, beta=beta, c0=c0, bias=bias, bias_kind=bias_kind, relu=relu,
+               what=f"entry={entry} {m}x{n}x{k} {np.dtype(dtype).name} ta={ta} tb={tb} a={alpha} b={beta} "
+               f"bias={bias_kind} relu={relu} nt={nt}")
 
 
 def test_leading_dimensions_and_untouched_neighbours(rng):
