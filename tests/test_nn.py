@@ -485,3 +485,41 @@ def test_adaptive_avg_pool2d_errors(rng):
         nn.AdaptiveAvgPool2d((1, 2, 3))
     with pytest.raises(ValueError, match="3-D"):
         nn.AdaptiveAvgPool2d(2)(randn(rng, 4, 4))
+
+
+# --------------------------------------------------------------------------- kernels and re-exports
+def test_heavy_layers_run_on_the_kernels(monkeypatch, rng):
+    import pycnnrnn.functional as F
+
+    calls = []
+    for name in ("conv2d", "linear", "max_pool2d", "max_unpool2d"):
+        real = getattr(F, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(F, name, spy)
+    x = randn(rng, 1, 3, 8, 8)
+    y, idx = nn.MaxPool2d(2, return_indices=True)(nn.Conv2d(3, 4, 3, padding=1)(x))
+    nn.MaxUnpool2d(2)(y, idx)
+    nn.Linear(4, 2)(y.reshape(-1, 4))
+    assert calls == ["conv2d", "max_pool2d", "max_unpool2d", "linear"]
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "kwargs"),
+    [("LSTM", (5, 7), dict(num_layers=2)), ("GRU", (5, 7), dict(batch_first=True)), ("RNN", (5, 7), {}),
+     ("LSTMCell", (5, 7), {}), ("GRUCell", (5, 7), {}), ("RNNCell", (5, 7), dict(nonlinearity="relu"))],
+)
+def test_recurrent_modules_reexported(rng, name, args, kwargs):
+    ours, theirs = getattr(nn, name)(*args, **kwargs), getattr(tnn, name)(*args, **kwargs)
+    assert repr(ours) == repr(theirs)
+    twin(ours, theirs)
+    x = randn(rng, 3, 4, 5) if not name.endswith("Cell") else randn(rng, 4, 5)
+    out = ours(x)
+    with torch.no_grad():
+        ref = theirs(torch.from_numpy(x))
+    flat = lambda o: [a for v in o for a in flat(v)] if isinstance(o, tuple) else [o]  # noqa: E731
+    for a, b in zip(flat(out), flat(ref), strict=True):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-4, atol=1e-5)
