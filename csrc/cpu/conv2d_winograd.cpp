@@ -32,6 +32,20 @@ bool winograd_applies(const Conv2dShape& s) {
 
 namespace {
 
+// Grow-only scratch per thread and slot (pool threads are persistent): no page faults and no
+// zero-fill on every call. Contents are garbage on entry; callers write before reading.
+template <typename T>
+T* scratch(int slot, int64_t n) {
+  thread_local std::vector<T> bufs[3];
+  std::vector<T>& v = bufs[slot];
+  if (static_cast<int64_t>(v.size()) < n) {
+    v.clear();
+    v.shrink_to_fit();
+    v.resize(static_cast<size_t>(n));
+  }
+  return v.data();
+}
+
 // U[xi][co][ci] = (G g G^T)[xi / 4][xi % 4] for g = w[co][ci]. Computed for blocks of 64 ci
 // into a local [16][64] tile, then written out as 16 contiguous runs (16 planes 1 MiB apart
 // written element by element would thrash L1 sets).
@@ -129,28 +143,47 @@ template <typename T>
 void transform_output(const Conv2dShape& s, const T* M, int64_t TW, int64_t th0, int64_t th1, int64_t tc,
                       const T* b, T* yn) {
   const int64_t plane = s.Co * tc;
+  const int64_t full = s.OW / 2;  // tiles whose two output columns are both inside
   parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<T> buf(static_cast<size_t>(4 * TW));
+    T* __restrict o00 = buf.data();
+    T* __restrict o01 = o00 + TW;
+    T* __restrict o10 = o01 + TW;
+    T* __restrict o11 = o10 + TW;
     for (int64_t co = c0; co < c1; ++co) {
       const T bias = b ? b[co] : T(0);
       for (int64_t th = th0; th < th1; ++th) {
-        const int64_t tb = (th - th0) * TW;
-        T* out0 = yn + (co * s.OH + 2 * th) * s.OW;
-        const bool two_rows = 2 * th + 1 < s.OH;
+        const T* __restrict m = M + co * tc + (th - th0) * TW;  // m[xi * plane + tw]
+        // structure-of-arrays over the tiles of this row: contiguous loads, vectorisable
         for (int64_t tw = 0; tw < TW; ++tw) {
-          T m[16];
-          for (int xi = 0; xi < 16; ++xi) m[xi] = M[xi * plane + co * tc + tb + tw];
-          T a0[4], a1[4];
-          for (int j = 0; j < 4; ++j) {
-            a0[j] = m[j] + m[4 + j] + m[8 + j];
-            a1[j] = m[4 + j] - m[8 + j] - m[12 + j];
+          // rows of A^T M (written out so the loop over tw vectorises)
+          const T a00 = m[0 * plane + tw] + m[4 * plane + tw] + m[8 * plane + tw];
+          const T a01 = m[1 * plane + tw] + m[5 * plane + tw] + m[9 * plane + tw];
+          const T a02 = m[2 * plane + tw] + m[6 * plane + tw] + m[10 * plane + tw];
+          const T a03 = m[3 * plane + tw] + m[7 * plane + tw] + m[11 * plane + tw];
+          const T a10 = m[4 * plane + tw] - m[8 * plane + tw] - m[12 * plane + tw];
+          const T a11 = m[5 * plane + tw] - m[9 * plane + tw] - m[13 * plane + tw];
+          const T a12 = m[6 * plane + tw] - m[10 * plane + tw] - m[14 * plane + tw];
+          const T a13 = m[7 * plane + tw] - m[11 * plane + tw] - m[15 * plane + tw];
+          const T a0[4] = {a00, a01, a02, a03}, a1[4] = {a10, a11, a12, a13};
+          o00[tw] = a0[0] + a0[1] + a0[2] + bias;
+          o01[tw] = a0[1] - a0[2] - a0[3] + bias;
+          o10[tw] = a1[0] + a1[1] + a1[2] + bias;
+          o11[tw] = a1[1] - a1[2] - a1[3] + bias;
+        }
+        T* out0 = yn + (co * s.OH + 2 * th) * s.OW;
+        for (int64_t tw = 0; tw < full; ++tw) {
+          out0[2 * tw] = o00[tw];
+          out0[2 * tw + 1] = o01[tw];
+        }
+        if (full < TW) out0[2 * full] = o00[full];  // odd OW: last column
+        if (2 * th + 1 < s.OH) {
+          T* out1 = out0 + s.OW;
+          for (int64_t tw = 0; tw < full; ++tw) {
+            out1[2 * tw] = o10[tw];
+            out1[2 * tw + 1] = o11[tw];
           }
-          const int64_t ow = 2 * tw;
-          out0[ow] = a0[0] + a0[1] + a0[2] + bias;
-          if (ow + 1 < s.OW) out0[ow + 1] = a0[1] - a0[2] - a0[3] + bias;
-          if (two_rows) {
-            out0[s.OW + ow] = a1[0] + a1[1] + a1[2] + bias;
-            if (ow + 1 < s.OW) out0[s.OW + ow + 1] = a1[1] - a1[2] - a1[3] + bias;
-          }
+          if (full < TW) out1[2 * full] = o10[full];
         }
       }
     }
@@ -184,16 +217,16 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
   if (s.N * chunks_per_image >= 4 * nt) {
     const int64_t tc_max = rows_l2 * TW, total = s.N * chunks_per_image;
     parallel_run(nt, [&](int tid, int nthr) {
-      std::unique_ptr<T[]> V(new T[static_cast<size_t>(16 * s.C * tc_max)]);
-      std::unique_ptr<T[]> M(new T[static_cast<size_t>(16 * s.Co * tc_max)]);
+      T* V = scratch<T>(0, 16 * s.C * tc_max);
+      T* M = scratch<T>(1, 16 * s.Co * tc_max);
       int64_t q0, q1;
       split_range(total, tid, nthr, 1, &q0, &q1);
       for (int64_t q = q0; q < q1; ++q) {
         const int64_t n = q / chunks_per_image, th0 = (q % chunks_per_image) * rows_l2;
         const int64_t th1 = std::min(TH, th0 + rows_l2), tc = (th1 - th0) * TW;
-        transform_input(s, x + n * s.C * s.H * s.W, TW, th0, th1, V.get(), tc);  // nested: runs serially
-        gemms(V.get(), M.get(), tc, 0, 16);
-        transform_output(s, M.get(), TW, th0, th1, tc, b, y + n * s.Co * s.OH * s.OW);
+        transform_input(s, x + n * s.C * s.H * s.W, TW, th0, th1, V, tc);  // nested: runs serially
+        gemms(V, M, tc, 0, 16);
+        transform_output(s, M, TW, th0, th1, tc, b, y + n * s.Co * s.OH * s.OW);
       }
     });
     return;
