@@ -7,19 +7,21 @@
 //    (ukernels/<isa>/pool2d_<isa>.cpp: 16 outputs per zmm, the same scan order and update
 //    rule as the reference, so values and indices are bit-identical), the clipped border
 //    columns to the reference loop.
-// 3. Backward (zero-fill + ordered scatter-add per plane, torch's order) and unpool.
+//    Software prefetch keeps the input stream ahead (the N=8 case is memory bound).
+// 3. Backward: the reference is zero-fill + ordered scatter-add per plane (torch's order).
+//    When windows do not overlap vertically, each output row owns a band of input rows and
+//    the bands are done in parallel (2x2/2 float32: a dense AVX-512 write, no scatter);
+//    foreign indices fall back to the reference per plane. Then unpool.
 //
 // Shapes: x (planes, H, W), y/idx/grad_output (planes, OH, OW); planes = N * C.
 #include "cpu/pool2d.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <type_traits>
-
 
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
@@ -88,11 +90,6 @@ PoolRowFn row_kernel<double>() {
 
 // How far ahead of the current position the streaming loops prefetch.
 constexpr int64_t kPrefetchBytes = 4096;
-// Backward's prefetch distance (TEMP knob for measurement).
-static const int64_t kBwdPrefetchBytes = [] {
-  const char* e = std::getenv("PYC_POOL_BPF");
-  return e ? std::atoll(e) : int64_t(4096);
-}();
 
 static inline void prefetch_range(const void* begin, int64_t bytes, const void* end) {
   const char* a = static_cast<const char*>(begin);
@@ -165,12 +162,7 @@ void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
 // Scatter one plane: g[idx[j]] += go[j] in output order. Returns the first bad j or -1.
 template <typename T>
 static inline int64_t scatter_plane(T* g, const T* go, const int64_t* ix, int64_t out_hw, int64_t in_hw) {
-  const int64_t ahead = kBwdPrefetchBytes / 8;  // in indices
   for (int64_t j = 0; j < out_hw; ++j) {
-    if (ahead > 0 && (j & 7) == 0 && j + ahead < out_hw) {
-      __builtin_prefetch(ix + j + ahead, 0, 3);
-      if ((j & 15) == 0) __builtin_prefetch(go + j + ahead, 0, 3);
-    }
     const int64_t i = ix[j];
     if (static_cast<uint64_t>(i) >= static_cast<uint64_t>(in_hw)) return j;
     g[i] += go[j];
@@ -216,10 +208,8 @@ static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2d
       T* band = g + lo;
       const T* go = gy + p * out_hw + oh * s.OW;
       const int64_t* ix = idx + p * out_hw + oh * s.OW;
-      if (kBwdPrefetchBytes > 0) {
-        prefetch_range(reinterpret_cast<const char*>(ix) + kBwdPrefetchBytes, s.OW * 8, idx_end);
-        prefetch_range(reinterpret_cast<const char*>(go) + kBwdPrefetchBytes, s.OW * int64_t(sizeof(T)), gy_end);
-      }
+      prefetch_range(reinterpret_cast<const char*>(ix) + kPrefetchBytes, s.OW * 8, idx_end);
+      prefetch_range(reinterpret_cast<const char*>(go) + kPrefetchBytes, s.OW * int64_t(sizeof(T)), gy_end);
       int64_t ow = 0;
       if (fn != nullptr && b1 - b0 >= 2) {
         // dense SIMD writes of rows b0, b0+1 for outputs [0, ow); zero everything else
