@@ -40,14 +40,24 @@ def register(name: str, command: Command) -> None:
 # --------------------------------------------------------------------------- summary
 def _summary_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", choices=["vgg11", "vgg13", "vgg16", "vgg19", "vqa"], help="model to summarise")
-    p.add_argument("--mode", choices=["table", "tree"], default="table",
-                   help="torchsummary table (default) or torchinfo-style tree")
+    p.add_argument(
+        "--mode",
+        choices=["table", "tree"],
+        default="table",
+        help="torchsummary table (default) or torchinfo-style tree",
+    )
     p.add_argument("--mult-adds", action="store_true", help="tree mode: add a Mult-Adds column")
     p.add_argument("--batch-size", type=int, default=-1, help="batch size to print and count (default -1)")
-    p.add_argument("--image-size", type=int, default=224, metavar="N", help="input images are 3xNxN (default 224)")
+    p.add_argument(
+        "--image-size", type=int, default=224, metavar="N", help="input images are 3xNxN (default 224)"
+    )
     p.add_argument("--num-classes", type=int, default=1000, help="VGG classes (default 1000)")
-    p.add_argument("--vocab-size", type=int, default=10000,
-                   help="VQA question vocabulary size (dataset-dependent; default 10000)")
+    p.add_argument(
+        "--vocab-size",
+        type=int,
+        default=10000,
+        help="VQA question vocabulary size (dataset-dependent; default 10000)",
+    )
     p.add_argument("--backbone", choices=["vgg16", "vgg19"], default="vgg16", help="VQA image backbone")
 
 
@@ -135,8 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_args(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="subcommands")
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.description or cmd.help,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=cmd.help,
+            description=cmd.description or cmd.help,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         cmd.add_args(p)
     return parser
 

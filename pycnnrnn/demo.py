@@ -172,7 +172,9 @@ def run(args: argparse.Namespace) -> int:
         t_vgg_out, t_vgg_s = best_time(lambda: t_vgg(t_image).numpy(), args.repeat)
         t_answer, t_vqa_s = best_time(lambda: t_vqa(t_image, t_ids).numpy(), args.repeat)
     print(f"\ntorch {torch.__version__} on the same weights ({torch.get_num_threads()} threads):")
-    print(f"  {'model':<10} {'max |diff|':>12} {'max |out|':>10} {'pycnnrnn ms':>12} {'torch ms':>10} {'speed-up':>9}")
+    print(
+        f"  {'model':<10} {'max |diff|':>12} {'max |out|':>10} {'pycnnrnn ms':>12} {'torch ms':>10} {'speed-up':>9}"
+    )
     for label, ours, theirs, s, ts in (
         ("VGG16", vgg_out, t_vgg_out, vgg_s, t_vgg_s),
         ("VQA", answer, t_answer, vqa_s, t_vqa_s),

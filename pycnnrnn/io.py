@@ -81,7 +81,9 @@ def save(state_dict: Mapping, path, *, metadata: Mapping[str, str] | None = None
         save_safetensors(arrays, path, metadata=metadata)
     elif ext in _TORCH_SUFFIXES:
         torch = _import_torch(path)
-        torch.save(OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in arrays.items()), path)
+        torch.save(
+            OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in arrays.items()), path
+        )
     else:
         raise ValueError(
             f"unknown weights format {ext!r} for {path}: expected .npz, .safetensors or one of {_TORCH_SUFFIXES}"
@@ -101,7 +103,11 @@ def save_safetensors(state_dict: Mapping, path, *, metadata: Mapping[str, str] |
         if dt not in _ST_NAMES:
             raise TypeError(f"{name}: dtype {a.dtype} cannot be stored in safetensors")
         data = np.ascontiguousarray(a, dtype=dt).tobytes()
-        header[name] = {"dtype": _ST_NAMES[dt], "shape": list(a.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": _ST_NAMES[dt],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
         blobs.append(data)
         offset += len(data)
     raw = json.dumps(header, separators=(",", ":")).encode()
@@ -184,7 +190,9 @@ def _load_torch(path: str, unwrap: bool) -> OrderedDict:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping):
-        raise ValueError(f"{path} holds a {type(obj).__name__}, not a state_dict (a mapping of names to tensors)")
+        raise ValueError(
+            f"{path} holds a {type(obj).__name__}, not a state_dict (a mapping of names to tensors)"
+        )
     out: OrderedDict = OrderedDict()
     for k, v in obj.items():
         if isinstance(v, torch.Tensor):

@@ -61,7 +61,11 @@ def test_summary_vqa_tree_small():
         (("summary", "vgg11", "--image-size", "8"), 1, "pycnnrnn: error: --image-size must be at least 32"),
         (("summary", "vgg11", "--num-classes", "0"), 1, "--num-classes must be positive, got 0"),
         (("--repeat", "0"), 1, "pycnnrnn: error: --repeat must be >= 1, got 0"),
-        (("--no-summary", "--weights", "/nonexistent/vgg16.npz"), 1, "weights file not found: /nonexistent/vgg16.npz"),
+        (
+            ("--no-summary", "--weights", "/nonexistent/vgg16.npz"),
+            1,
+            "weights file not found: /nonexistent/vgg16.npz",
+        ),
     ],
 )
 def test_user_errors_exit_codes_without_traceback(args, code, message):
@@ -105,8 +109,10 @@ def test_demo_with_torch():
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "Total params: 138,357,544" in out
-    rows = {m.group(1): (float(m.group(2)), float(m.group(3)))
-            for m in re.finditer(r"^  (VGG16|VQA)\s+(\S+)\s+(\S+)\s+\S+\s+\S+\s+\S+x$", out, re.M)}
+    rows = {
+        m.group(1): (float(m.group(2)), float(m.group(3)))
+        for m in re.finditer(r"^  (VGG16|VQA)\s+(\S+)\s+(\S+)\s+\S+\s+\S+\s+\S+x$", out, re.M)
+    }
     assert set(rows) == {"VGG16", "VQA"}, out
     for name, (diff, scale) in rows.items():
         assert diff <= 1e-4 * max(scale, 1.0), (name, diff, scale)

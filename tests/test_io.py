@@ -79,7 +79,17 @@ def _st(entry: dict, data: bytes = b"\0" * 8) -> bytes:
         (_st({"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}), "shape"),
         (_st({"shape": [2], "data_offsets": [0, 8]}), "lacks"),
     ],
-    ids=["short", "header-too-long", "not-json", "not-object", "outside", "size", "dtype", "neg-shape", "lacks"],
+    ids=[
+        "short",
+        "header-too-long",
+        "not-json",
+        "not-object",
+        "outside",
+        "size",
+        "dtype",
+        "neg-shape",
+        "lacks",
+    ],
 )
 def test_safetensors_rejects_corrupt_files(tmp_path, payload, match):
     path = tmp_path / "bad.safetensors"
@@ -120,16 +130,16 @@ import sys; sys.modules['torch'] = None
 import numpy as np
 from pycnnrnn import io
 io.save({{'w': np.arange(3, dtype=np.float32)}}, {str(path)!r})
-io.save({{'w': np.arange(3, dtype=np.float32)}}, {str(path.with_suffix('.npz'))!r})
+io.save({{'w': np.arange(3, dtype=np.float32)}}, {str(path.with_suffix(".npz"))!r})
 assert io.load({str(path)!r})['w'].tolist() == [0, 1, 2]
-assert io.load({str(path.with_suffix('.npz'))!r})['w'].tolist() == [0, 1, 2]
+assert io.load({str(path.with_suffix(".npz"))!r})['w'].tolist() == [0, 1, 2]
 try:
     io.load({str(path)!r}.replace('.safetensors', '.pt'))
 except FileNotFoundError:
     pass
-open({str(tmp_path / 'x.pt')!r}, 'wb').write(b'x')
+open({str(tmp_path / "x.pt")!r}, 'wb').write(b'x')
 try:
-    io.load({str(tmp_path / 'x.pt')!r})
+    io.load({str(tmp_path / "x.pt")!r})
 except ImportError as e:
     assert 'needs torch' in str(e)
     print('ok')
@@ -158,4 +168,6 @@ def test_torch_checkpoints(tmp_path, rng):
     np.testing.assert_array_equal(back["w"].numpy(), sd2["w"])
     # a torch model's state_dict straight into safetensors, read by pycnnrnn
     pio.save(tm.state_dict(), tmp_path / "lstm.safetensors")
-    np.testing.assert_array_equal(pio.load(tmp_path / "lstm.safetensors")["weight_hh_l1"], tm.weight_hh_l1.detach())
+    np.testing.assert_array_equal(
+        pio.load(tmp_path / "lstm.safetensors")["weight_hh_l1"], tm.weight_hh_l1.detach()
+    )

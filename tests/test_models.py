@@ -20,7 +20,7 @@ pytestmark = pytest.mark.torch
 VGG_PARAMS = {"vgg11": 132_863_336, "vgg13": 133_047_848, "vgg16": 138_357_544, "vgg19": 143_667_240}
 
 
-def torch_twin(ours: nn.Module, build) -> "torch.nn.Module":
+def torch_twin(ours: nn.Module, build) -> torch.nn.Module:
     """The torch model build() with our weights (shared memory, no torch init), same mode."""
     return R.twin_of(ours, build)
 
@@ -31,7 +31,11 @@ def run_both(ours, theirs, *inputs):
     t_in = [torch.from_numpy(x) for x in inputs]
     with torch.no_grad():
         t32 = theirs(*t_in).numpy()
-        t64 = copy.deepcopy(theirs).double()(*[x.double() if x.is_floating_point() else x for x in t_in]).numpy()
+        t64 = (
+            copy.deepcopy(theirs)
+            .double()(*[x.double() if x.is_floating_point() else x for x in t_in])
+            .numpy()
+        )
     return out, t32, t64
 
 
@@ -143,7 +147,9 @@ def test_qst_encoder_tutorial_sizes(rng):
 @pytest.fixture(scope="module", params=["vgg16", "vgg19"])
 def vqa_pair(request):
     nn.init.manual_seed(4)
-    cfg = dict(embed_size=64, qst_vocab_size=50, ans_vocab_size=20, word_embed_size=16, num_layers=2, hidden_size=8)
+    cfg = dict(
+        embed_size=64, qst_vocab_size=50, ans_vocab_size=20, word_embed_size=16, num_layers=2, hidden_size=8
+    )
     ours = models.VqaModel(**cfg, backbone=request.param).eval()
     return ours, torch_twin(ours, lambda: R.VqaModel(**cfg, backbone=request.param)).eval()
 
@@ -152,9 +158,16 @@ def test_vqa_state_dict_names(vqa_pair):
     ours, theirs = vqa_pair
     keys = list(ours.state_dict())
     assert keys == list(theirs.state_dict())
-    for key in ("img_encoder.model.features.0.weight", "img_encoder.model.classifier.3.bias", "img_encoder.fc.weight",
-                "qst_encoder.word2vec.weight", "qst_encoder.lstm.weight_hh_l1", "qst_encoder.fc.bias",
-                "fc1.weight", "fc2.bias"):
+    for key in (
+        "img_encoder.model.features.0.weight",
+        "img_encoder.model.classifier.3.bias",
+        "img_encoder.fc.weight",
+        "qst_encoder.word2vec.weight",
+        "qst_encoder.lstm.weight_hh_l1",
+        "qst_encoder.fc.bias",
+        "fc1.weight",
+        "fc2.bias",
+    ):
         assert key in keys
     assert "img_encoder.model.classifier.6.weight" not in keys  # last Linear removed
     assert repr(ours) == repr(theirs)
@@ -187,5 +200,7 @@ def test_vqa_train_mode_dropout(vqa_pair, rng):
 
 
 def test_vqa_bad_backbone():
-    with pytest.raises(ValueError, match=r"backbone must be one of \['vgg16', 'vgg19'\] or a VGG, got 'resnet'"):
+    with pytest.raises(
+        ValueError, match=r"backbone must be one of \['vgg16', 'vgg19'\] or a VGG, got 'resnet'"
+    ):
         models.ImgEncoder(8, backbone="resnet")

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.torch
 
 
 # --------------------------------------------------------------------------- helpers
-def twin(ours: nn.Module, theirs: "torch.nn.Module") -> "torch.nn.Module":
+def twin(ours: nn.Module, theirs: torch.nn.Module) -> torch.nn.Module:
     """Give the torch module our weights (strict load) and the same train/eval mode."""
     sd = OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in ours.state_dict().items())
     theirs.load_state_dict(sd, strict=True)
@@ -28,7 +28,7 @@ def twin(ours: nn.Module, theirs: "torch.nn.Module") -> "torch.nn.Module":
     return theirs
 
 
-def compare(ours: nn.Module, theirs: "torch.nn.Module", *inputs: np.ndarray, what: str = ""):
+def compare(ours: nn.Module, theirs: torch.nn.Module, *inputs: np.ndarray, what: str = ""):
     """ours(*inputs) vs torch float32 and a float64 torch reference, through the error gate."""
     twin(ours, theirs)
     out = ours(*inputs)
@@ -282,12 +282,32 @@ def test_conv2d_init_distribution():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "match"),
     [
-        (dict(in_channels=4, out_channels=4, kernel_size=3, groups=0), ValueError, "groups must be a positive integer"),
-        (dict(in_channels=3, out_channels=4, kernel_size=3, groups=2), ValueError, "in_channels must be divisible"),
-        (dict(in_channels=4, out_channels=3, kernel_size=3, groups=2), ValueError, "out_channels must be divisible"),
-        (dict(in_channels=3, out_channels=4, kernel_size=3, padding="full"), ValueError, "Invalid padding string"),
+        (
+            dict(in_channels=4, out_channels=4, kernel_size=3, groups=0),
+            ValueError,
+            "groups must be a positive integer",
+        ),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, groups=2),
+            ValueError,
+            "in_channels must be divisible",
+        ),
+        (
+            dict(in_channels=4, out_channels=3, kernel_size=3, groups=2),
+            ValueError,
+            "out_channels must be divisible",
+        ),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, padding="full"),
+            ValueError,
+            "Invalid padding string",
+        ),
         (dict(in_channels=3, out_channels=4, kernel_size=3, padding="same", stride=2), ValueError, "strided"),
-        (dict(in_channels=3, out_channels=4, kernel_size=3, padding_mode="mirror"), ValueError, "padding_mode"),
+        (
+            dict(in_channels=3, out_channels=4, kernel_size=3, padding_mode="mirror"),
+            ValueError,
+            "padding_mode",
+        ),
         (dict(in_channels=3.0, out_channels=4, kernel_size=3), TypeError, "in_channels must be an int"),
         (dict(in_channels=3, out_channels=4, kernel_size=(3, 3, 3)), ValueError, "kernel_size"),
         (dict(in_channels=3, out_channels=4, kernel_size=0), ValueError, "kernel_size must be >= 1, got 0"),
@@ -334,7 +354,10 @@ def test_max_pool2d_is_exact(rng, cfg):
 
 
 def test_max_unpool2d(rng):
-    pool, tpool = nn.MaxPool2d(2, stride=2, return_indices=True), tnn.MaxPool2d(2, stride=2, return_indices=True)
+    pool, tpool = (
+        nn.MaxPool2d(2, stride=2, return_indices=True),
+        tnn.MaxPool2d(2, stride=2, return_indices=True),
+    )
     unpool, tunpool = nn.MaxUnpool2d(2), tnn.MaxUnpool2d(2)
     assert repr(unpool) == repr(tunpool)
     x = randn(rng, 2, 3, 8, 10)
@@ -351,8 +374,12 @@ def test_max_unpool2d(rng):
 
 @pytest.mark.parametrize(
     ("shape", "cfg"),
-    [((2, 5), dict(in_features=5, out_features=3)), ((4,), dict(in_features=4, out_features=7, bias=False)),
-     ((2, 3, 6), dict(in_features=6, out_features=2)), ((3, 300), dict(in_features=300, out_features=129))],
+    [
+        ((2, 5), dict(in_features=5, out_features=3)),
+        ((4,), dict(in_features=4, out_features=7, bias=False)),
+        ((2, 3, 6), dict(in_features=6, out_features=2)),
+        ((3, 300), dict(in_features=300, out_features=129)),
+    ],
 )
 def test_linear(rng, shape, cfg):
     ours, theirs = nn.Linear(**cfg), tnn.Linear(**cfg)
@@ -434,7 +461,14 @@ def test_flatten(rng, start, end):
 
 
 @pytest.mark.parametrize(
-    "cfg", [dict(), dict(padding_idx=0), dict(padding_idx=-2), dict(max_norm=1.5), dict(max_norm=0.5, norm_type=1.0)],
+    "cfg",
+    [
+        dict(),
+        dict(padding_idx=0),
+        dict(padding_idx=-2),
+        dict(max_norm=1.5),
+        dict(max_norm=0.5, norm_type=1.0),
+    ],
     ids=str,
 )
 def test_embedding(rng, cfg):
@@ -469,7 +503,14 @@ def test_embedding_errors():
 
 @pytest.mark.parametrize(
     ("size", "out"),
-    [((7, 7), (7, 7)), ((14, 21), (7, 7)), ((10, 9), (3, 4)), ((5, 13), 6), ((3, 3), (7, 7)), ((8, 6), (None, 4))],
+    [
+        ((7, 7), (7, 7)),
+        ((14, 21), (7, 7)),
+        ((10, 9), (3, 4)),
+        ((5, 13), 6),
+        ((3, 3), (7, 7)),
+        ((8, 6), (None, 4)),
+    ],
 )
 def test_adaptive_avg_pool2d(rng, size, out):
     ours, theirs = nn.AdaptiveAvgPool2d(out), tnn.AdaptiveAvgPool2d(out)
@@ -477,7 +518,9 @@ def test_adaptive_avg_pool2d(rng, size, out):
     for shape in ((2, 3, *size), (3, *size)):
         x = randn(rng, *shape)
         t = torch.from_numpy(x)
-        assert_error_gate(ours(x), theirs(t.double()).numpy(), theirs(t).numpy(), what=f"adaptive {size}->{out}")
+        assert_error_gate(
+            ours(x), theirs(t.double()).numpy(), theirs(t).numpy(), what=f"adaptive {size}->{out}"
+        )
 
 
 def test_adaptive_avg_pool2d_errors(rng):
@@ -509,8 +552,14 @@ def test_heavy_layers_run_on_the_kernels(monkeypatch, rng):
 
 @pytest.mark.parametrize(
     ("name", "args", "kwargs"),
-    [("LSTM", (5, 7), dict(num_layers=2)), ("GRU", (5, 7), dict(batch_first=True)), ("RNN", (5, 7), {}),
-     ("LSTMCell", (5, 7), {}), ("GRUCell", (5, 7), {}), ("RNNCell", (5, 7), dict(nonlinearity="relu"))],
+    [
+        ("LSTM", (5, 7), dict(num_layers=2)),
+        ("GRU", (5, 7), dict(batch_first=True)),
+        ("RNN", (5, 7), {}),
+        ("LSTMCell", (5, 7), {}),
+        ("GRUCell", (5, 7), {}),
+        ("RNNCell", (5, 7), dict(nonlinearity="relu")),
+    ],
 )
 def test_recurrent_modules_reexported(rng, name, args, kwargs):
     ours, theirs = getattr(nn, name)(*args, **kwargs), getattr(tnn, name)(*args, **kwargs)

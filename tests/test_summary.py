@@ -1,6 +1,7 @@
 """pycnnrnn.summary against torchsummary's algorithm run on the torch twin, hand-computed
 counts (VGG, the VQA model with its LSTM), and the fixes over torchsummary's bugs."""
 
+# ruff: noqa: UP030, UP031, UP032  (torchsummary's code is kept verbatim below)
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -93,10 +94,15 @@ def test_vgg16_table_equals_torchsummary(vgg16_pair, capsys):
     text = str(s)
     # torchsummary README's VGG16 numbers (its older VGG lacks the AdaptiveAvgPool2d row, which
     # adds 2 x 25088 x 4 bytes = 0.19 MB to the pass size)
-    for line in ("            Conv2d-1         [-1, 64, 224, 224]           1,792",
-                 "Total params: 138,357,544", "Input size (MB): 0.57", "Params size (MB): 527.79",
-                 "Forward/backward pass size (MB): 218.78", "Estimated Total Size (MB): 747.15",
-                 "AdaptiveAvgPool2d-32            [-1, 512, 7, 7]               0"):
+    for line in (
+        "            Conv2d-1         [-1, 64, 224, 224]           1,792",
+        "Total params: 138,357,544",
+        "Input size (MB): 0.57",
+        "Params size (MB): 527.79",
+        "Forward/backward pass size (MB): 218.78",
+        "Estimated Total Size (MB): 747.15",
+        "AdaptiveAvgPool2d-32            [-1, 512, 7, 7]               0",
+    ):
         assert line in text.splitlines(), line
     assert len(s.rows) == 39 and s.totals == (138_357_544, 138_357_544)
 
@@ -141,8 +147,13 @@ def test_vqa_summary_counts_lstm_and_handles_long_input():
 
 def test_mult_adds_match_hand_count():
     nn.init.manual_seed(3)
-    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, groups=2), nn.Flatten(),
-                      nn.Linear(8 * 6 * 6, 10))
+    m = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, groups=2),
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 10),
+    )
     s = summary(m, (3, 8, 8), mode="tree", mult_adds=True, verbose=False)
     expected = 8 * 8 * 8 * 3 * 9 + 8 * 6 * 6 * 4 * 9 + 10 * 288
     assert s.mult_adds == expected

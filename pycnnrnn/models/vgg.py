@@ -15,7 +15,29 @@ cfgs: dict[str, list] = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
-    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"],
+    "vgg19": [
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ],
 }
 
 
@@ -34,7 +56,9 @@ def make_layers(cfg: list) -> nn.Sequential:
 class VGG(nn.Module):
     """features -> AdaptiveAvgPool2d((7, 7)) -> flatten -> classifier (torchvision.models.VGG)."""
 
-    def __init__(self, features: nn.Sequential, num_classes: int = 1000, init_weights: bool = True, dropout=0.5):
+    def __init__(
+        self, features: nn.Sequential, num_classes: int = 1000, init_weights: bool = True, dropout=0.5
+    ):
         super().__init__()
         self.features = features
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))

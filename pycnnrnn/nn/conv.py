@@ -42,7 +42,9 @@ class Conv2d(Module):
         if groups <= 0:
             raise ValueError(f"groups must be a positive integer, got {groups}")
         if in_channels % groups:
-            raise ValueError(f"in_channels must be divisible by groups, got in_channels={in_channels}, groups={groups}")
+            raise ValueError(
+                f"in_channels must be divisible by groups, got in_channels={in_channels}, groups={groups}"
+            )
         if out_channels % groups:
             raise ValueError(
                 f"out_channels must be divisible by groups, got out_channels={out_channels}, groups={groups}"
@@ -54,7 +56,9 @@ class Conv2d(Module):
             if padding not in ("same", "valid"):
                 raise ValueError(f"Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
             if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"padding='same' is not supported for strided convolutions, got stride={stride}")
+                raise ValueError(
+                    f"padding='same' is not supported for strided convolutions, got stride={stride}"
+                )
             self.padding = padding
         else:
             self.padding = pair(padding, "padding", min_value=0)
@@ -84,7 +88,14 @@ class Conv2d(Module):
 
     def forward(self, input: np.ndarray) -> np.ndarray:
         return F.conv2d(
-            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.padding_mode
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.padding_mode,
         )
 
     def extra_repr(self) -> str:

@@ -121,10 +121,14 @@ def _kaiming_std(a: np.ndarray, slope: float, mode: str, nonlinearity: str) -> f
     return calculate_gain(nonlinearity, slope) / math.sqrt(fan)
 
 
-def kaiming_uniform_(a: np.ndarray, slope: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+def kaiming_uniform_(
+    a: np.ndarray, slope: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+):
     bound = math.sqrt(3.0) * _kaiming_std(a, slope, mode, nonlinearity)
     return uniform_(a, -bound, bound)
 
 
-def kaiming_normal_(a: np.ndarray, slope: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"):
+def kaiming_normal_(
+    a: np.ndarray, slope: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+):
     return normal_(a, 0.0, _kaiming_std(a, slope, mode, nonlinearity))

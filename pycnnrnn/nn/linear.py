@@ -43,7 +43,9 @@ class Linear(Module):
         return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        )
 
 
 class Identity(Module):
@@ -73,10 +75,14 @@ class Flatten(Module):
                 f"a {x.ndim}-D input of shape {x.shape}"
             )
         if s > e:
-            raise ValueError(f"Flatten: start_dim ({self.start_dim}) cannot come after end_dim ({self.end_dim})")
+            raise ValueError(
+                f"Flatten: start_dim ({self.start_dim}) cannot come after end_dim ({self.end_dim})"
+            )
         if x.ndim == 0:
             return x.reshape(1)
-        return x.reshape(x.shape[:s] + (-1 if x.size else int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :])
+        return x.reshape(
+            x.shape[:s] + (-1 if x.size else int(np.prod(x.shape[s : e + 1])),) + x.shape[e + 1 :]
+        )
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

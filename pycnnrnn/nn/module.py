@@ -106,7 +106,9 @@ class Module:
     def add_module(self, name: str, module: Module | None) -> None:
         """Register a child module (torch's add_module / register_module)."""
         if module is not None and not isinstance(module, Module):
-            raise TypeError(f"module {name!r} must be a pycnnrnn.nn.Module or None, got {type(module).__name__}")
+            raise TypeError(
+                f"module {name!r} must be a pycnnrnn.nn.Module or None, got {type(module).__name__}"
+            )
         self._check_name(name, "module")
         self._forget(name)
         self._modules[name] = module
@@ -162,7 +164,9 @@ class Module:
         object.__delattr__(self, name)
 
     def __dir__(self):
-        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules))
+        return sorted(
+            set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules)
+        )
 
     # ------------------------------------------------------------------ traversal
     def named_modules(self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True):
@@ -196,7 +200,11 @@ class Module:
             yield m
 
     def _named_members(self, registry: str, prefix: str, recurse: bool, remove_duplicate: bool):
-        mods = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        mods = (
+            self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+            if recurse
+            else [(prefix, self)]
+        )
         seen: set[int] = set()
         for mod_prefix, module in mods:
             for name, value in getattr(module, registry).items():
@@ -353,7 +361,9 @@ class Module:
 
     # ------------------------------------------------------------------ calling
     def forward(self, *args, **kwargs):
-        raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
+        raise NotImplementedError(
+            f'Module [{type(self).__name__}] is missing the required "forward" function'
+        )
 
     def register_forward_hook(self, hook: Callable) -> RemovableHandle:
         """hook(module, args, output) runs after forward; a non-None result replaces output."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from .. import functional as F
@@ -15,7 +14,9 @@ __all__ = ["AdaptiveAvgPool2d", "MaxPool2d", "MaxUnpool2d"]
 class MaxPool2d(Module):
     """torch.nn.MaxPool2d: stride defaults to kernel_size; padding is -inf."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+    def __init__(
+        self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
+    ):
         super().__init__()
         pair(kernel_size, "kernel_size", min_value=1)
         if stride is not None:
@@ -76,7 +77,9 @@ class AdaptiveAvgPool2d(Module):
         if isinstance(output_size, (tuple, list)):
             if len(output_size) != 2:
                 raise ValueError(f"output_size must be an int or a tuple of 2, got {tuple(output_size)!r}")
-            output_size = tuple(None if s is None else check_int(s, "output_size", min_value=1) for s in output_size)
+            output_size = tuple(
+                None if s is None else check_int(s, "output_size", min_value=1) for s in output_size
+            )
         elif output_size is not None:
             check_int(output_size, "output_size", min_value=1)
         self.output_size = output_size
@@ -88,7 +91,9 @@ class AdaptiveAvgPool2d(Module):
                 f"input must be 3-D (C, H, W) or 4-D (N, C, H, W) with non-zero C, H, W, got shape {x.shape}"
             )
         h, w = x.shape[-2:]
-        os_ = self.output_size if isinstance(self.output_size, tuple) else (self.output_size, self.output_size)
+        os_ = (
+            self.output_size if isinstance(self.output_size, tuple) else (self.output_size, self.output_size)
+        )
         oh = h if os_[0] is None else os_[0]
         ow = w if os_[1] is None else os_[1]
         if (oh, ow) == (h, w):
@@ -103,5 +108,3 @@ class AdaptiveAvgPool2d(Module):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
-
-

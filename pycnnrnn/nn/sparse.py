@@ -68,7 +68,9 @@ class Embedding(Module):
             lo, hi = int(input.min()), int(input.max())
             if lo < 0 or hi >= self.num_embeddings:
                 bad = lo if lo < 0 else hi
-                raise ValueError(f"input ids must be in [0, {self.num_embeddings}) (num_embeddings), got {bad}")
+                raise ValueError(
+                    f"input ids must be in [0, {self.num_embeddings}) (num_embeddings), got {bad}"
+                )
         if self.max_norm is not None:
             self._renorm(np.unique(input))
         return self.weight[input]

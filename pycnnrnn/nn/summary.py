@@ -136,19 +136,32 @@ class ModelSummary:
         """torchinfo-style nested view (depth-idx, output shape, params, optional mult-adds)."""
         cols = ["Output Shape", "Param #"] + (["Mult-Adds"] if self.show_mult_adds else [])
         width = 40 + 25 * len(cols)
-        lines = ["=" * width, f"{'Layer (type:depth-idx)':<40}" + "".join(f"{c:<25}" for c in cols), "=" * width]
+        lines = [
+            "=" * width,
+            f"{'Layer (type:depth-idx)':<40}" + "".join(f"{c:<25}" for c in cols),
+            "=" * width,
+        ]
         for c in self.calls:
             if c.parent is None:
                 label = c.class_name
             else:
-                label = "│    " * (c.depth - 1) + ("├─" if c.depth == 1 else "└─") + f"{c.class_name}: {c.depth}-{c.index}"
+                label = (
+                    "│    " * (c.depth - 1)
+                    + ("├─" if c.depth == 1 else "└─")
+                    + f"{c.class_name}: {c.depth}-{c.index}"
+                )
             row = f"{label:<39} {c.shape_str():<24} {c.params_str('--'):<24} "
             if self.show_mult_adds:
                 row += f"{(f'{c.mult_adds:,}' if c.mult_adds else '--'):<24}"
             lines.append(row.rstrip())
         madds = self.mult_adds
         unit, div = ("G", 1e9) if madds >= 1e9 else ("M", 1e6)
-        lines += ["=" * width, *self.param_lines(), f"Total mult-adds ({unit}): {madds / div:0.2f}", "=" * width]
+        lines += [
+            "=" * width,
+            *self.param_lines(),
+            f"Total mult-adds ({unit}): {madds / div:0.2f}",
+            "=" * width,
+        ]
         lines += [*self.size_lines(), "=" * width]
         return "\n".join(lines)
 
@@ -252,7 +265,9 @@ def summary(
     if mode not in ("table", "tree"):
         raise ValueError(f"mode must be 'table' or 'tree', got {mode!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size == 0:
-        raise ValueError(f"batch_size must be a non-zero int (-1 prints the batch dim as -1), got {batch_size!r}")
+        raise ValueError(
+            f"batch_size must be a non-zero int (-1 prints the batch dim as -1), got {batch_size!r}"
+        )
     if input_data is not None:
         inputs = [input_data] if isinstance(input_data, np.ndarray) else list(input_data)
         run_batch = inputs[0].shape[0]
@@ -274,7 +289,9 @@ def summary(
 
     def pre_hook(module, args):
         parent = stack[-1] if stack else None
-        call = LayerCall(module, names.get(id(module), "?"), type(module).__name__, len(stack), parent, next(order))
+        call = LayerCall(
+            module, names.get(id(module), "?"), type(module).__name__, len(stack), parent, next(order)
+        )
         if parent is not None:
             parent.children.append(call)
             call.index = len(parent.children)
