@@ -435,13 +435,14 @@ def _gru_cell_params():
 
 
 # ---- every ISA path -------------------------------------------------------------------------
-@pytest.mark.parametrize("isa", ["avx2", "scalar"])
-def test_isa_paths_in_subprocess(isa, tmp_path):
-    """The same check under PYCNNRNN_ISA (vector kernels with 8 lanes; the portable step)."""
+@pytest.mark.parametrize("isa,pack_min_b", [("avx2", "1"), ("avx2", "1000"), ("avx512", "1000"), ("scalar", "1")])
+def test_isa_paths_in_subprocess(isa, pack_min_b, tmp_path):
+    """The same check under PYCNNRNN_ISA (vector kernels with 8 lanes; the portable step), with
+    packed W_hh panels and with the per-step GEMM path (PYCNNRNN_RNN_PACK_MIN_B=1000)."""
     code = (
         "import numpy as np, torch, pycnnrnn\n"
         "from pycnnrnn.ops import rnn as R\n"
-        f"assert pycnnrnn.cpu_isa() in ({isa!r}, 'scalar'), pycnnrnn.cpu_isa()\n"
+        f"assert pycnnrnn.cpu_isa() in ({isa!r}, 'avx2', 'scalar'), pycnnrnn.cpu_isa()\n"
         "rng = np.random.default_rng(0)\n"
         "for mode, cls, kw in [('lstm', torch.nn.LSTM, {}), ('gru', torch.nn.GRU, {}),"
         " ('rnn_relu', torch.nn.RNN, {'nonlinearity': 'relu'})]:\n"
@@ -463,7 +464,7 @@ def test_isa_paths_in_subprocess(isa, tmp_path):
         "print('ok')\n"
     )
     pkg_parent = os.path.dirname(os.path.dirname(pycnnrnn.__file__))  # the package under test, wherever it is
-    env = dict(os.environ, PYCNNRNN_ISA=isa, PYTHONPATH=os.pathsep.join([pkg_parent, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYCNNRNN_ISA=isa, PYCNNRNN_RNN_PACK_MIN_B=pack_min_b, PYTHONPATH=os.pathsep.join([pkg_parent, os.environ.get("PYTHONPATH", "")]))
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -79,6 +80,18 @@ void split_run(int64_t n, int64_t work, Fn&& fn) {
     split_range(n, tid, nthreads, 1, &b, &e);
     if (b < e) fn(b, e);
   });
+}
+
+// Batch rows from which a multi-step forward packs W_hh (below: per-step GEMV from the GEMM
+// engine). On 2 threads the packed, fused step (one parallel region per step) measured as fast
+// or faster down to B = 1; cells (T = 1) never pack. PYCNNRNN_RNN_PACK_MIN_B overrides it (a
+// tuning knob for benchmarks and tests, read once).
+int64_t pack_min_batch() {
+  static const int64_t v = [] {
+    const char* e = std::getenv("PYCNNRNN_RNN_PACK_MIN_B");
+    return e && *e ? std::max<int64_t>(1, std::atoll(e)) : int64_t(1);
+  }();
+  return v;
 }
 
 const RnnKernelsF32& f32_kernels() {
@@ -327,10 +340,10 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     const T* b_hn = (gru && L.b_hh) ? L.b_hh + 2 * H : nullptr;
 
     // 2. the recurrence
-    // float32 ISA kernels: with many rows, pack W_hh once (gate-interleaved panels) and fuse the
-    // product with the gate formulas. With few rows a step is a memory-bound GEMV: packing
-    // would cost an extra pass over W_hh and measured no faster per step, so h W_hh^T comes
-    // from the GEMM engine's small-M path (unpacked W_hh) and only the gate formulas are fused.
+    // float32 ISA kernels: for a sequence, pack W_hh once (gate-interleaved panels) and fuse the
+    // product with the gate formulas. For one step (cells) packing would be an extra pass over
+    // W_hh, so h W_hh^T comes from the GEMM engine's small-M path (unpacked W_hh) and only the
+    // gate formulas are fused.
     const RnnKernelsF32* vk = nullptr;
     FwdPanels panels;
     bool packed = false;
@@ -338,7 +351,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     if constexpr (std::is_same<T, float>::value) {
       if (f32_kernels().vl > 0) {
         vk = &f32_kernels();
-        packed = B >= 12 && Tn >= 2;
+        packed = B >= pack_min_batch() && Tn >= 2;
         if (packed) {
           panels = pack_forward(L.w_hh, G, H, K, vk->vl);
         } else {
