@@ -204,3 +204,13 @@ def test_vqa_bad_backbone():
         ValueError, match=r"backbone must be one of \['vgg16', 'vgg19'\] or a VGG, got 'resnet'"
     ):
         models.ImgEncoder(8, backbone="resnet")
+
+
+def test_img_encoder_shares_a_given_vgg(vgg11_pair, rng):
+    vgg, _ = vgg11_pair
+    enc = models.ImgEncoder(16, backbone=vgg)
+    assert enc.model.features is vgg.features and enc.model.classifier[0] is vgg.classifier[0]
+    assert len(enc.model.classifier) == 6 and len(vgg.classifier) == 7  # the given VGG keeps its head
+    x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
+    feat = enc.model(x)
+    np.testing.assert_array_equal(feat, vgg.classifier[:6](vgg.avgpool(vgg.features(x)).reshape(1, -1)))
