@@ -75,6 +75,8 @@ def relayout(x: np.ndarray, how: str) -> np.ndarray:
         r.flags.writeable = False
         return r
     if how == "transposed_view":
+        if x.ndim < 2:
+            return x
         return np.ascontiguousarray(np.swapaxes(x, -1, -2)).swapaxes(-1, -2)
     raise AssertionError(how)
 
@@ -512,3 +514,231 @@ def test_linear_matmul_invalid_inputs_raise_cleanly(which, arr, bad):
     else:
         _check_call(F.linear, args["input"], args["weight"], args["bias"])
         _check_call(F.linear_backward, gy, args["input"], args["weight"])
+
+
+# ----------------------------------------------------------------------------- recurrent
+@st.composite
+def rnn_valid(draw):
+    from pycnnrnn.conformance import rnn_param_shapes
+
+    mode = draw(st.sampled_from(["lstm", "gru", "rnn_tanh", "rnn_relu"]))
+    T, B, I, H = (
+        draw(st.integers(1, 6)),
+        draw(st.integers(1, 4)),
+        draw(st.integers(1, 9)),
+        draw(st.integers(1, 12)),
+    )  # noqa: E741
+    L, bi, bf, bias = draw(st.integers(1, 3)), draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+    P = draw(st.integers(0, H - 1)) if mode == "lstm" and H > 1 and draw(st.booleans()) else 0
+    batched = draw(st.booleans()) or draw(st.booleans())
+    use_lengths = batched and draw(st.booleans())
+    use_hx = draw(st.booleans())
+    dtype = draw(dtypes)
+    D, K = 2 if bi else 1, P or H
+    s = 1 / np.sqrt(H)
+    params = [
+        (values(draw, sh, dtype) * s).astype(dtype) for sh in rnn_param_shapes(mode, I, H, L, bias, bi, P)
+    ]
+    if batched:
+        x = values(draw, (B, T, I) if bf else (T, B, I), dtype)
+        hs, cs = (L * D, B, K), (L * D, B, H)
+    else:
+        x = values(draw, (T, I), dtype)
+        hs, cs = (L * D, K), (L * D, H)
+    hx = None
+    if use_hx:
+        hx = (values(draw, hs, dtype), values(draw, cs, dtype)) if mode == "lstm" else values(draw, hs, dtype)
+    lengths = None
+    if use_lengths:
+        lengths = np.array([T] + [draw(st.integers(1, T)) for _ in range(B - 1)])
+        lengths = lengths[np.random.default_rng(T * B).permutation(B)]
+    kw = dict(num_layers=L, bias=bias, bidirectional=bi, batch_first=bf)
+    return mode, x, hx, params, kw, P, lengths, draw(st.sampled_from(LAYOUTS)), draw(st.booleans())
+
+
+def _up(a):
+    if a is None:
+        return None
+    if isinstance(a, (tuple, list)):
+        return type(a)(_up(e) for e in a)
+    return a.astype(np.float64)
+
+
+@pytest.mark.torch
+@cfg(50)
+@given(rnn_valid())
+def test_rnn_valid_random_matches_torch(case):
+    from pycnnrnn.conformance import torch_rnn
+
+    mode, x, hx, params, kw, P, lengths, layout, backward = case
+    xl = relayout(x, layout)
+    pl = [relayout(p, layout) for p in params]
+    snap = snapshot(xl, *pl, *(hx if isinstance(hx, tuple) else (hx,)))
+    out, h_n, c_n, saved = F.rnn_forward(
+        mode, xl, hx, pl, proj_size=P, lengths=lengths, need_saved=backward, **kw
+    )
+    assert_unchanged(snap)
+    tkw = dict(kw, proj_size=P) if P else kw
+    r = torch_rnn(mode, _up(x), _up(hx), _up(params), lengths=lengths, dtype=np.float64, **tkw)
+    f32 = x.dtype == np.float32
+    t = torch_rnn(mode, x, hx, params, lengths=lengths, dtype=np.float32, **tkw) if f32 else None
+    outs = [("output", out, 0), ("h_n", h_n, 1)] + ([("c_n", c_n, 2)] if mode == "lstm" else [])
+    for name, ours, j in outs:
+        if f32:
+            assert_error_gate(ours, r[j], t[j], what=f"{mode} {name} {kw} P={P}")
+        else:
+            np.testing.assert_allclose(ours, r[j], rtol=1e-10, atol=1e-10, err_msg=name)
+    if not backward:
+        return
+    rng = np.random.default_rng(7)
+    gy, ghn = rng.uniform(-1, 1, out.shape).astype(x.dtype), rng.uniform(-1, 1, h_n.shape).astype(x.dtype)
+    gcn = rng.uniform(-1, 1, c_n.shape).astype(x.dtype) if mode == "lstm" else None
+    gx, gh0, gc0, gp = F.rnn_backward(
+        mode, gy, ghn, gcn, xl, hx, pl, saved, proj_size=P, lengths=lengths, **kw
+    )
+    assert_unchanged(snap)
+    rg = torch_rnn(
+        mode, _up(x), _up(hx), _up(params), lengths=lengths, dtype=np.float64, grad=_up((gy, ghn, gcn)), **tkw
+    )[3]
+    tg = (
+        torch_rnn(mode, x, hx, params, lengths=lengths, dtype=np.float32, grad=(gy, ghn, gcn), **tkw)[3]
+        if f32
+        else None
+    )
+    pairs = [("gx", gx, 0)] + ([("gh0", gh0, 1)] if hx is not None else [])
+    if hx is not None and mode == "lstm":
+        pairs.append(("gc0", gc0, 2))
+    checks = [(n, o, rg[j], tg[j] if f32 else None) for n, o, j in pairs]
+    checks += [(f"gparam{j}", g, rg[3][j], tg[3][j] if f32 else None) for j, g in enumerate(gp)]
+    for name, ours, ref, tt in checks:
+        if f32:
+            assert_error_gate(ours, ref, tt, what=f"{mode} backward {name} {kw} P={P}")
+        else:
+            np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.torch
+@cfg(40)
+@given(
+    mode=st.sampled_from(["lstm", "gru", "rnn_tanh", "rnn_relu"]),
+    B=st.sampled_from([None, 1, 3]),
+    I=st.integers(1, 9),
+    H=st.integers(1, 12),
+    bias=st.booleans(),
+    use_hx=st.booleans(),
+    dtype=dtypes,
+    layout=st.sampled_from(LAYOUTS),
+    seed=st.integers(0, 2**16),
+)
+def test_rnn_cells_valid_random_match_torch(mode, B, I, H, bias, use_hx, dtype, layout, seed):  # noqa: E741
+    import torch
+
+    r = np.random.default_rng(seed)
+    G = {"lstm": 4, "gru": 3}.get(mode, 1)
+    s = 1 / np.sqrt(H)
+
+    def u(*shape):
+        return r.uniform(-1, 1, shape).astype(dtype)
+
+    w_ih, w_hh = (u(G * H, I) * s).astype(dtype), (u(G * H, H) * s).astype(dtype)
+    b_ih, b_hh = ((u(G * H) * s).astype(dtype), (u(G * H) * s).astype(dtype)) if bias else (None, None)
+    xs = (I,) if B is None else (B, I)
+    hsz = (H,) if B is None else (B, H)
+    x = u(*xs)
+    hx = None
+    if use_hx:
+        hx = (u(*hsz), u(*hsz)) if mode == "lstm" else u(*hsz)
+    fn = {"lstm": F.lstm_cell, "gru": F.gru_cell, "rnn_tanh": F.rnn_tanh_cell, "rnn_relu": F.rnn_relu_cell}[
+        mode
+    ]
+    ours = fn(relayout(x, layout), hx, relayout(w_ih, layout), w_hh, b_ih, b_hh)
+    ours = ours if isinstance(ours, tuple) else (ours,)
+    cls = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}.get(mode)
+
+    def run_torch(tdt):
+        m = cls(I, H, bias=bias) if cls else torch.nn.RNNCell(I, H, bias=bias, nonlinearity=mode[4:])
+        m = m.to(tdt)
+        with torch.no_grad():
+            m.weight_ih.copy_(torch.from_numpy(w_ih))
+            m.weight_hh.copy_(torch.from_numpy(w_hh))
+            if bias:
+                m.bias_ih.copy_(torch.from_numpy(b_ih))
+                m.bias_hh.copy_(torch.from_numpy(b_hh))
+            th = None
+            if hx is not None:
+                th = (
+                    tuple(torch.from_numpy(h).to(tdt) for h in hx)
+                    if mode == "lstm"
+                    else torch.from_numpy(hx).to(tdt)
+                )
+            o = m(torch.from_numpy(x).to(tdt), th)
+        return tuple(t.numpy() for t in (o if isinstance(o, tuple) else (o,)))
+
+    ref = run_torch(torch.float64)
+    if dtype == np.float32:
+        t32 = run_torch(torch.float32)
+        for o, rf, tt in zip(ours, ref, t32):
+            assert_error_gate(o, rf, tt, what=f"{mode} cell")
+    else:
+        for o, rf in zip(ours, ref):
+            np.testing.assert_allclose(o, rf, rtol=1e-10, atol=1e-10)
+
+
+@cfg(120)
+@given(
+    which=st.sampled_from(
+        [
+            "mode",
+            "input",
+            "hx",
+            "params",
+            "param_item",
+            "num_layers",
+            "bias",
+            "bidirectional",
+            "batch_first",
+            "proj_size",
+            "lengths",
+            "dropout",
+            "training",
+            "saved",
+        ]
+    ),  # fmt: skip
+    bad=bad_param(),
+    arr=st.sampled_from(range(len(BAD_ARRAYS))),
+    mode=st.sampled_from(["lstm", "gru", "rnn_tanh"]),
+)
+def test_rnn_invalid_parameters_raise_cleanly(which, bad, arr, mode):
+    from pycnnrnn.conformance import rnn_param_shapes
+
+    r = np.random.default_rng(0)
+    T, B, I, H = 3, 2, 4, 5
+    params = [
+        r.standard_normal(s).astype(np.float32) * 0.3 for s in rnn_param_shapes(mode, I, H, 2, True, True)
+    ]
+    x = r.standard_normal((T, B, I)).astype(np.float32)
+    h0 = r.standard_normal((4, B, H)).astype(np.float32)
+    hx = (h0, h0.copy()) if mode == "lstm" else h0
+    kw = dict(num_layers=2, bias=True, bidirectional=True, batch_first=False, proj_size=0, lengths=None)
+    args = {"mode": mode, "input": x, "hx": hx, "params": params}
+    if which == "saved":
+        out, hn, cn, saved = F.rnn_forward(mode, x, hx, params, need_saved=True, **kw)
+        bad_saved = [BAD_ARRAYS[arr](s.shape) if i == 0 else s for i, s in enumerate(saved)] if saved else bad
+        _check_call(F.rnn_backward, mode, np.ones_like(out), None, None, x, hx, params, bad_saved, **kw)
+        _check_call(F.rnn_backward, mode, np.ones_like(out), None, None, x, hx, params, bad, **kw)
+        return
+    if which == "input":
+        args["input"] = BAD_ARRAYS[arr](x.shape)
+    elif which == "hx":
+        args["hx"] = (BAD_ARRAYS[arr](h0.shape), h0) if mode == "lstm" else BAD_ARRAYS[arr](h0.shape)
+    elif which == "param_item":
+        p = list(params)
+        p[arr % len(p)] = BAD_ARRAYS[arr](p[arr % len(p)].shape)
+        args["params"] = p
+    elif which in ("mode", "params"):
+        args[which] = bad
+    elif which in ("dropout", "training"):
+        kw = dict(kw, **{which: bad})
+    else:
+        kw[which] = bad
+    _check_call(F.rnn_forward, args["mode"], args["input"], args["hx"], args["params"], **kw)
