@@ -11,7 +11,11 @@
 //             micro-kernel (cpu/ukernels/<isa>/gemm_<isa>.cpp)
 // The first KC block applies beta, the last one the epilogue (bias, relu); C is touched once
 // per KC block. Threads split N (each packs its own B into its own L2) unless N is too small,
-// then M; the K order never depends on the thread count, so results are deterministic.
+// then M; with split N and a small enough A, A is packed once by all threads together first.
+// The K order never depends on the thread count, so results are deterministic.
+// Entry points: plain (A, B in memory), provided B (conv's implicit GEMM), pre-packed A or B
+// (weights reused across calls). M <= SMALLM_MAX with A and B in memory takes the small-M
+// path instead: no packing, B streamed once (GEMV-like Linear / recurrent shapes).
 #include "cpu/gemm.h"
 
 #include <algorithm>
