@@ -17,6 +17,8 @@ __all__ = [
     "conv2d",
     "conv2d_backward",
     "gemm",
+    "gru_backward",
+    "gru_forward",
     "lstm_backward",
     "lstm_forward",
     "matmul",
@@ -306,6 +308,77 @@ def lstm_backward(x, h0, c0, w_ih, w_hh, y, saved, grad_y=None, grad_h_n=None, g
                          _stream(x))
     db2 = db.clone() if db is not None else None
     return dx, dh, dc, dw_ih, dw_hh, db, db2
+
+
+# ---------------------------------------------------------------------------------------------
+# GRU (one layer, one direction, seq-first)
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, training: bool = False):
+    """One GRU layer like torch.nn.GRU (gate order r, z, n; n uses r * (W_hn h + b_hn)).
+
+    x [T, B, I]; h0 [B, H] or None; w_ih [3H, I]; w_hh [3H, H]; b_ih, b_hh [3H] or None.
+    Returns (y [T, B, H], h_n [B, H], saved) where saved = [T, B, 4H] (r, z, n, W_hn h + b_hn)
+    when training else None — pass it to gru_backward."""
+    torch = _torch()
+    C_ = _core()
+    x = _check(x, "input", ndim=3)
+    T, B, I = x.shape
+    w_ih = _check(w_ih, "weight_ih", x, ndim=2)
+    H3 = w_ih.shape[0]
+    if H3 % 3 != 0 or H3 == 0 or w_ih.shape[1] != I:
+        raise ValueError(f"weight_ih must have shape (3*hidden_size, {I}), got {tuple(w_ih.shape)}")
+    H = H3 // 3
+    w_hh = _opt(w_hh, "weight_hh", x, (H3, H))
+    b_ih = _opt(b_ih, "bias_ih", x, (H3,))
+    b_hh = _opt(b_hh, "bias_hh", x, (H3,))
+    h0 = _opt(h0, "h0", x, (B, H))
+    if T == 0 or B == 0:
+        raise ValueError(f"input must have non-zero sequence length and batch, got {tuple(x.shape)}")
+    y = torch.empty((T, B, H), dtype=x.dtype, device=x.device)
+    saved = torch.empty((T, B, 4 * H), dtype=x.dtype, device=x.device) if training else None
+    xproj = torch.empty((T, B, H3), dtype=x.dtype, device=x.device)
+    with torch.cuda.device(x.device):
+        C_.cuda_gru_fwd(_dtype_code(x), T, B, I, H, x.data_ptr(), _ptr(h0), w_ih.data_ptr(), w_hh.data_ptr(),
+                        _ptr(b_ih), _ptr(b_hh), y.data_ptr(), _ptr(saved), xproj.data_ptr(), _stream(x))
+    return y, y[T - 1].clone(), saved
+
+
+def gru_backward(x, h0, w_ih, w_hh, y, saved, grad_y=None, grad_h_n=None, need_input_grad: bool = True,
+                 has_bias: bool = True):
+    """Backward of gru_forward(..., training=True).
+
+    Returns (dx or None, dh0, dw_ih, dw_hh, db_ih or None, db_hh or None)."""
+    torch = _torch()
+    C_ = _core()
+    x = _check(x, "input", ndim=3)
+    T, B, I = x.shape
+    w_ih = _check(w_ih, "weight_ih", x, ndim=2)
+    H3 = w_ih.shape[0]
+    H = H3 // 3
+    w_hh = _opt(w_hh, "weight_hh", x, (H3, H))
+    h0 = _opt(h0, "h0", x, (B, H))
+    y = _opt(y, "output", x, (T, B, H))
+    if saved is None:
+        raise ValueError("gru_backward needs the saved tensor of gru_forward(..., training=True)")
+    saved = _opt(saved, "saved", x, (T, B, 4 * H))
+    dy = _opt(grad_y, "grad_output", x, (T, B, H))
+    dh = (_opt(grad_h_n, "grad_h_n", x, (B, H)).clone() if grad_h_n is not None
+          else torch.zeros((B, H), dtype=x.dtype, device=x.device))
+    dx = torch.empty((T, B, I), dtype=x.dtype, device=x.device) if need_input_grad else None
+    dw_ih = torch.empty((H3, I), dtype=x.dtype, device=x.device)
+    dw_hh = torch.empty((H3, H), dtype=x.dtype, device=x.device)
+    db_ih = torch.empty((H3,), dtype=x.dtype, device=x.device) if has_bias else None
+    db_hh = torch.empty((H3,), dtype=x.dtype, device=x.device) if has_bias else None
+    dxg = torch.empty((T, B, H3), dtype=x.dtype, device=x.device)
+    dhg = torch.empty((T, B, H3), dtype=x.dtype, device=x.device)
+    dhd = torch.empty((B, H), dtype=x.dtype, device=x.device)
+    with torch.cuda.device(x.device):
+        C_.cuda_gru_bwd(_dtype_code(x), T, B, I, H, x.data_ptr(), _ptr(h0), w_ih.data_ptr(), w_hh.data_ptr(),
+                        y.data_ptr(), saved.data_ptr(), _ptr(dy), dh.data_ptr(), _ptr(dx), dw_ih.data_ptr(),
+                        dw_hh.data_ptr(), _ptr(db_ih), _ptr(db_hh), dxg.data_ptr(), dhg.data_ptr(), dhd.data_ptr(),
+                        _stream(x))
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
 # ---------------------------------------------------------------------------------------------

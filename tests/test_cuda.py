@@ -260,6 +260,51 @@ def test_lstm_backward(T, B, I, H):
         assert torch.equal(o, o2), "lstm backward not deterministic"
 
 
+GRU_CASES = [(1, 1, 8, 16), (5, 3, 10, 16), (9, 8, 32, 128), (4, 11, 7, 21), (2, 70, 6, 20)]
+
+
+@pytest.mark.parametrize("T,B,I,H", GRU_CASES)
+def test_gru_forward_backward(T, B, I, H):
+    torch.manual_seed(T * 100 + H)
+    m64 = torch.nn.GRU(I, H).double()
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(1, B, H, dtype=torch.float64, requires_grad=True)
+    y, hn = m64(x, h0)
+    gy, ghn = torch.randn_like(y), torch.randn_like(hn)
+    params = [m64.weight_ih_l0, m64.weight_hh_l0, m64.bias_ih_l0, m64.bias_hh_l0]
+    refs = torch.autograd.grad((y, hn), [x, h0, *params], (gy, ghn))
+    m32 = torch.nn.GRU(I, H).to(DEV)
+    with torch.no_grad():
+        for p32, p64 in zip(m32.parameters(), params):
+            p32.copy_(p64.float())
+        theirs, _ = m32(x.detach().float().to(DEV), h0.detach().float().to(DEV))
+    f = lambda t: t.detach().float().to(DEV)  # noqa: E731
+    w = [f(p) for p in params]
+    poison()
+    yd, hnd, saved = pcc.gru_forward(f(x), f(h0[0]), *w, training=True)
+    gate(yd, y, theirs, tol=1e-5, what="gru y")
+    gate(hnd, hn[0], tol=1e-5, what="gru h_n")
+    poison()
+    grads = pcc.gru_backward(f(x), f(h0[0]), w[0], w[1], yd, saved, f(gy), f(ghn[0]))
+    names = ["dx", "dh0", "dW_ih", "dW_hh", "db_ih", "db_hh"]
+    ref_list = [refs[0], refs[1][0], refs[2], refs[3], refs[4], refs[5]]
+    for n, o, r in zip(names, grads, ref_list):
+        gate(o, r, tol=2e-5, what=f"gru {n}")
+    again = pcc.gru_backward(f(x), f(h0[0]), w[0], w[1], yd, saved, f(gy), f(ghn[0]))
+    for o, o2 in zip(grads, again):
+        assert torch.equal(o, o2), "gru backward not deterministic"
+
+
+def test_gru_float64_no_state():
+    torch.manual_seed(4)
+    m = torch.nn.GRU(5, 12).double()
+    x = torch.randn(6, 3, 5, dtype=torch.float64)
+    ref, _ = m(x)
+    w = [p.detach().to(DEV) for p in m.parameters()]
+    y, _, _ = pcc.gru_forward(x.to(DEV), None, *w)
+    assert rel_err(y, ref) < 1e-12
+
+
 # ------------------------------------------------------------------------------------------
 # conv2d
 

@@ -45,6 +45,12 @@ void init_cuda(py::module_& m) {
         "w_ih"_a, "w_hh"_a, "y"_a, "c_all"_a, "gates"_a, "dy"_a, "dh"_a, "dc"_a, "dx"_a, "dw_ih"_a, "dw_hh"_a,
         "db"_a, "dz"_a, "stream"_a);
 
+  m.def("cuda_gru_fwd", &cuda::gru_fwd, nogil, "dtype"_a, "T"_a, "B"_a, "I"_a, "H"_a, "x"_a, "h0"_a, "w_ih"_a,
+        "w_hh"_a, "b_ih"_a, "b_hh"_a, "y"_a, "saved"_a, "xproj"_a, "stream"_a);
+  m.def("cuda_gru_bwd", &cuda::gru_bwd, nogil, "dtype"_a, "T"_a, "B"_a, "I"_a, "H"_a, "x"_a, "h0"_a, "w_ih"_a,
+        "w_hh"_a, "y"_a, "saved"_a, "dy"_a, "dh"_a, "dx"_a, "dw_ih"_a, "dw_hh"_a, "db_ih"_a, "db_hh"_a, "dxg"_a,
+        "dhg"_a, "dhd"_a, "stream"_a);
+
   // conv: geometry tuple (N, C, H, W, K, R, S, sh, sw, ph, pw, dh, dw, groups)
   using Geo = std::tuple<i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64>;
   auto shape = [](const Geo& g) {

@@ -49,6 +49,19 @@ void lstm_bwd(int dtype, int64_t T, int64_t B, int64_t I, int64_t H, uintptr_t x
               uintptr_t dh, uintptr_t dc, uintptr_t dx, uintptr_t dw_ih, uintptr_t dw_hh, uintptr_t db,
               uintptr_t dz, uintptr_t stream);
 
+// ---- GRU (gru.cu), one layer, one direction, gate order r,z,n (linear before reset) ---------
+// x [T,B,I], h0 [B,H] (0 = zeros), w_ih [3H,I], w_hh [3H,H], b_ih/b_hh [3H] (0 = none).
+// Outputs y [T,B,H]; saved [T,B,4H] = r, z, n, W_hn h + b_hn (0 = not saved). Workspace xproj [T,B,3H].
+void gru_fwd(int dtype, int64_t T, int64_t B, int64_t I, int64_t H, uintptr_t x, uintptr_t h0, uintptr_t w_ih,
+             uintptr_t w_hh, uintptr_t b_ih, uintptr_t b_hh, uintptr_t y, uintptr_t saved, uintptr_t xproj,
+             uintptr_t stream);
+// dh [B,H] in: dL/dh_n, out: dL/dh0. Outputs dx (0 = skip), dw_ih, dw_hh, db_ih/db_hh (0 = skip).
+// Workspaces dxg, dhg [T,B,3H], dhd [B,H].
+void gru_bwd(int dtype, int64_t T, int64_t B, int64_t I, int64_t H, uintptr_t x, uintptr_t h0, uintptr_t w_ih,
+             uintptr_t w_hh, uintptr_t y, uintptr_t saved, uintptr_t dy, uintptr_t dh, uintptr_t dx, uintptr_t dw_ih,
+             uintptr_t dw_hh, uintptr_t db_ih, uintptr_t db_hh, uintptr_t dxg, uintptr_t dhg, uintptr_t dhd,
+             uintptr_t stream);
+
 // ---- conv2d (conv.cu), NCHW, weight [K, C/groups, R, S] -------------------------------------
 struct ConvShape {
   int64_t N, C, H, W, K, R, S, P, Q;

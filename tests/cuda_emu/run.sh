@@ -3,7 +3,7 @@
 # with one std::thread per CUDA thread, __shared__ as function statics, __syncthreads as a
 # std::barrier, warp shuffles through a block-wide exchange. Checks the SGEMM (all operand
 # variants), the implicit-GEMM conv tiles (fprop/dgrad/wgrad with split-K), the max-pool paths
-# and the LSTM step kernels (forward vs float64, backward vs finite differences).
+# and the LSTM / GRU step kernels (forward vs float64, backward vs finite differences).
 # It cannot see GPU-only faults (alignment, memory model, resource limits): the GPU check does.
 #   bash tests/cuda_emu/run.sh
 set -euo pipefail
@@ -19,7 +19,9 @@ awk '/^constexpr int TK/{f=1} /^template <typename T>$/{getline n; if (n ~ /spli
 awk '/^struct PoolGeom/{f=1} /^PoolGeom make_geom/{exit} f' "$root/csrc/cuda/pool.cu" >"$tmp/pool_kernels.inc"
 awk '/^constexpr int HJ/{f=1} /^template <typename T>$/{getline n; if (n ~ /^void lstm_fwd_t/) exit; if(f) print; if(f) print n; next} f' \
   "$root/csrc/cuda/lstm.cu" >"$tmp/lstm_kernels.inc"
-for t in emu_gemm_conv emu_pool_lstm; do
+awk '/^constexpr int HJ/{f=1} /^template <typename T>$/{getline n; if (n ~ /^void gru_fwd_t/) exit; if(f) print; if(f) print n; next} f' \
+  "$root/csrc/cuda/gru.cu" >"$tmp/gru_kernels.inc"
+for t in emu_gemm_conv emu_pool_lstm emu_gru; do
   ${CXX:-g++} -std=c++20 -O2 -pthread -I"$tmp" -I"$here" -I"$root/csrc" -o "$tmp/$t" "$here/$t.cpp"
   "$tmp/$t"
 done
