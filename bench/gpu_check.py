@@ -312,6 +312,12 @@ def smoke():
     w = (m.weight_ih_l0.detach(), m.weight_hh_l0.detach(), m.bias_ih_l0.detach(), m.bias_hh_l0.detach())
     yl, _, _, saved = pcc.lstm_forward(xs, None, None, *w, training=True)
     pcc.lstm_backward(xs, None, None, w[0], w[1], yl, saved, torch.randn_like(yl))
+    g = torch.nn.GRU(10, 20).to(DEV)
+    gw = [p.detach() for p in g.parameters()]
+    h0g = torch.randn(3, 20, device=DEV)
+    yg, _, sg = pcc.gru_forward(xs, h0g, *gw, training=True)
+    pcc.gru_backward(xs, h0g, gw[0], gw[1], yg, sg, torch.randn_like(yg))
+    pcc.lstm_forward(torch.randn(2, 70, 10, device=DEV), None, None, *w, training=False)
     xc = torch.randn(2, 4, 9, 10, device=DEV)
     wc = torch.randn(6, 2, 3, 3, device=DEV)
     yc = pcc.conv2d(xc, wc, torch.randn(6, device=DEV), 2, 1, 2, 2)
