@@ -140,7 +140,7 @@ if stage build 240 build; then
   stage tests 170 tests
   show_tail tests 40
   stage sanitizer 100 sanitizer
-  show_tail sanitizer 25
+  show_tail sanitizer 15
   stage bench 260 benchmark
   show_tail bench 60
 else
