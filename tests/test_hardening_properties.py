@@ -742,3 +742,63 @@ def test_rnn_invalid_parameters_raise_cleanly(which, bad, arr, mode):
     else:
         kw[which] = bad
     _check_call(F.rnn_forward, args["mode"], args["input"], args["hx"], args["params"], **kw)
+
+
+# ----------------------------------------------------------------------------- numpy-only
+# These need no torch: every layout gives the bit-identical result of the contiguous input, and
+# NaN-filled gaps never leak into the output. They run in the sanitizer and valgrind jobs.
+def _eq(a, b):
+    a = a if isinstance(a, tuple) else (a,)
+    b = b if isinstance(b, tuple) else (b,)
+    for x, y in zip(a, b):
+        if x is None or y is None:
+            assert x is None and y is None
+        else:
+            assert x.shape == y.shape and x.dtype == y.dtype
+            assert np.array_equal(x, y, equal_nan=True)
+
+
+@cfg(25)
+@given(conv_valid())
+def test_conv2d_layouts_agree_without_torch(case):
+    x, w, b, kw, lx, lw = case
+    ref = F.conv2d(x, w, b, **kw)
+    assert not np.isnan(ref).any()
+    _eq(F.conv2d(relayout(x, lx), relayout(w, lw), b, **kw), ref)
+    gy = np.ones_like(ref)
+    gref = F.conv2d_backward(gy, x, w, **kw)
+    _eq(F.conv2d_backward(relayout(gy, lx), relayout(x, lx), relayout(w, lw), **kw), gref)
+
+
+@cfg(25)
+@given(pool_valid())
+def test_max_pool2d_layouts_agree_without_torch(case):
+    x, kw, layout = case
+    y, idx = F.max_pool2d(x, return_indices=True, **kw)
+    _eq(F.max_pool2d(relayout(x, layout), return_indices=True, **kw), (y, idx))
+    ok = np.all((idx >= 0) & (idx < x.shape[-1] * x.shape[-2]))
+    if ok:
+        g = F.max_pool2d_backward(np.ones_like(y), x, idx, **kw)
+        _eq(F.max_pool2d_backward(relayout(np.ones_like(y), layout), x, relayout(idx, layout), **kw), g)
+
+
+@cfg(25)
+@given(linear_valid())
+def test_linear_layouts_agree_without_torch(case):
+    x, w, b, lx, lw = case
+    if x.ndim == 1 and lx == "transposed_view":
+        lx = "contiguous"
+    y = F.linear(x, w, b)
+    _eq(F.linear(relayout(x, lx), relayout(w, lw), b), y)
+    gy = np.ones_like(y)
+    _eq(F.linear_backward(relayout(gy, lx), relayout(x, lx), relayout(w, lw)), F.linear_backward(gy, x, w))
+
+
+@cfg(25)
+@given(rnn_valid())
+def test_rnn_layouts_agree_without_torch(case):
+    mode, x, hx, params, kw, P, lengths, layout, _ = case
+    ref = F.rnn_forward(mode, x, hx, params, proj_size=P, lengths=lengths, **kw)[:3]
+    got = F.rnn_forward(mode, relayout(x, layout), hx, [relayout(p, layout) for p in params], proj_size=P,
+                        lengths=lengths, **kw)[:3]  # fmt: skip
+    _eq(tuple(got), tuple(ref))
