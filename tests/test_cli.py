@@ -44,7 +44,7 @@ def test_summary_vgg16():
 def test_summary_vqa_tree_small():
     r = cli("summary", "vqa", "--mode", "tree", "--mult-adds", "--image-size", "32", "--vocab-size", "100")
     assert r.returncode == 0, r.stderr
-    assert "└─LSTM: 2-3" in r.stdout and "Total mult-adds" in r.stdout
+    assert "└─LSTM: 2-5" in r.stdout and "Total mult-adds" in r.stdout
     # VGG16 backbone: 138,357,544 - 4,097,000 (last Linear) + fc 4,195,328 + embedding 300*100
     # + LSTM 3,768,320 + fc 2,098,176 + fc1 1,025,000 + fc2 1,001,000
     total = 138_357_544 - 4_097_000 + 4_195_328 + 300 * 100 + 3_768_320 + 2_098_176 + 1_025_000 + 1_001_000

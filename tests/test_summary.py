@@ -217,3 +217,38 @@ def test_input_data_and_errors(capsys):
     with pytest.raises(ValueError, match="batch_size"):
         summary(m, (3,), batch_size=0)
     assert pycnnrnn.summary is summary
+
+
+def _tree_rows(text: str) -> list[tuple[str, str, str]]:
+    """(layer label, output shape, Param #) of each tree row: fixed columns of 40, 25, 25."""
+    lines = text.splitlines()
+    body = lines[3 : lines.index(lines[0], 3)]  # between the header rule and the next rule
+    return [(ln[:40].rstrip(), ln[40:65].strip(), ln[65:90].strip()) for ln in body]
+
+
+@pytest.mark.parametrize("which", ["qst_encoder", "vgg11", "vqa"])
+def test_tree_equals_torchinfo(which):
+    torchinfo = pytest.importorskip("torchinfo")
+    nn.init.manual_seed(5)
+    if which == "qst_encoder":
+        ours = models.QstEncoder(100, 16, 32, 2, 8)
+        theirs = R.twin_of(ours, lambda: R.QstEncoder(100, 16, 32, 2, 8))
+        sizes, dtypes = [(30,)], [np.int64]
+    elif which == "vgg11":
+        ours = models.vgg11(num_classes=10)
+        theirs = R.twin_of(ours, lambda: R.vgg("vgg11", num_classes=10))
+        sizes, dtypes = [(3, 32, 32)], [np.float32]
+    else:
+        cfg = dict(embed_size=32, qst_vocab_size=50, ans_vocab_size=20, word_embed_size=16, hidden_size=8)
+        ours = models.VqaModel(**cfg, backbone="vgg16")
+        theirs = R.twin_of(ours, lambda: R.VqaModel(**cfg))
+        sizes, dtypes = [(3, 32, 32), (30,)], [np.float32, np.int64]
+    mine = summary(ours, sizes, dtypes, batch_size=2, mode="tree", depth=3, verbose=False)
+    t_dtypes = [torch.float32 if np.dtype(d).kind == "f" else torch.long for d in dtypes]
+    ref = torchinfo.summary(theirs, input_size=[(2, *s) for s in sizes], dtypes=t_dtypes, verbose=0, depth=3)
+    assert mine.total_params == ref.total_params and mine.trainable_params == ref.trainable_params
+    # labels (type:depth-idx), output shapes (torchinfo prints the real batch, as batch_size=2
+    # does; first output of a tuple) and parameter counts, row for row
+    rows = _tree_rows(str(mine))
+    assert rows == _tree_rows(str(ref))
+    assert len(rows) == sum(1 for c in mine.calls if c.depth <= 3)

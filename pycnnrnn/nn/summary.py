@@ -43,7 +43,7 @@ class LayerCall:
     parent: LayerCall | None
     start_order: int
     end_order: int = -1
-    index: int = 0  # 1-based among the parent's calls
+    index: int = 0  # 1-based among the calls at this depth (torchinfo's depth-idx)
     output_shapes: list[list[int]] = field(default_factory=list)
     output_bytes: int = 0  # with batch dims counted as |batch_size|
     params: int = 0  # own parameters not counted by an earlier call
@@ -79,6 +79,7 @@ class ModelSummary:
     batch_size: int
     mode: str = "table"
     show_mult_adds: bool = False
+    depth: int | None = None  # tree: deepest level shown (torchinfo's default is 3)
 
     @property
     def non_trainable_params(self) -> int:
@@ -142,6 +143,8 @@ class ModelSummary:
             "=" * width,
         ]
         for c in self.calls:
+            if self.depth is not None and c.depth > self.depth:
+                continue
             if c.parent is None:
                 label = c.class_name
             else:
@@ -150,7 +153,10 @@ class ModelSummary:
                     + ("├─" if c.depth == 1 else "└─")
                     + f"{c.class_name}: {c.depth}-{c.index}"
                 )
-            row = f"{label:<39} {c.shape_str():<24} {c.params_str('--'):<24} "
+            shape = str(c.output_shapes[0]) if c.output_shapes else "--"  # torchinfo: first output
+            folded = self.depth is not None and c.depth == self.depth and c.children
+            params = f"{_subtree_params(c):,}" if folded and _subtree_params(c) else c.params_str("--")
+            row = f"{label:<39} {shape:<24} {params:<24} "
             if self.show_mult_adds:
                 row += f"{(f'{c.mult_adds:,}' if c.mult_adds else '--'):<24}"
             lines.append(row.rstrip())
@@ -170,6 +176,11 @@ class ModelSummary:
 
     def __repr__(self) -> str:
         return str(self)
+
+
+def _subtree_params(call: LayerCall) -> int:
+    """Parameters first counted in this call or any call below it (rows folded by depth)."""
+    return call.params + sum(_subtree_params(c) for c in call.children)
 
 
 def _own_param_count(module: Module) -> int:
@@ -252,13 +263,14 @@ def summary(
     *,
     input_data: Sequence[np.ndarray] | np.ndarray | None = None,
     mult_adds: bool = False,
+    depth: int | None = None,
     verbose: bool = True,
     seed: int = 0,
 ) -> ModelSummary:
     """Summarise ``model`` by running it once on random inputs of ``input_size`` (no batch dim;
     a list of sizes for several inputs, with ``dtypes`` one per input, e.g. [np.float32,
     np.int64]) or on ``input_data`` (arrays with a batch dim). mode: "table" (torchsummary) or
-    "tree" (torchinfo-style; mult_adds=True adds a Mult-Adds column). Prints the result unless
+    "tree" (torchinfo-style; mult_adds=True adds a Mult-Adds column, depth limits the levels shown). Prints the result unless
     verbose=False, and returns it (str() gives the text)."""
     if not isinstance(model, Module):
         raise TypeError(f"model must be a pycnnrnn.nn.Module, got {type(model).__name__}")
@@ -284,6 +296,7 @@ def summary(
     calls: list[LayerCall] = []
     stack: list[LayerCall] = []
     counted: set[int] = set()
+    depth_counts: dict[int, int] = {}
     seen_modules: set[int] = set()
     order = iter(range(1 << 62))
 
@@ -294,7 +307,8 @@ def summary(
         )
         if parent is not None:
             parent.children.append(call)
-            call.index = len(parent.children)
+            # numbered per depth across the whole model, like torchinfo's depth-idx
+            depth_counts[call.depth] = call.index = depth_counts.get(call.depth, 0) + 1
         call.recursive = id(module) in seen_modules
         seen_modules.add(id(module))
         for p in module._parameters.values():
@@ -343,6 +357,7 @@ def summary(
         batch_size=int(batch_size),
         mode=mode,
         show_mult_adds=mult_adds,
+        depth=depth,
     )
     if verbose:
         print(result)
