@@ -187,12 +187,16 @@ void im2col_block(const Conv2dShape& s, const ConvIndex& ix, const T* xg, int64_
 
 // The adjoint of im2col_block over full rows kk in [0, Kg) and columns p in [p0, p0+pc),
 // restricted to input channels [c0, c1): dxg[ci][ih][iw] += col[kk][p - p0].
-// Every element is summed in the fixed order (kh, kw, p), whatever the thread split over ci.
+// Every element is summed in the fixed order (kh, kw, p), whatever the thread split over ci,
+// in float64 (a padding-mode fold can land many terms on one edge pixel), rounded once.
 template <typename T>
 void col2im_channels(const Conv2dShape& s, const ConvIndex& ix, const T* col, int64_t p0, int64_t pc, int64_t c0,
                      int64_t c1, T* dxg) {
+  thread_local std::vector<double> acc;
+  acc.resize(static_cast<size_t>(s.H * s.W));
   for (int64_t ci = c0; ci < c1; ++ci) {
     T* xc = dxg + ci * s.H * s.W;
+    std::copy(xc, xc + s.H * s.W, acc.begin());
     for (int64_t kh = 0; kh < s.KH; ++kh)
       for (int64_t kw = 0; kw < s.KW; ++kw) {
         const T* c = col + ((ci * s.KH + kh) * s.KW + kw) * pc;
@@ -203,10 +207,10 @@ void col2im_channels(const Conv2dShape& s, const ConvIndex& ix, const T* col, in
           const int64_t run = std::min(s.OW - ow, p0 + pc - p);
           const int64_t ih = ihm[oh];
           if (ih >= 0) {
-            T* row = xc + ih * s.W;
+            double* row = acc.data() + ih * s.W;
             for (int64_t j = 0; j < run; ++j) {
               const int64_t iw = iwm[ow + j];
-              if (iw >= 0) row[iw] += c[p - p0 + j];
+              if (iw >= 0) row[iw] += static_cast<double>(c[p - p0 + j]);
             }
           }
           p += run;
@@ -214,6 +218,7 @@ void col2im_channels(const Conv2dShape& s, const ConvIndex& ix, const T* col, in
           ++oh;
         }
       }
+    for (int64_t e = 0; e < s.H * s.W; ++e) xc[e] = static_cast<T>(acc[e]);
   }
 }
 
