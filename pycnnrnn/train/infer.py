@@ -71,7 +71,13 @@ class VqaNumpy:
 
     def logits(self, images: np.ndarray, questions: np.ndarray) -> np.ndarray:
         """images: uint8 (B, 3, H, W); questions: int64 token ids (B, max_len)."""
-        combined = np.tanh(self.image_features(images) * self.question_features(questions))
+        img, qst = self.image_features(images), self.question_features(questions)
+        fused = (
+            img * qst
+            if self.meta["config"].get("fusion", "product") == "product"
+            else np.concatenate([img, qst], 1)
+        )
+        combined = np.tanh(fused)
         combined = np.tanh(F.linear(combined, self.w["fc1.weight"], self.w["fc1.bias"]))
         return F.linear(combined, self.w["fc2.weight"], self.w["fc2.bias"])
 

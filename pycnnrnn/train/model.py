@@ -30,6 +30,7 @@ class VqaConfig:
     num_layers: int = 1
     fc1_size: int = 64
     dropout: float = 0.1
+    fusion: str = "product"  # the tutorial's img * qst; "concat" = tanh(cat(img, qst)) (learns faster)
     qst_vocab_size: int = len(scenes.VOCAB)
     ans_vocab_size: int = len(scenes.ANSWERS)
 
@@ -81,11 +82,15 @@ class VqaModel(nn.Module):
         self.qst_encoder = QstEncoder(cfg)
         self.tanh = nn.Tanh()
         self.dropout = nn.Dropout(cfg.dropout)
-        self.fc1 = nn.Linear(cfg.embed_size, cfg.fc1_size)
+        if cfg.fusion not in ("product", "concat"):
+            raise ValueError(f"fusion must be 'product' or 'concat', got {cfg.fusion!r}")
+        fused = cfg.embed_size * (2 if cfg.fusion == "concat" else 1)
+        self.fc1 = nn.Linear(fused, cfg.fc1_size)
         self.fc2 = nn.Linear(cfg.fc1_size, cfg.ans_vocab_size)
 
     def forward(self, image: torch.Tensor, question: torch.Tensor) -> torch.Tensor:
-        combined = self.img_encoder(image) * self.qst_encoder(question)
+        img, qst = self.img_encoder(image), self.qst_encoder(question)
+        combined = img * qst if self.cfg.fusion == "product" else torch.cat((img, qst), 1)
         combined = self.dropout(self.tanh(combined))
         combined = self.dropout(self.tanh(self.fc1(combined)))
         return self.fc2(combined)

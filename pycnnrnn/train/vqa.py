@@ -133,10 +133,12 @@ def train(
     seed: int = 0,
     cfg: VqaConfig | None = None,
     target: float | None = None,
+    checkpoint: str | Path | None = None,
     log=print,
 ) -> tuple[nn.Module, History]:
     """Adam + cross-entropy over shuffled batches (the same order for every backend); held-out
-    accuracy after each epoch. Stops early once ``target`` accuracy is reached."""
+    accuracy after each epoch. Stops early once ``target`` accuracy is reached. ``checkpoint``:
+    an .npz path rewritten whenever the held-out accuracy improves."""
     model = build_model(backend, cfg, seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(epochs // 2, 1), gamma=0.3)
@@ -172,6 +174,8 @@ def train(
             f"[{backend}] epoch {epoch + 1}: loss {hist.loss[-1]:.3f}, held-out accuracy {acc:.3f} "
             f"({fams}), {hist.epoch_seconds[-1]:.1f} s"
         )
+        if checkpoint is not None and acc >= max(hist.accuracy):
+            save_weights(model, checkpoint, model.cfg, acc)
         if target is not None and acc >= target:
             log(f"[{backend}] reached {target:.0%} held-out accuracy after {epoch + 1} epochs")
             break
@@ -242,6 +246,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--target", type=float, default=None, help="stop a backend early at this held-out accuracy"
     )
+    p.add_argument(
+        "--fusion",
+        choices=("product", "concat"),
+        default="product",
+        help="img * qst (the tutorial's) or concat",
+    )
     p.add_argument("--no-compare", action="store_true", help="skip the plain-torch comparison run")
     p.add_argument("--out", default="vqa_train_out", help="folder for the plot and the weights")
     p.add_argument("--save-weights", default=None, help="also write the trained weights (.npz) here")
@@ -255,7 +265,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
     torch.set_num_threads(pycnnrnn.get_num_threads())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = VqaConfig()
+    cfg = VqaConfig(fusion=args.fusion)
     t0 = time.perf_counter()
     train_split = Split.make(args.scenes, seed=args.seed * 2 + 1, size=cfg.image_size)
     test_split = Split.make(args.test_scenes, seed=args.seed * 2 + 2, size=cfg.image_size)
@@ -272,7 +282,7 @@ def run(args: argparse.Namespace, log=print) -> dict:
         cfg=cfg,
         target=args.target,
     )
-    model, hist = train("pycnnrnn", train_split, test_split, log=log, **kw)
+    model, hist = train("pycnnrnn", train_split, test_split, log=log, checkpoint=out / "best.npz", **kw)
     histories = [hist]
     result = {"pycnnrnn": {"accuracy": hist.accuracy[-1], "seconds": hist.train_seconds}}
     log(f"pycnnrnn: held-out accuracy {hist.accuracy[-1]:.3f} after {hist.train_seconds:.1f} s of training")
