@@ -135,7 +135,7 @@ export ROOT LOG WORK STAGE PY
 export -f versions build tests sanitizer benchmark
 stage versions 30 versions
 cat "$LOG/versions.log"
-if stage build 240 build; then
+if stage build 300 build; then
   tail -n 3 "$LOG/build.log"
   stage tests 170 tests
   show_tail tests 40
