@@ -149,21 +149,22 @@ def test_saved_weights_numpy_inference_matches_torch(tmp_path, fusion):
 
 
 @pytest.mark.torch
-def test_train_job_end_to_end(tmp_path):
+def test_train_command_end_to_end(tmp_path, capsys):
     pytest.importorskip("torch")
-    import argparse
+    import json
 
-    from pycnnrnn.train import infer, vqa
+    from pycnnrnn import cli
+    from pycnnrnn.train import infer
 
-    p = argparse.ArgumentParser()
-    vqa.add_arguments(p)
-    args = p.parse_args(["--scenes", "30", "--test-scenes", "10", "--epochs", "1", "--out", str(tmp_path)])
-    lines: list[str] = []
-    result = vqa.run(args, log=lines.append)
-    assert set(result) == {"pycnnrnn", "torch", "speedup"}
-    # same initial weights and batches: the two backends end at the same accuracy
-    assert result["pycnnrnn"]["accuracy"] == pytest.approx(result["torch"]["accuracy"], abs=0.02)
-    assert any("wall-clock ratio torch / pycnnrnn" in s for s in lines)
+    argv = ["train", "--scenes", "30", "--test-scenes", "10", "--epochs", "1", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[pycnnrnn] epoch 1: loss" in out and "[torch] epoch 1: loss" in out
+    assert "wall-clock ratio torch / pycnnrnn" in out
+    hist = json.loads((tmp_path / "history.json").read_text())
+    # same initial weights and batches: the two backends end at the same accuracy and loss
+    assert hist[0]["accuracy"] == pytest.approx(hist[1]["accuracy"], abs=0.02)
+    assert hist[0]["loss"] == pytest.approx(hist[1]["loss"], rel=1e-3)
     assert (tmp_path / "vqa_curves.png").read_bytes()[:4] == b"\x89PNG"
     m = infer.VqaNumpy(tmp_path / "vqa_small.npz")
     image, _, qa = scenes.demo_scene()
