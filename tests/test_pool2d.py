@@ -261,6 +261,8 @@ def test_large_outputs_streamed(rng):
         (2, 2, 0, 1, False),
         (2, 2, 0, 1, True),  # odd H, W: clipped last windows
         (3, 2, 1, 1, True),  # overlapping windows: gradients accumulate
+        (3, 2, 0, 1, False),  # the 3x3/2 plane kernel
+        (3, 2, 0, 1, True),
         (3, 1, 1, 1, False),
         ((2, 3), (1, 2), (1, 0), (2, 1), True),
         (5, 3, 2, 2, False),
@@ -269,6 +271,8 @@ def test_large_outputs_streamed(rng):
 )
 def test_backward_matches_torch(rng, dtype, k, s, p, d, c):
     x = tricky_input(rng, (2, 3, 13, 63), dtype, specials=False)  # ceil: OW = 32, last clipped
+    if k == 3 and p == 0:
+        x = tricky_input(rng, (2, 3, 11, 101), dtype, specials=False)  # 3 vectors + tail per row
     y, i = F.max_pool2d(x, k, s, p, d, c, return_indices=True)
     gy = rng.standard_normal(y.shape).astype(dtype)
     gy.reshape(-1)[::7] = -0.0
@@ -307,16 +311,17 @@ def test_backward_layouts_and_unbatched(rng):
 
 
 @pytest.mark.parametrize("k,s", [(2, 2), (3, 2), ((1, 2), (3, 2))])
-def test_backward_foreign_indices_match_torch(rng, k, s):
+@pytest.mark.parametrize("W", [10, 99])
+def test_backward_foreign_indices_match_torch(rng, k, s, W):
     """Indices that are valid in the plane but not from the forward pass (outside their own
     window, duplicated): torch scatter-adds them all in output order; so must we (the banded
     fast path has to notice and fall back)."""
-    x = tricky_input(rng, (2, 3, 12, 10), np.float32, specials=False)
+    x = tricky_input(rng, (2, 3, 12, W), np.float32, specials=False)
     y, i = F.max_pool2d(x, k, s, return_indices=True)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     j = i.copy()
-    j[0, 1] = rng.integers(0, 120, size=j[0, 1].shape)  # plane (0, 1): anywhere
-    j[1, 2, 0, 0] = 119  # plane (1, 2): one index in the last band
+    j[0, 1] = rng.integers(0, 12 * W, size=j[0, 1].shape)  # plane (0, 1): anywhere
+    j[1, 2, 0, 0] = 12 * W - 1  # plane (1, 2): one index in the last band
     j[1, 0, -1, -1] = 0  # plane (1, 0): one index in the first band
     kh, kw = as_pair(k)
     sh, sw = as_pair(s)
