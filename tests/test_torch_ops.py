@@ -456,3 +456,35 @@ def test_compile_inductor_fullgraph_equals_eager():
     torch.testing.assert_close(out_c, out)
     for a, e in zip(grads_c, grads):
         torch.testing.assert_close(a, e)
+
+
+# ---- CUDA tensors (run only where pycnnrnn's CUDA backend and a GPU are present) ---------------
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_ops_match_torch(dtype):
+    dev = "cuda"
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}
+    x = torch.randn(2, 4, 9, 8, dtype=dtype, device=dev, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, dtype=dtype, device=dev, requires_grad=True)
+    b = torch.randn(6, dtype=dtype, device=dev, requires_grad=True)
+    out, ref = P.conv2d(x, w, b, padding=1, stride=(1, 2)), F.conv2d(x, w, b, padding=1, stride=(1, 2))
+    torch.testing.assert_close(out, ref, **tol)
+    g = torch.randn_like(ref)
+    for a, e in zip(torch.autograd.grad(out, (x, w, b), g), torch.autograd.grad(ref, (x, w, b), g)):
+        torch.testing.assert_close(a, e, **tol)
+    xp = _distinct(2, 3, 9, 8).to(dtype=dtype, device=dev).detach().requires_grad_(True)
+    (y, idx), (yr, ir) = (
+        P.max_pool2d(xp, 3, 2, 1, return_indices=True),
+        F.max_pool2d(xp, 3, 2, 1, return_indices=True),
+    )
+    torch.testing.assert_close(y, yr, rtol=0, atol=0)
+    assert torch.equal(idx, ir)
+    gp = torch.randn_like(y)
+    torch.testing.assert_close(torch.autograd.grad(y, xp, gp)[0], torch.autograd.grad(yr, xp, gp)[0], **tol)
+    xl = torch.randn(3, 5, 7, dtype=dtype, device=dev, requires_grad=True)
+    wl = torch.randn(4, 7, dtype=dtype, device=dev, requires_grad=True)
+    out, ref = P.linear(xl, wl, b[:4]), F.linear(xl, wl, b[:4])
+    torch.testing.assert_close(out, ref, **tol)
+    g = torch.randn_like(ref)
+    for a, e in zip(torch.autograd.grad(out, (xl, wl), g), torch.autograd.grad(ref, (xl, wl), g)):
+        torch.testing.assert_close(a, e, **tol)

@@ -606,3 +606,82 @@ def rnn(mode, input, hx, params, num_layers=1, bias=True, dropout=0.0, training=
         proj_size, lengths, seed, need_saved,
     )  # fmt: skip
     return out, h_n, (c_n if mode == "lstm" else None)
+
+
+# ================================ CUDA tensors ====================================================
+# CUDA tensors go to pycnnrnn.cuda's hand-written kernels (imported on first use, so the CPU
+# path never needs the CUDA backend). Recurrent layers and max_unpool2d have no CUDA kernels
+# registered here yet: torch reports those as not implemented for CUDA.
+def _cuda():
+    import pycnnrnn
+
+    if not pycnnrnn.cuda_available():
+        raise RuntimeError(
+            "pycnnrnn: a CUDA tensor was passed but pycnnrnn's CUDA backend is not available "
+            "(built without CUDA, or no usable GPU/driver); move the tensors to CPU"
+        )
+    from .. import cuda
+
+    return cuda
+
+
+@conv2d_op.register_kernel("cuda")
+def _(input, weight, bias, stride, padding, dilation, groups, padding_mode):
+    pt, pb, pl, pr = padding
+    if padding_mode != "zeros" or pt != pb or pl != pr:
+        raise NotImplementedError(
+            f"pycnnrnn CUDA conv2d supports zeros padding, symmetric only; got padding_mode={padding_mode!r}, "
+            f"padding={list(padding)}"
+        )
+    return _cuda().conv2d(input, weight, bias, stride, (pt, pl), dilation, groups)
+
+
+@conv2d_backward_op.register_kernel("cuda")
+def _(grad_output, input, weight, stride, padding, dilation, groups, padding_mode, output_mask):
+    pt, pb, pl, pr = padding
+    if padding_mode != "zeros" or pt != pb or pl != pr:
+        raise NotImplementedError("pycnnrnn CUDA conv2d_backward supports zeros padding, symmetric only")
+    gs = _cuda().conv2d_backward(
+        grad_output.contiguous(), input, weight, stride, (pt, pl), dilation, groups, _check_mask(output_mask)
+    )
+    return tuple(g if g is not None else _empty_like_none(input) for g in gs)
+
+
+@max_pool2d_with_indices_op.register_kernel("cuda")
+def _(input, kernel_size, stride, padding, dilation, ceil_mode):
+    return _cuda().max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+@max_pool2d_backward_op.register_kernel("cuda")
+def _(grad_output, input, indices, kernel_size, stride, padding, dilation, ceil_mode):
+    return _cuda().max_pool2d_backward(
+        grad_output.contiguous(),
+        indices,
+        tuple(input.shape),
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        ceil_mode,
+    )
+
+
+@linear_op.register_kernel("cuda")
+def _(input, weight, bias):
+    x2 = input.reshape(-1, input.shape[-1]).contiguous()
+    y = _cuda().gemm(x2, weight.contiguous(), trans_b=True)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*input.shape[:-1], weight.shape[0])
+
+
+@linear_backward_op.register_kernel("cuda")
+def _(grad_output, input, weight, output_mask):
+    mask = _check_mask(output_mask)
+    cu = _cuda()
+    g2 = grad_output.reshape(-1, weight.shape[0]).contiguous()
+    x2 = input.reshape(-1, input.shape[-1]).contiguous()
+    gx = cu.gemm(g2, weight.contiguous()).reshape(input.shape) if mask[0] else _empty_like_none(input)
+    gw = cu.gemm(g2, x2, trans_a=True) if mask[1] else _empty_like_none(input)
+    gb = g2.sum(0) if mask[2] else _empty_like_none(input)
+    return gx, gw, gb
