@@ -496,3 +496,41 @@ def test_lower_isa_paths_in_subprocess(isa):
         pytest.skip("CPU has no AVX2")
     r = run_python(_ISA_SCRIPT.format(isa=isa), timeout=120, PYCNNRNN_ISA=isa)
     assert "ok 12" in r.stdout
+
+
+def test_threads_give_identical_results(rng):
+    """Python threads calling concurrently, and 1 vs default kernel threads: same bits."""
+    import threading
+
+    x = tricky_input(rng, (3, 5, 40, 70), np.float32)
+    ref_y, ref_i = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    gy = rng.standard_normal(ref_y.shape).astype(np.float32)
+    ref_g = F.max_pool2d_backward(gy, x, ref_i, 3, 2, 1)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(10):
+                y, i = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+                assert_bits_equal(y, ref_y)
+                assert_bits_equal(i, ref_i)
+                assert_bits_equal(F.max_pool2d_backward(gy, x, i, 3, 2, 1), ref_g)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors[0]
+    n = pycnnrnn.get_num_threads()
+    try:
+        pycnnrnn.set_num_threads(1)
+        y, i = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+        g = F.max_pool2d_backward(gy, x, i, 3, 2, 1)
+    finally:
+        pycnnrnn.set_num_threads(n)
+    assert_bits_equal(y, ref_y)
+    assert_bits_equal(i, ref_i)
+    assert_bits_equal(g, ref_g)
