@@ -3,6 +3,7 @@
 // Same algorithm as the AVX-512 kernel (see pool2d_avx512.cpp): the window is scanned in
 // row-major order with torch's update rule k = (v > m) | isnan(v), blended with blendv; the
 // window-local argmax is kept as a code i*dh*W + j*dw and widened to int64 at the store.
+// Values only: max + a NaN-flagging sum, exact recompute of flagged vectors (as AVX-512).
 // Full vectors only: the kernel returns the first column it did not do and the driver's
 // reference loop finishes the row (no masked stores needed).
 #include <cstdint>
@@ -26,6 +27,9 @@ struct F32 {
   static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
   static V upd(V v, V mx) { return _mm256_or_ps(_mm256_cmp_ps(v, mx, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); }
   static V blend(V k, V a, V b) { return _mm256_blendv_ps(a, b, k); }
+  static V max(V v, V mx) { return _mm256_max_ps(v, mx); }  // v > mx ? v : mx
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static bool any_nan(V v) { return _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0; }
   static V even(V lo, V hi) {
     const __m256 t = _mm256_shuffle_ps(lo, hi, 0x88);  // lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(t), 0xD8));
@@ -59,6 +63,9 @@ struct F64 {
   static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
   static V upd(V v, V mx) { return _mm256_or_pd(_mm256_cmp_pd(v, mx, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q)); }
   static V blend(V k, V a, V b) { return _mm256_blendv_pd(a, b, k); }
+  static V max(V v, V mx) { return _mm256_max_pd(v, mx); }
+  static V add(V a, V b) { return _mm256_add_pd(a, b); }
+  static bool any_nan(V v) { return _mm256_movemask_pd(_mm256_cmp_pd(v, v, _CMP_UNORD_Q)) != 0; }
   static V even(V lo, V hi) {
     return _mm256_permute4x64_pd(_mm256_unpacklo_pd(lo, hi), 0xD8);  // p0 p4 p2 p6 -> p0 p2 p4 p6
   }
@@ -88,25 +95,23 @@ inline typename K::V load_strided(const typename K::T* p, int64_t sw) {
   }
 }
 
-template <class K, int SW, int KW, bool IDX>
-int64_t row_impl(const PoolRowArgs& a) {
+// One full vector at column ow. EXACT: torch's rule with compares + blends (and the codes
+// when IDX). !EXACT (values only): m = max(v, m) (maxps keeps m on ties and on NaN) plus a
+// running sum that flags NaN lanes; returns false for a flagged vector (redone EXACT).
+template <class K, int SW, int KH, int KW, bool IDX, bool EXACT>
+inline bool vec_body(const PoolRowArgs& a, int64_t ow) {
   using T = typename K::T;
   using V = typename K::V;
   const T* x = static_cast<const T*>(a.x);
   T* y = static_cast<T*>(a.y_row);
-  const int64_t W = a.W, kw = KW > 0 ? KW : a.kw, dw = a.dw, sw = SW > 0 ? SW : a.sw;
-  const T* row0 = x + a.ih0 * W;
-  const int64_t rstep = a.dh * W;
-  // Full vectors only, and (SW == 2) the one extra element the paired load reads must lie in
-  // the row: (ow + L - 1)*sw - pw + (kw-1)*dw + 1 <= W - 1.
-  int64_t ow = a.ow0;
-  for (; ow + K::L <= a.ow1; ow += K::L) {
-    const int64_t col0 = ow * sw - a.pw;
-    if (SW == 2 && col0 + 2 * K::L - 1 + (kw - 1) * dw > W - 1) break;
-    const T* base = row0 + col0;
-    V mx = load_strided<K, SW>(base, sw);
+  const int64_t W = a.W, kw = KW > 0 ? KW : a.kw, nrows = KH > 0 ? KH : a.nrows, dw = a.dw;
+  const int64_t sw = SW > 0 ? SW : a.sw, rstep = a.dh * W;
+  const int64_t col0 = ow * sw - a.pw;
+  const T* base = x + a.ih0 * W + col0;
+  V mx = load_strided<K, SW>(base, sw);
+  if constexpr (EXACT) {
     typename K::C code = K::code_zero();
-    for (int64_t i = 0; i < a.nrows; ++i) {
+    for (int64_t i = 0; i < nrows; ++i) {
       const T* r = base + i * rstep;
       for (int64_t j = (i == 0 ? 1 : 0); j < kw; ++j) {
         const V v = load_strided<K, SW>(r + j * dw, sw);
@@ -117,24 +122,55 @@ int64_t row_impl(const PoolRowArgs& a) {
     }
     K::store(y + ow, mx);
     if constexpr (IDX) K::store_idx(a.idx_row + ow, code, a.ih0 * W + col0, sw);
+    return true;
+  } else {
+    V acc = mx;
+    for (int64_t i = 0; i < nrows; ++i) {
+      const T* r = base + i * rstep;
+      for (int64_t j = (i == 0 ? 1 : 0); j < kw; ++j) {
+        const V v = load_strided<K, SW>(r + j * dw, sw);
+        mx = K::max(v, mx);
+        acc = K::add(acc, v);
+      }
+    }
+    if (K::any_nan(acc)) return false;
+    K::store(y + ow, mx);
+    return true;
+  }
+}
+
+template <class K, int SW, int KH, int KW, bool IDX>
+int64_t row_impl(const PoolRowArgs& args) {
+  const PoolRowArgs a = args;
+  const int64_t kw = KW > 0 ? KW : a.kw, sw = SW > 0 ? SW : a.sw;
+  // Full vectors only, and (SW == 2) the one extra element the paired load reads must lie in
+  // the row: (ow + L - 1)*sw - pw + (kw-1)*dw + 1 <= W - 1.
+  int64_t ow = a.ow0;
+  for (; ow + K::L <= a.ow1; ow += K::L) {
+    if (SW == 2 && ow * sw - a.pw + 2 * K::L - 1 + (kw - 1) * a.dw > a.W - 1) break;
+    if constexpr (IDX) {
+      vec_body<K, SW, KH, KW, true, true>(a, ow);
+    } else {
+      if (!vec_body<K, SW, KH, KW, false, false>(a, ow)) vec_body<K, SW, KH, KW, false, true>(a, ow);
+    }
   }
   return ow;
 }
 
-template <class K, int SW, int KW>
+template <class K, int SW, int KH, int KW>
 int64_t row_idx(const PoolRowArgs& a) {
-  return a.idx_row ? row_impl<K, SW, KW, true>(a) : row_impl<K, SW, KW, false>(a);
+  return a.idx_row ? row_impl<K, SW, KH, KW, true>(a) : row_impl<K, SW, KH, KW, false>(a);
 }
 
 template <class K>
 int64_t row_any(const PoolRowArgs& a) {
   if (a.sw == 2) {
-    if (a.kw == 2) return row_idx<K, 2, 2>(a);
-    if (a.kw == 3) return row_idx<K, 2, 3>(a);
-    return row_idx<K, 2, 0>(a);
+    if (a.kw == 2) return a.nrows == 2 ? row_idx<K, 2, 2, 2>(a) : row_idx<K, 2, 0, 2>(a);
+    if (a.kw == 3) return a.nrows == 3 ? row_idx<K, 2, 3, 3>(a) : row_idx<K, 2, 0, 3>(a);
+    return row_idx<K, 2, 0, 0>(a);
   }
-  if (a.sw == 1) return row_idx<K, 1, 0>(a);
-  return row_idx<K, 0, 0>(a);
+  if (a.sw == 1) return row_idx<K, 1, 0, 0>(a);
+  return row_idx<K, 0, 0, 0>(a);
 }
 
 }  // namespace
