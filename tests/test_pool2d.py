@@ -13,10 +13,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from helpers import layouts, run_python
 
 import pycnnrnn
 from pycnnrnn import _C
-from helpers import layouts, run_python
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -43,7 +43,9 @@ def assert_bits_equal(ours, ref, what=""):
         diff = ours != ref
     if diff.any():
         pos = tuple(int(i[0]) for i in np.nonzero(diff))
-        raise AssertionError(f"{what}: {int(diff.sum())} elements differ, first at {pos}: {ours[pos]!r} vs {ref[pos]!r}")
+        raise AssertionError(
+            f"{what}: {int(diff.sum())} elements differ, first at {pos}: {ours[pos]!r} vs {ref[pos]!r}"
+        )
 
 
 def tricky_input(rng, shape, dtype, *, specials=True):
@@ -163,7 +165,13 @@ def test_simd_widths_and_specials_everywhere(rng, dtype):
     """NaN / inf / signed zeros in every lane position of long rows, the 2x2/2 and 3x3/2
     fast paths, with and without padding and ceil_mode."""
     x = tricky_input(rng, (4, 2, 9, 16 * 7 + 5), dtype)
-    for k, s, p, c in [(2, 2, 0, False), (2, 2, 1, True), (3, 2, 0, False), (3, 2, 1, True), (3, 1, 1, False)]:
+    for k, s, p, c in [
+        (2, 2, 0, False),
+        (2, 2, 1, True),
+        (3, 2, 0, False),
+        (3, 2, 1, True),
+        (3, 1, 1, False),
+    ]:
         ty, ti = torch_pool(x, k, s, p, 1, c)
         y, i = F.max_pool2d(x, k, s, p, 1, c, True)
         assert_bits_equal(y, ty, f"k{k}s{s}p{p}c{c}")
@@ -282,7 +290,14 @@ def test_backward_matches_torch(rng, dtype, k, s, p, d, c):
     ph, pw = as_pair(p)
     dh, dw = as_pair(d)
     tg = torch.ops.aten.max_pool2d_with_indices_backward(
-        torch.from_numpy(gy), torch.from_numpy(x), [kh, kw], [sh, sw], [ph, pw], [dh, dw], c, torch.from_numpy(i)
+        torch.from_numpy(gy),
+        torch.from_numpy(x),
+        [kh, kw],
+        [sh, sw],
+        [ph, pw],
+        [dh, dw],
+        c,
+        torch.from_numpy(i),
     ).numpy()
     gx = F.max_pool2d_backward(gy, x, i, k, s, p, d, c)
     assert_bits_equal(gx, tg)
@@ -305,8 +320,13 @@ def test_backward_layouts_and_unbatched(rng):
     big[..., ::2] = i
     ro = i.copy()
     ro.flags.writeable = False
-    for name, ii in [("strided", big[..., ::2]), ("fortran", np.asfortranarray(i)), ("readonly", ro),
-                     ("reversed", np.flip(np.flip(i, -1).copy(), -1)), ("int32", i.astype(np.int32))]:
+    for name, ii in [
+        ("strided", big[..., ::2]),
+        ("fortran", np.asfortranarray(i)),
+        ("readonly", ro),
+        ("reversed", np.flip(np.flip(i, -1).copy(), -1)),
+        ("int32", i.astype(np.int32)),
+    ]:
         assert_bits_equal(F.max_pool2d_backward(gy, x, ii, 3, 2, 1), ref, "indices " + name)
 
 
@@ -326,7 +346,14 @@ def test_backward_foreign_indices_match_torch(rng, k, s, W):
     kh, kw = as_pair(k)
     sh, sw = as_pair(s)
     tg = torch.ops.aten.max_pool2d_with_indices_backward(
-        torch.from_numpy(gy), torch.from_numpy(x), [kh, kw], [sh, sw], [0, 0], [1, 1], False, torch.from_numpy(j)
+        torch.from_numpy(gy),
+        torch.from_numpy(x),
+        [kh, kw],
+        [sh, sw],
+        [0, 0],
+        [1, 1],
+        False,
+        torch.from_numpy(j),
     ).numpy()
     assert_bits_equal(F.max_pool2d_backward(gy, x, j, k, s), tg)
 
@@ -420,13 +447,27 @@ ERRORS = [
     (X4, dict(kernel_size=2, stride=1 << 40), ValueError, "stride must be smaller than 2..31", False),
     (X4, dict(kernel_size=2, ceil_mode=1), TypeError, "ceil_mode must be a bool", False),
     (X4.astype(np.int32), dict(kernel_size=2), TypeError, "input must have dtype float32 or float64", True),
-    (X4.astype(np.float16), dict(kernel_size=2), TypeError, "input must have dtype float32 or float64", False),
-    (X4.astype(np.complex64), dict(kernel_size=2), TypeError, "input must have dtype float32 or float64", True),
+    (
+        X4.astype(np.float16),
+        dict(kernel_size=2),
+        TypeError,
+        "input must have dtype float32 or float64",
+        False,
+    ),
+    (
+        X4.astype(np.complex64),
+        dict(kernel_size=2),
+        TypeError,
+        "input must have dtype float32 or float64",
+        True,
+    ),
     (X4.tolist(), dict(kernel_size=2), TypeError, "input must be a numpy array", True),
 ]
 
 
-@pytest.mark.parametrize("x,kw,exc,regex,torch_raises", ERRORS, ids=[e[3][:30] + str(i) for i, e in enumerate(ERRORS)])
+@pytest.mark.parametrize(
+    "x,kw,exc,regex,torch_raises", ERRORS, ids=[e[3][:30] + str(i) for i, e in enumerate(ERRORS)]
+)
 def test_errors(x, kw, exc, regex, torch_raises):
     x0 = np.array(x, copy=True) if isinstance(x, np.ndarray) else None
     with pytest.raises(exc, match=regex):

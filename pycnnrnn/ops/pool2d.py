@@ -111,7 +111,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     if planes == 0:
         y = np.empty((*lead, oh, ow), dtype=x.dtype)
         return (y, np.empty(y.shape, dtype=np.int64)) if return_indices else y
-    y, idx = _C.max_pool2d_forward(x.reshape(planes, H, W), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode, return_indices)
+    y, idx = _C.max_pool2d_forward(
+        x.reshape(planes, H, W), kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode, return_indices
+    )
     y = y.reshape(*lead, oh, ow)
     if return_indices:
         return y, idx.reshape(*lead, oh, ow)
@@ -140,15 +142,31 @@ def max_pool2d_backward(
     lead = x_ref.shape[:-2]
     want = (*lead, oh, ow)
     if gy.shape != want:
-        raise ValueError(f"grad_output must have shape {want} (the pooled shape of input {x_ref.shape}), got {gy.shape}")
+        raise ValueError(
+            f"grad_output must have shape {want} (the pooled shape of input {x_ref.shape}), got {gy.shape}"
+        )
     idx = as_index_array(indices, "indices")
     if idx.shape != want:
-        raise ValueError(f"indices must have shape {want} (the pooled shape of input {x_ref.shape}), got {idx.shape}")
+        raise ValueError(
+            f"indices must have shape {want} (the pooled shape of input {x_ref.shape}), got {idx.shape}"
+        )
     planes = check_numel(lead, "input")
     if planes == 0:
         return np.zeros(x_ref.shape, dtype=gy.dtype)
     gx = _C.max_pool2d_backward(
-        gy.reshape(planes, oh, ow), idx.reshape(planes, oh, ow), H, W, kh, kw, sh, sw, ph, pw, dh, dw, ceil_mode
+        gy.reshape(planes, oh, ow),
+        idx.reshape(planes, oh, ow),
+        H,
+        W,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        ceil_mode,
     )
     return gx.reshape(x_ref.shape)
 
@@ -196,7 +214,9 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
         for d in range(2):
             lo, hi = default[d] - (sh, sw)[d], default[d] + (sh, sw)[d]
             if not (lo < os_[d] < hi):
-                raise ValueError(f'invalid output_size "{tuple(output_size)}" (dim {d} must be between {lo} and {hi})')
+                raise ValueError(
+                    f'invalid output_size "{tuple(output_size)}" (dim {d} must be between {lo} and {hi})'
+                )
         out = os_
     for d in range(2):
         if out[d] < 0:
@@ -209,6 +229,8 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     if planes == 0 or H * W == 0:
         return np.zeros((*lead, *out), dtype=x.dtype)
     if out[0] * out[1] == 0:
-        raise ValueError(f"indices: found an invalid max index (output volumes are of size {out[0]}x{out[1]})")
+        raise ValueError(
+            f"indices: found an invalid max index (output volumes are of size {out[0]}x{out[1]})"
+        )
     y = _C.max_unpool2d(x.reshape(planes, H, W), idx.reshape(planes, H, W), out[0], out[1])
     return y.reshape(*lead, *out)
