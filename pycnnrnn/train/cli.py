@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, default=8, help="maximum epochs per backend (default 8)")
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs per backend (default 20)")
     p.add_argument(
         "--scenes", type=int, default=3000, help="training scenes, 5 questions each (default 3000)"
     )

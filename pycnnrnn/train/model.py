@@ -4,7 +4,8 @@ ImgEncoder   3 x [Conv2d 3x3 pad 1 -> ReLU -> MaxPool2d 2] -> flatten -> Linear 
              (the norm is detached, as in the tutorial)
 QstEncoder   Embedding -> tanh -> LSTM (seq-first, all MAX_LEN steps incl. <pad>, no packing)
              -> cat(h, c) over layers -> tanh -> Linear
-VqaModel     img * qst -> tanh -> Dropout -> fc1 -> tanh -> Dropout -> fc2 (answer logits)
+VqaModel     img * qst (or cat(img, qst), see VqaConfig.fusion) -> tanh -> Dropout -> fc1 -> tanh
+             -> Dropout -> fc2 (answer logits)
 
 Built from plain ``torch.nn`` modules; ``pycnnrnn.torch.convert`` swaps Conv2d, MaxPool2d,
 Linear and LSTM for the pycnnrnn drop-ins (same parameters, same state_dict).
@@ -22,15 +23,20 @@ from . import scenes
 
 @dataclass(frozen=True)
 class VqaConfig:
+    """Sizes of the small model. ``fusion``: "product" is the tutorial's ``img * qst``; on this
+    task and budget it stays at the question-only baseline (about 39% held-out accuracy after
+    2300 steps, measured while building this), so the shipped model uses "concat" (``cat(img, qst)``,
+    the rest unchanged), which does learn (slowly)."""
+
     image_size: int = 32
     channels: tuple[int, int, int] = (16, 32, 64)
-    embed_size: int = 128
+    embed_size: int = 256
     word_embed_size: int = 32
-    hidden_size: int = 64
+    hidden_size: int = 96
     num_layers: int = 1
-    fc1_size: int = 64
-    dropout: float = 0.1
-    fusion: str = "product"  # the tutorial's img * qst; "concat" = tanh(cat(img, qst)) (learns faster)
+    fc1_size: int = 256
+    dropout: float = 0.0
+    fusion: str = "concat"
     qst_vocab_size: int = len(scenes.VOCAB)
     ans_vocab_size: int = len(scenes.ANSWERS)
 
