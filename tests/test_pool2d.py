@@ -492,6 +492,13 @@ def test_huge_parameters_do_not_crash():
     assert_bits_equal(y, ty)
     with pytest.raises(ValueError):
         F.max_pool2d(x, 3, dilation=(1 << 31) - 1, ceil_mode=True)
+    # ceil_mode + huge stride: one window far larger than the input, clipped
+    x = np.arange(1, 43, dtype=np.float32).reshape(1, 6, 7)
+    for k, s, d in [(3, (1 << 31) - 1, 1), (2, 1 << 30, 1 << 30)]:
+        y, i = F.max_pool2d(x, k, s, 0, d, True, True)
+        ty, ti = torch_pool(x, k, s, 0, d, True)
+        assert_bits_equal(y, ty, f"k={k} s={s} d={d}")
+        assert_bits_equal(i, ti, f"k={k} s={s} d={d}")
 
 
 # ---------------------------------------------------------------------------------------

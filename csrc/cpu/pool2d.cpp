@@ -110,7 +110,9 @@ void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
   int64_t owB = last < 0 ? 0 : std::min(last / s.sw + 1, s.OW);
   if (owB < owA) owB = owA;
   // Window-local index codes are int32 in the kernels.
-  const bool codes_fit = (s.kh - 1) * s.dh * s.W + (s.kw - 1) * s.dw < (int64_t(1) << 31) && s.sw <= (1 << 20);
+  // (128-bit: with ceil_mode and a huge stride the window may be far larger than the input)
+  const __int128 span = static_cast<__int128>(s.kh - 1) * s.dh * s.W + static_cast<__int128>(s.kw - 1) * s.dw;
+  const bool codes_fit = span < (static_cast<__int128>(1) << 31) && s.sw <= (1 << 20);
   if (!codes_fit) fn = nullptr;
 
   // Rows r = p*OH + oh are contiguous in y (and idx): y + r*OW. do_rows writes rows [r0, r1)
