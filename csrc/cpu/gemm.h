@@ -117,7 +117,7 @@ void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, co
                    int64_t ldc, const GemmEpilogue<T>& ep = {}, int nthreads = 0);
 
 // Notes for callers:
-// - gemm() with few rows (M <= 8 with trans_b, M <= 4 without) takes an unpacked path that
+// - gemm() with few rows (M <= 8) takes an unpacked path that
 //   streams B once at memory bandwidth (GEMV-like Linear/LSTM shapes); its summation order
 //   differs from the packed path, both are deterministic. The provider and packed entry
 //   points always use the packed path.
