@@ -11,8 +11,8 @@
 //             micro-kernel (cpu/ukernels/<isa>/gemm_<isa>.cpp)
 // The first KC block applies beta, the last one the epilogue (bias, relu); C is touched once
 // per KC block. Threads split N (each packs its own B into its own L2) unless N is too small,
-// then M; with split N and a small enough A, A is packed once by all threads together first.
-// The K order never depends on the thread count, so results are deterministic.
+// then M (a shared A packed once by both threads was tried: one more pool region per call,
+// slower when measured interleaved on the loaded 2-core machine). The K order never depends on the thread count, so results are deterministic.
 // Entry points: plain (A, B in memory), provided B (conv's implicit GEMM), pre-packed A or B
 // (weights reused across calls). M <= SMALLM_MAX with A and B in memory takes the small-M
 // path instead: no packing, B streamed once (GEMV-like Linear / recurrent shapes).
@@ -98,12 +98,9 @@ struct Scratch {
     return static_cast<T*>(p);
   }
 };
-thread_local Scratch tl_a, tl_b, tl_prov, tl_at, tl_shared_a;
+thread_local Scratch tl_a, tl_b, tl_prov, tl_at;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-// Split-N problems with op(A) up to this many bytes pack A once, shared by the threads.
-constexpr int64_t kSharedABytes = int64_t(8) << 20;
 
 // ---- packing ---------------------------------------------------------------------------
 // A panels: rows [m0, m0+mc) x cols [k0, k0+kc) of op(A) -> ceil(mc/MR) panels of kc x MR,
@@ -181,8 +178,6 @@ struct Problem {
   T* C;
   int64_t ldc;
   GemmEpilogue<T> ep;
-  const T* apk = nullptr;  // A packed for this call by all threads together (PackedA layout)
-  int64_t apk_mpad = 0;
 };
 
 // K == 0: C = beta*C (+ bias, relu).
@@ -209,9 +204,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   const int64_t ncmax = std::min<int64_t>(kr.nc, n1 - n0);
   const int64_t kcmax = std::min<int64_t>(KC, P.K);
   T* bbuf = P.pb ? nullptr : tl_b.get<T>(kcmax * round_up(ncmax, nr));
-  const T* apk = P.pa ? P.pa->data.get() : P.apk;  // A already packed (PackedA layout), or null
-  const int64_t apk_mpad = P.pa ? P.pa->mpad : P.apk_mpad;
-  T* abuf = apk ? nullptr : tl_a.get<T>(kcmax * round_up(std::min<int64_t>(MC, m1 - m0), mr));
+  T* abuf = P.pa ? nullptr : tl_a.get<T>(kcmax * round_up(std::min<int64_t>(MC, m1 - m0), mr));
   T* pbuf = P.prov ? tl_prov.get<T>(kcmax * ncmax) : nullptr;
   const BiasKind bk = P.ep.bias ? P.ep.bias_kind : BiasKind::none;
 
@@ -236,8 +229,8 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = std::min<int64_t>(MC, m1 - ic);
         const T* ap;
-        if (apk) {
-          ap = apk + pc * apk_mpad + ic * kc;
+        if (P.pa) {
+          ap = P.pa->data.get() + pc * P.pa->mpad + ic * kc;
         } else {
           pack_a_block(P.ta, P.A, P.lda, ic, mc, pc, kc, mr, abuf);
           ap = abuf;
@@ -338,32 +331,6 @@ void run(const Problem<T>& P, int nthreads) {
   if (!split_n && nblocks_m < nt) nt = static_cast<int>(std::max<int64_t>(1, nblocks_m));
   if (split_n && nblocks_n < nt) nt = static_cast<int>(std::max<int64_t>(1, nblocks_n));
   if (nt <= 1) return run_rect(P, kr, 0, P.M, 0, P.N);
-  const int64_t mpad = round_up(P.M, kr.mr);
-  if (split_n && !P.pa && mpad * P.K <= kSharedABytes / static_cast<int64_t>(sizeof(T))) {
-    // Split N: every thread needs all of A. Pack it once, each thread its share of the
-    // panels, into the caller's scratch (instead of each thread packing all of it).
-    T* buf = tl_shared_a.get<T>(mpad * P.K);
-    const int64_t npanels = mpad / kr.mr;
-    parallel_run(nt, [&](int tid, int n) {
-      int64_t p0, p1;
-      split_range(npanels, tid, n, 1, &p0, &p1);
-      if (p0 >= p1) return;
-      const int64_t m0 = p0 * kr.mr, mc = std::min<int64_t>(P.M, p1 * kr.mr) - m0;
-      for (int64_t k0 = 0; k0 < P.K; k0 += kr.kc) {
-        const int64_t kc = std::min<int64_t>(kr.kc, P.K - k0);
-        pack_a_block(P.ta, P.A, P.lda, m0, mc, k0, kc, kr.mr, buf + k0 * mpad + m0 * kc);
-      }
-    });
-    Problem<T> Q = P;
-    Q.apk = buf;
-    Q.apk_mpad = mpad;
-    parallel_run(nt, [&](int tid, int n) {
-      int64_t b, e;
-      split_range(Q.N, tid, n, kr.nr, &b, &e);
-      run_rect(Q, kr, 0, Q.M, b, e);
-    });
-    return;
-  }
   parallel_run(nt, [&](int tid, int n) {
     int64_t b, e;
     if (split_n) {
