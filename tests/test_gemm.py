@@ -340,6 +340,22 @@ def test_linear_backward_matches_torch_autograd(rng, dtype):
         assert none_x is None and none_b is None and np.array_equal(only_w, gw)
 
 
+@pytest.mark.torch
+def test_long_k_accuracy_within_twice_torch(rng):
+    # long dot products (VGG fc6 has K = 25088): blocked partial sums keep the error near torch's
+    import torch
+
+    for m, tb in [(1, False), (3, True), (8, False), (8, True), (13, False)]:
+        k, n = 30000, 70
+        a = _rand(rng, (m, k), np.float32)
+        b = _rand(rng, (n, k) if tb else (k, n), np.float32)
+        c = np.full((m, n), np.nan, np.float32)
+        _C.gemm(a, b, c, False, tb)
+        ref64 = a.astype(np.float64) @ _op(b.astype(np.float64), tb)
+        ref_t = (torch.from_numpy(a) @ _op(torch.from_numpy(b), tb)).numpy()
+        assert_error_gate(c, ref64, ref_t, floor=1e-7, what=f"m={m} tb={tb} k={k}")
+
+
 def test_linear_layouts(rng):
     x, w, bias = _rand(rng, (6, 40), np.float32), _rand(rng, (70, 40), np.float32), _rand(rng, (70,), np.float32)
     ref = F.linear(x, w, bias)

@@ -273,16 +273,27 @@ void smallm_epilogue(const Problem<T>& P, const T* S, int64_t lds, int64_t j0, i
 template <typename T>
 void smallm_rect(const Problem<T>& P, const UkrInfo<T>& kr, const T* A, int64_t lda, int64_t n0, int64_t n1) {
   constexpr int64_t CHUNK = 8192;  // columns per pass: S (M x CHUNK) <= 256 KiB
+  // K is summed in blocks whose partial sums are added (two levels, like the packed path's
+  // KC blocks): one running sum over K = 25088 was 10x less accurate than torch.
+  const int64_t KB = P.tb ? 8192 : 256;  // B^T: long row segments keep the streams efficient
   if (n0 >= n1) return;
   const int64_t w = std::min<int64_t>(CHUNK, n1 - n0);
-  T* S = tl_prov.get<T>(P.M * w);
+  T* S = tl_prov.get<T>(2 * P.M * w);
+  T* part = S + P.M * w;  // one K block's sums
   const int M = static_cast<int>(P.M);
   for (int64_t j0 = n0; j0 < n1; j0 += CHUNK) {
     const int64_t nc = std::min<int64_t>(CHUNK, n1 - j0);
-    if (P.tb)
-      kr.smallm_t(M, nc, P.K, A, lda, P.B + j0 * P.ldb, P.ldb, S, w);
-    else
-      kr.smallm_n(M, nc, P.K, A, lda, P.B + j0, P.ldb, S, w);
+    for (int64_t k0 = 0; k0 < P.K; k0 += KB) {
+      const int64_t kb = std::min<int64_t>(KB, P.K - k0);
+      T* dst = k0 == 0 ? S : part;
+      if (P.tb)
+        kr.smallm_t(M, nc, kb, A + k0, lda, P.B + j0 * P.ldb + k0, P.ldb, dst, w);
+      else
+        kr.smallm_n(M, nc, kb, A + k0, lda, P.B + k0 * P.ldb + j0, P.ldb, dst, w);
+      if (k0 > 0)
+        for (int64_t m = 0; m < P.M; ++m)
+          for (int64_t j = 0; j < nc; ++j) S[m * w + j] += part[m * w + j];
+    }
     smallm_epilogue(P, S, w, j0, nc);
   }
 }
