@@ -55,14 +55,16 @@ template <typename T>
 void smallm_t(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S, int64_t lds) {
   for (int64_t j = 0; j < n; ++j)
     for (int m = 0; m < M; ++m) {
-      T acc[4] = {0, 0, 0, 0};
+      T acc[16] = {};  // 16 running sums (like a 16-lane vector), added pairwise at the end
       const T* a = A + m * lda;
       const T* b = B + j * ldb;
       int64_t k = 0;
-      for (; k + 4 <= K; k += 4)
-        for (int u = 0; u < 4; ++u) acc[u] += a[k + u] * b[k + u];
-      for (; k < K; ++k) acc[0] += a[k] * b[k];
-      S[m * lds + j] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+      for (; k + 16 <= K; k += 16)
+        for (int u = 0; u < 16; ++u) acc[u] += a[k + u] * b[k + u];
+      for (; k < K; ++k) acc[k % 16] += a[k] * b[k];
+      for (int h = 8; h >= 1; h /= 2)
+        for (int u = 0; u < h; ++u) acc[u] += acc[u + h];
+      S[m * lds + j] = acc[0];
     }
 }
 
