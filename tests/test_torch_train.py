@@ -169,3 +169,18 @@ def test_train_command_end_to_end(tmp_path, capsys):
     m = infer.VqaNumpy(tmp_path / "vqa_small.npz")
     image, _, qa = scenes.demo_scene()
     assert all(a in scenes.ANSWERS for a in m.answer(image, [q for q, _ in qa]))
+
+
+# ---- the shipped weights (numpy only) ----------------------------------------------------------
+def test_shipped_model_answers_fresh_scenes_numpy_only():
+    from pycnnrnn.train import infer
+
+    m = infer.load_model()
+    assert m.meta["held_out_accuracy"] >= 0.9
+    assert infer.WEIGHTS.stat().st_size < 2 * 1024 * 1024
+    d = scenes.make_dataset(200, seed=4321)  # scenes the model never saw
+    pred = m.logits(d.images[d.scene], d.questions).argmax(1)
+    assert (pred == d.answers).mean() >= 0.85
+    image, _, qa = scenes.demo_scene()
+    answers = infer.answer_questions(image, [q for q, _ in qa])
+    assert sum(a == t for a, (_, t) in zip(answers, qa)) >= len(qa) - 1

