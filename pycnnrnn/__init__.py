@@ -11,7 +11,32 @@ numpy in, numpy out; torch is optional (``pycnnrnn.torch`` plugs the kernels int
 
 from __future__ import annotations
 
-from . import _C
+
+def _find_built_package() -> None:
+    """Running from a source checkout (``pip install . && python -m pycnnrnn`` in the checkout
+    root puts the checkout first on sys.path): its pycnnrnn/ has no compiled _C. Load the
+    package's modules from the installed copy instead; error clearly when there is none."""
+    import glob
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    if glob.glob(os.path.join(here, "_C*.so")) or glob.glob(os.path.join(here, "_C*.pyd")):
+        return
+    for entry in sys.path:
+        cand = os.path.join(os.path.abspath(entry or os.getcwd()), "pycnnrnn")
+        if cand != here and (glob.glob(os.path.join(cand, "_C*.so")) or glob.glob(os.path.join(cand, "_C*.pyd"))):
+            __path__[:] = [cand]  # submodules (and _C) come from the built copy
+            return
+    raise ImportError(
+        f"pycnnrnn's compiled extension (_C) is not in {here} and no built pycnnrnn is installed: "
+        "run `pip install .` in the checkout (or .ci/dev-build NAME for a staged development build)"
+    )
+
+
+_find_built_package()
+
+from . import _C  # noqa: E402
 
 __version__ = getattr(_C, "__version__", "0.0.0")
 

@@ -155,6 +155,34 @@ register(
 )
 
 
+# --------------------------------------------------------------------------- bench
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", dest="select", metavar="EXPR", help="only the cases matching this pytest -k expression")
+    p.add_argument("--quick", action="store_true", help="3 rounds per case, skip the slow cases")
+    p.add_argument("--json", dest="json_out", metavar="PATH", help="write the ratio table as JSON here")
+    p.add_argument("--dir", dest="bench_dir", metavar="PATH", help="the bench/ directory (default: the checkout's)")
+
+
+def _bench_run(args: argparse.Namespace) -> int:
+    from . import benchmarks
+
+    return benchmarks.run(args.bench_dir, args.select, args.quick, args.json_out)
+
+
+register(
+    "bench",
+    Command(
+        "run the benchmarks against torch and onnxruntime (from a source checkout)",
+        _bench_args,
+        _bench_run,
+        "Runs bench/ with pytest-benchmark (one line per case as it goes), then prints each\n"
+        "peer's median, its ratio to pycnnrnn and the fraction of this machine's FMA peak or\n"
+        "copy bandwidth, and writes the ratio table (bench/results/ratios.json by default).\n"
+        "examples:\n  python -m pycnnrnn bench --quick\n  python -m pycnnrnn bench -k 'gemm and 2048'",
+    ),
+)
+
+
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     from . import demo

@@ -182,7 +182,7 @@ def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride=No
     H, W = input_size[-2:]
     OH = C_.cuda_pool_output_size(H, kH, sH, pH, dH, bool(ceil_mode))
     OW = C_.cuda_pool_output_size(W, kW, sW, pW, dW, bool(ceil_mode))
-    if (OH, OW) != tuple(gy.shape[-2:]):
+    if tuple(gy.shape[-2:]) != (OH, OW):
         raise ValueError(f"grad_output spatial size {tuple(gy.shape[-2:])} != expected ({OH}, {OW})")
     planes = 1
     for d in input_size[:-2]:

@@ -61,6 +61,7 @@ def test_summary_vqa_tree_small():
         (("summary", "vgg11", "--image-size", "8"), 1, "pycnnrnn: error: --image-size must be at least 32"),
         (("summary", "vgg11", "--num-classes", "0"), 1, "--num-classes must be positive, got 0"),
         (("--repeat", "0"), 1, "pycnnrnn: error: --repeat must be >= 1, got 0"),
+        (("bench", "--dir", "/nonexistent/bench"), 1, "no benchmark suites found at /nonexistent/bench"),
         (
             ("--no-summary", "--weights", "/nonexistent/vgg16.npz"),
             1,
@@ -116,3 +117,22 @@ def test_demo_with_torch():
     assert set(rows) == {"VGG16", "VQA"}, out
     for name, (diff, scale) in rows.items():
         assert diff <= 1e-4 * max(scale, 1.0), (name, diff, scale)
+
+
+@pytest.mark.torch
+def test_bench_runs_one_case_and_writes_the_ratio_table(tmp_path):
+    import json
+    from pathlib import Path
+
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    bench_dir = Path(__file__).resolve().parents[1] / "bench"
+    out = tmp_path / "ratios.json"
+    r = cli("bench", "--dir", str(bench_dir), "--quick", "-k", "test_forward and N1-k2s2", "--json", str(out))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "test_forward[N1-k2s2-pycnnrnn] PASSED" in r.stdout  # the progress display
+    rows = json.loads(out.read_text())["rows"]
+    impls = {row["impl"] for row in rows}
+    assert impls == {"pycnnrnn", "torch", "onnxruntime"}, rows
+    assert all(row["median_ms"] > 0 for row in rows)
+    assert all(row["ratio_vs_pycnnrnn"] > 0 for row in rows if row["impl"] != "pycnnrnn")

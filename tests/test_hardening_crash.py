@@ -103,28 +103,9 @@ def desc(v):
         return "(" + ", ".join(desc(e) for e in v) + ")"
     return repr(v)[:60]
 
-import re as _re
-def object_slots(fn):
-    # positions of `object`-typed parameters in a pybind11 signature (optional arrays)
-    sig = (fn.__doc__ or "").split("\n")[0]
-    params = sig[sig.find("(") + 1 : sig.rfind(") ->")]
-    names = _re.findall(r"(\w+): ([^,\[]+(?:\[[^\]]*\])?[^,]*)", params)
-    return [i for i, (_, t) in enumerate(names) if t.strip().startswith("object")]
-
-# Known bug (reported): a non-ndarray object in an optional-array slot of a binding crashes
-# (reinterpret_borrow<py::array> + a.dtype() on a non-array). Until fixed, binding fuzzers put
-# only arrays or None into those slots; set PYCNNRNN_FUZZ_OBJECT_SLOTS=1 to fuzz them too.
-import os as _os
-GUARD_OBJECT_SLOTS = not _os.environ.get("PYCNNRNN_FUZZ_OBJECT_SLOTS")
-_slots_cache = {}
-
 n_ok = n_err = 0
 def run(name, fn, *args, **kwargs):
     global n_ok, n_err
-    if GUARD_OBJECT_SLOTS and name.startswith("_C."):
-        slots = _slots_cache.setdefault(name, object_slots(fn))
-        args = tuple(None if (i in slots and not (a is None or isinstance(a, np.ndarray))) else a
-                     for i, a in enumerate(args))
     print("CASE", name, desc(args), {k: desc(v) for k, v in kwargs.items()}, flush=True)
     try:
         fn(*args, **kwargs)

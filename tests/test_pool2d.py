@@ -358,15 +358,40 @@ def test_backward_foreign_indices_match_torch(rng, k, s, W):
     assert_bits_equal(F.max_pool2d_backward(gy, x, j, k, s), tg)
 
 
-def test_backward_bad_indices_raise(rng):
+@pytest.mark.parametrize("k", [2, 3])  # 2: the banded path, 3 (stride 3): the banded path's redo
+def test_backward_out_of_plane_indices_contribute_nothing(rng, k):
+    # torch's CPU kernel does not bounds-check here (it writes outside the plane, or crashes);
+    # pycnnrnn drops such an index, which equals a zero gradient at that output
+    x = tricky_input(rng, (1, 2, 6, 6), np.float32, specials=False)
+    y, i = F.max_pool2d(x, k, return_indices=True)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    gy0 = gy.copy()
+    gy0[0, 1, 1, 1] = 0
+    want = F.max_pool2d_backward(gy0, x, i, k)
+    for bad in (36, -1, 1 << 40, -(1 << 62)):
+        j = i.copy()
+        j[0, 1, 1, 1] = bad
+        assert_bits_equal(F.max_pool2d_backward(gy, x, j, k), want, f"index {bad}")
+
+
+def test_backward_of_all_padding_window_is_zero():
+    # the window (rows -1 and 1 of a 1x1 input) lies entirely in the padding: forward gives
+    # -inf and the out-of-plane index 1 (as torch does), and backward must accept its own
+    # forward's indices (torch's backward writes past the plane here)
+    x = np.array([[[0.27392337]]], np.float32)
+    kw = dict(kernel_size=(2, 1), padding=(1, 0), dilation=(2, 1))
+    y, i = F.max_pool2d(x, return_indices=True, **kw)
+    ty, ti = TF.max_pool2d(torch.from_numpy(x), return_indices=True, **kw)
+    assert_bits_equal(y, ty.numpy())
+    assert np.array_equal(i, ti.numpy()) and y[0, 0, 0] == -np.inf
+    g = F.max_pool2d_backward(np.ones_like(y), x, i, **kw)
+    assert g.shape == x.shape and g[0, 0, 0] == 0.0
+
+
+def test_backward_bad_arguments_raise(rng):
     x = tricky_input(rng, (1, 2, 6, 6), np.float32)
     y, i = F.max_pool2d(x, 2, return_indices=True)
     gy = np.ones_like(y)
-    for bad in (36, -1, 1 << 40):
-        j = i.copy()
-        j[0, 1, 2, 2] = bad
-        with pytest.raises(ValueError, match="invalid max index"):
-            F.max_pool2d_backward(gy, x, j, 2)
     with pytest.raises(ValueError, match="grad_output must have shape"):
         F.max_pool2d_backward(gy[..., :2], x, i, 2)
     with pytest.raises(ValueError, match="indices must have shape"):

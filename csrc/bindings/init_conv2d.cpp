@@ -49,7 +49,7 @@ py::array forward_impl(const py::array& x, const py::array& w, const py::object&
   const T* xp = in_ptr<T>(x, "input", 4);
   const T* wp = in_ptr<T>(w, "weight", 4);
   const T* bp = opt_in_ptr<T>(b, "bias", 1);
-  if (bp) check_shape(py::reinterpret_borrow<py::array>(b), "bias", {s.Co});
+  if (bp) check_shape(as_array(b, "bias"), "bias", {s.Co});
   conv2d_choose_algo(s, algo);  // a forced algorithm that does not apply raises here
   py::array_t<T> y = empty_array<T>({s.N, s.Co, s.OH, s.OW});
   T* yp = y.mutable_data();
@@ -125,7 +125,7 @@ void init_conv2d(py::module_& m) {
         const double* xp = in_ptr<double>(x, "input", 4);
         const double* wp = in_ptr<double>(w, "weight", 4);
         const double* bp = opt_in_ptr<double>(b, "bias", 1);
-        if (bp) check_shape(py::reinterpret_borrow<py::array>(b), "bias", {s.Co});
+        if (bp) check_shape(as_array(b, "bias"), "bias", {s.Co});
         auto y = empty_array<double>({s.N, s.Co, s.OH, s.OW});
         double* yp = y.mutable_data();
         py::gil_scoped_release nogil;

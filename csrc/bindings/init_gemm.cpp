@@ -84,7 +84,7 @@ GemmEpilogue<T> make_ep(const py::object& bias, int bias_kind, bool relu, int64_
   ep.relu = relu;
   if (ep.bias_kind != BiasKind::none) {
     PYC_CHECK(!bias.is_none(), "bias", " is required when bias_kind != 0");
-    py::array b = py::reinterpret_borrow<py::array>(bias);
+    py::array b = as_array(bias, "bias");
     ep.bias = in_ptr<T>(b, "bias", 1);
     const int64_t want = ep.bias_kind == BiasKind::row ? M : N;
     check_shape(b, "bias", {want});
@@ -219,7 +219,7 @@ py::array linear_t(const py::array& x, const py::array& w, const py::object& bia
   PYC_CHECK(w.shape(1) == K, "weight", " must have ", K, " columns (input features), got ", w.shape(1));
   GemmEpilogue<T> ep;
   if (!bias.is_none()) {
-    py::array b = py::reinterpret_borrow<py::array>(bias);
+    py::array b = as_array(bias, "bias");
     ep.bias = in_ptr<T>(b, "bias", 1);
     check_shape(b, "bias", {N});
     ep.bias_kind = BiasKind::col;

@@ -27,14 +27,14 @@ RnnMode to_mode(int m) {
 template <typename T>
 T* opt_out_ptr(const py::object& o, const char* name, std::initializer_list<int64_t> shape) {
   if (o.is_none()) return nullptr;
-  py::array a = py::reinterpret_borrow<py::array>(o);
+  py::array a = as_array(o, name);
   check_shape(a, name, shape);
   return out_ptr<T>(a, name);
 }
 template <typename T>
 const T* opt_in(const py::object& o, const char* name, std::initializer_list<int64_t> shape) {
   if (o.is_none()) return nullptr;
-  py::array a = py::reinterpret_borrow<py::array>(o);
+  py::array a = as_array(o, name);
   check_shape(a, name, shape);
   return in_ptr<T>(a, name);
 }
@@ -62,7 +62,7 @@ RnnLayer<T> make_layer(int mode, bool reverse, const py::array& x, const py::arr
   L.b_hh = opt_in<T>(b_hh, "bias_hh", {G * L.hidden});
   L.w_hr = opt_in<T>(w_hr, "weight_hr", {L.proj, L.hidden});
   if (!lengths.is_none()) {
-    py::array l = py::reinterpret_borrow<py::array>(lengths);
+    py::array l = as_array(lengths, "lengths");
     check_shape(l, "lengths", {L.batch});
     PYC_CHECK(py::isinstance<py::array_t<int64_t>>(l) && (l.flags() & py::array::c_style),
               "lengths must be a C-contiguous int64 array");
@@ -87,8 +87,9 @@ void forward_impl(int mode, bool reverse, const py::array& x, const py::object& 
   const T* h0p = opt_in<T>(h0, "h0", {d.B, d.K});
   const T* c0p = lstm ? opt_in<T>(c0, "c0", {d.B, d.H}) : nullptr;
   T* yp = out_ptr<T>(y, "output", 3);
-  PYC_CHECK(y.shape(0) == d.T && y.shape(1) == d.B && y_col >= 0 && y_col + d.K <= y.shape(2),
-            "output must be (", d.T, ", ", d.B, ", >= ", y_col + d.K, "), got ", shape_str(y));
+  PYC_CHECK(y.shape(0) == d.T && y.shape(1) == d.B && y_col >= 0 && y_col <= y.shape(2) - d.K,
+            "output must be (", d.T, ", ", d.B, ", >= output_col + ", d.K, ") with output_col = ", y_col,
+            " >= 0, got ", shape_str(y));
   check_shape(hn, "h_n", {d.B, d.K});
   T* hnp = out_ptr<T>(hn, "h_n");
   T* cnp = lstm ? opt_out_ptr<T>(cn, "c_n", {d.B, d.H}) : nullptr;
@@ -121,10 +122,11 @@ void backward_impl(int mode, bool reverse, const py::array& x, const py::array& 
   const T* dyp = nullptr;
   int64_t lddy = d.K;
   if (!dy.is_none()) {
-    py::array a = py::reinterpret_borrow<py::array>(dy);
+    py::array a = as_array(dy, "grad_output");
     dyp = in_ptr<T>(a, "grad_output", 3);
-    PYC_CHECK(a.shape(0) == d.T && a.shape(1) == d.B && dy_col >= 0 && dy_col + d.K <= a.shape(2),
-              "grad_output must be (", d.T, ", ", d.B, ", >= ", dy_col + d.K, "), got ", shape_str(a));
+    PYC_CHECK(a.shape(0) == d.T && a.shape(1) == d.B && dy_col >= 0 && dy_col <= a.shape(2) - d.K,
+              "grad_output must be (", d.T, ", ", d.B, ", >= grad_output_col + ", d.K, ") with grad_output_col = ",
+              dy_col, " >= 0, got ", shape_str(a));
     lddy = a.shape(2);
     dyp += dy_col;
   }

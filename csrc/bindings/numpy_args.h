@@ -55,11 +55,19 @@ inline T* out_ptr(py::array& a, const char* name, int ndim = -1) {
   return static_cast<T*>(a.mutable_data());
 }
 
+// An `object` argument that must be a numpy array: TypeError (never a crash) otherwise.
+inline py::array as_array(const py::object& o, const char* name) {
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(concat(name, " must be a numpy array or None, got ",
+                                std::string(py::str(py::type::of(o).attr("__name__")))));
+  return py::reinterpret_borrow<py::array>(o);
+}
+
 // Optional input (None -> nullptr).
 template <typename T>
 inline const T* opt_in_ptr(const py::object& o, const char* name, int ndim = -1) {
   if (o.is_none()) return nullptr;
-  return in_ptr<T>(py::reinterpret_borrow<py::array>(o), name, ndim);
+  return in_ptr<T>(as_array(o, name), name, ndim);
 }
 
 inline void check_shape(const py::array& a, const char* name, std::initializer_list<int64_t> expect) {

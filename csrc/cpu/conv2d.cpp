@@ -36,6 +36,13 @@ void Conv2dShape::finalize() {
   PYC_CHECK(sh > 0 && sw > 0, "stride must be positive, got (", sh, ", ", sw, ")");
   PYC_CHECK(dh > 0 && dw > 0, "dilation must be positive, got (", dh, ", ", dw, ")");
   PYC_CHECK(pt >= 0 && pb >= 0 && pl >= 0 && pr >= 0, "padding must be non-negative");
+  // Bounds that keep every size formula below free of int64 overflow (all products < 2^62).
+  constexpr int64_t kMax = int64_t{1} << 31;
+  PYC_CHECK(sh < kMax && sw < kMax && dh < kMax && dw < kMax && pt < kMax && pb < kMax && pl < kMax && pr < kMax,
+            "stride, padding and dilation must each be < 2^31, got stride (", sh, ", ", sw, "), padding (", pt,
+            ", ", pb, ", ", pl, ", ", pr, "), dilation (", dh, ", ", dw, ")");
+  PYC_CHECK(H < kMax && W < kMax && KH < kMax && KW < kMax, "input and kernel height/width must be < 2^31, got (",
+            H, ", ", W, ") and (", KH, ", ", KW, ")");
   if (mode == PadMode::reflect)
     PYC_CHECK(pt < H && pb < H && pl < W && pr < W, "padding_mode='reflect' needs padding < input size, got ",
               "padding (", pt, ", ", pb, ", ", pl, ", ", pr, ") for input (", H, ", ", W, ")");

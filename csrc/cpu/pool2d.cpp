@@ -17,6 +17,7 @@
 #include "cpu/pool2d.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -163,13 +164,11 @@ void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
 // ------------------------------------------------------------------------------------------
 // Scatter one plane: g[idx[j]] += go[j] in output order. Returns the first bad j or -1.
 template <typename T>
-static inline int64_t scatter_plane(T* g, const T* go, const int64_t* ix, int64_t out_hw, int64_t in_hw) {
+static inline void scatter_plane(T* g, const T* go, const int64_t* ix, int64_t out_hw, int64_t in_hw) {
   for (int64_t j = 0; j < out_hw; ++j) {
     const int64_t i = ix[j];
-    if (static_cast<uint64_t>(i) >= static_cast<uint64_t>(in_hw)) return j;
-    g[i] += go[j];
+    if (static_cast<uint64_t>(i) < static_cast<uint64_t>(in_hw)) g[i] += go[j];  // torch skips the rest
   }
-  return -1;
 }
 
 // Banded backward, when windows do not overlap vertically ((kh-1)*dh + 1 <= sh): output row
@@ -236,7 +235,7 @@ static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2d
 }
 
 template <typename T>
-int64_t max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s) {
+void max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s) {
   const int64_t in_hw = s.H * s.W, out_hw = s.OH * s.OW;
   const size_t plane_bytes = static_cast<size_t>(in_hw) * sizeof(T);
   std::unique_ptr<unsigned char[]> redo;
@@ -245,36 +244,23 @@ int64_t max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2d
     redo.reset(new unsigned char[static_cast<size_t>(s.planes)]());
     backward_banded(gy, idx, gx, s, redo.get());
   }
-  const int nt = get_num_threads();
-  int64_t bad[256];
-  for (auto& b : bad) b = -1;
-  parallel_run(nt, [&](int tid, int n) {
-    int64_t p0, p1;
-    split_range(s.planes, tid, n, 1, &p0, &p1);
+  // grain: about 64 KiB of grad_input per thread, so small calls do not wake the pool
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, in_hw));
+  parallel_for(s.planes, grain, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       if (banded && !redo[p]) continue;
       T* g = gx + p * in_hw;
       std::memset(static_cast<void*>(g), 0, plane_bytes);
-      const int64_t j = scatter_plane(g, gy + p * out_hw, idx + p * out_hw, out_hw, in_hw);
-      if (j >= 0) {
-        bad[tid & 255] = p * out_hw + j;
-        break;
-      }
+      scatter_plane(g, gy + p * out_hw, idx + p * out_hw, out_hw, in_hw);
     }
   });
-  for (int t = 0; t < nt && t < 256; ++t)
-    if (bad[t] >= 0) return bad[t];
-  return -1;
 }
 
 template <typename T>
 int64_t max_unpool2d(const T* x, const int64_t* idx, T* y, int64_t planes, int64_t in_hw, int64_t out_hw) {
-  const int nt = get_num_threads();
-  int64_t bad[256];
-  for (auto& b : bad) b = -1;
-  parallel_run(nt, [&](int tid, int n) {
-    int64_t p0, p1;
-    split_range(planes, tid, n, 1, &p0, &p1);
+  std::atomic<int64_t> bad{-1};  // some bad position (the caller reports one)
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, out_hw + in_hw));
+  parallel_for(planes, grain, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       T* yo = y + p * out_hw;
       const T* xi = x + p * in_hw;
@@ -283,22 +269,20 @@ int64_t max_unpool2d(const T* x, const int64_t* idx, T* y, int64_t planes, int64
       for (int64_t j = 0; j < in_hw; ++j) {
         const int64_t i = ix[j];
         if (static_cast<uint64_t>(i) >= static_cast<uint64_t>(out_hw)) {
-          bad[tid & 255] = p * in_hw + j;
+          bad.store(p * in_hw + j, std::memory_order_relaxed);
           return;
         }
         yo[i] = xi[j];
       }
     }
   });
-  for (int t = 0; t < nt && t < 256; ++t)
-    if (bad[t] >= 0) return bad[t];
-  return -1;
+  return bad.load();
 }
 
 #define PYC_POOL_INSTANTIATE(T)                                                                     \
   template void max_pool2d_forward<T>(const T*, T*, int64_t*, const Pool2dShape&);                  \
   template void max_pool2d_forward_reference<T>(const T*, T*, int64_t*, const Pool2dShape&);        \
-  template int64_t max_pool2d_backward<T>(const T*, const int64_t*, T*, const Pool2dShape&);        \
+  template void max_pool2d_backward<T>(const T*, const int64_t*, T*, const Pool2dShape&);           \
   template int64_t max_unpool2d<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t);
 PYC_POOL_INSTANTIATE(float)
 PYC_POOL_INSTANTIATE(double)

@@ -30,10 +30,10 @@ template <typename T>
 void max_pool2d_forward_reference(const T* x, T* y, int64_t* idx, const Pool2dShape& s);
 
 // grad_output, indices: (planes, OH, OW) -> grad_input: (planes, H, W) (fully written).
-// Returns -1, or the flat position in `idx` of the first index outside [0, H*W) (nothing
-// meaningful is then in grad_input; the caller raises).
+// Like torch, an index outside [0, H*W) contributes nothing: the forward gives such indices
+// to windows that lie entirely in the padding (their output is -inf).
 template <typename T>
-int64_t max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s);
+void max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s);
 
 // Unpool: x, idx: (planes, IH, IW) -> y: (planes, OH, OW) zero except y[idx] = x (the last
 // write wins within a plane, like torch). Returns -1 or the position of the first bad index.

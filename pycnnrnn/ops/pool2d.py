@@ -126,7 +126,8 @@ def max_pool2d_backward(
     """Gradient of max_pool2d with respect to its input: grad_input[idx] += grad_output per
     (n, c) plane in output order (torch's order, so overlapping windows accumulate
     bit-identically). `input` gives the shape and dtype; `indices` are max_pool2d's indices.
-    Returns grad_input with input's shape."""
+    Like torch, an index outside its plane contributes nothing (max_pool2d gives such indices
+    to windows that lie entirely in the padding). Returns grad_input with input's shape."""
     x_ref = input
     if not isinstance(x_ref, np.ndarray):
         raise TypeError(f"input must be a numpy array, got {type(x_ref).__name__}")
