@@ -24,6 +24,7 @@ class CnnLstm(nn.Module):
 
 def ddp_worker(rank, world, port, x, y, state, out_queue):
     import os
+    import time
 
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -44,4 +45,11 @@ def ddp_worker(rank, world, port, x, y, state, out_queue):
             # numpy arrays pickle by value (a tensor would be shared via a file that dies with us)
             out_queue.put({k: p.grad.numpy().copy() for k, p in model.named_parameters()})
     finally:
+        # torch's gloo worker thread frees the last allreduce's work item (it holds a Python
+        # object) after the collective returns; if the interpreter is already finalizing, that
+        # decref's GIL acquire ends the thread inside a noexcept frame -> std::terminate
+        # (seen in 1-4 of 6 runs: ProcessGroupGloo::runLoop -> ~AsyncAllreduceWork ->
+        # ~ThreadLocalState -> gil_scoped_acquire -> pthread_exit). Let it finish first.
+        dist.barrier()
+        time.sleep(0.3)
         dist.destroy_process_group()

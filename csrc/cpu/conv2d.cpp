@@ -240,6 +240,7 @@ int64_t chunk_cols(const Conv2dShape& s) {
 }
 
 int batch_threads(int64_t N);
+int work_threads(const Conv2dShape& s);
 
 template <typename T>
 void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
@@ -250,10 +251,11 @@ void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y
   // groups == 1: images split over threads when the batch splits evenly (batch_threads),
   // else one GEMM per image threaded by the engine.
   const int64_t jobs = s.N * s.groups;
-  const int outer = s.groups > 1 ? static_cast<int>(std::min<int64_t>(get_num_threads(), jobs)) : batch_threads(s.N);
+  const int outer =
+      s.groups > 1 ? static_cast<int>(std::min<int64_t>(work_threads(s), jobs)) : batch_threads(s.N);
   // Weights packed once per call into the engine's A layout (shared by every image).
   std::vector<PackedA<T>> wp(static_cast<size_t>(s.groups));
-  parallel_for(s.groups, 1, [&](int64_t g0, int64_t g1) {
+  parallel_for(s.groups, std::max<int64_t>(1, (int64_t{1} << 16) / (Cog * Kg)), [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) wp[g] = pack_a<T>(false, Cog, Kg, w + g * Cog * Kg, Kg);
   });
   auto one = [&](int64_t job, int inner) {
@@ -290,7 +292,8 @@ void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y
 template <typename T>
 void backward_bias(const Conv2dShape& s, const T* gy, T* gb) {
   const int64_t P = s.OH * s.OW;
-  parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, s.N * P));
+  parallel_for(s.Co, grain, [&](int64_t c0, int64_t c1) {
     for (int64_t co = c0; co < c1; ++co) {
       double acc = 0.0;  // float64 accumulation: well inside torch's error
       for (int64_t n = 0; n < s.N; ++n) {
@@ -311,6 +314,13 @@ int batch_threads(int64_t N) {
   const int nt = get_num_threads();
   if (nt <= 1 || N < nt) return 1;
   return (N % nt == 0 || N >= 4 * nt) ? nt : 1;
+}
+
+// Threads worth waking for the whole call: about 2^18 multiply-adds per thread at least (the
+// GEMM engine's grain), so tiny convolutions never pay the pool's wake-up.
+int work_threads(const Conv2dShape& s) {
+  const double macs = static_cast<double>(s.N) * s.Co * s.OH * s.OW * s.Kg();
+  return static_cast<int>(std::max(1.0, std::min<double>(get_num_threads(), macs / (1 << 18))));
 }
 
 // grad_input: dx_g = col2im(W_g^T[Kg][Cog] x dY_g[Cog][P]), in column chunks.
@@ -350,7 +360,9 @@ void backward_data_gemm(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
       }
   };
   const int bt = batch_threads(s.N);
-  if (bt > 1) {
+  if (work_threads(s) == 1) {
+    images(0, s.N, 1);
+  } else if (bt > 1) {
     parallel_run(bt, [&](int tid, int nt) {
       int64_t n0, n1;
       split_range(s.N, tid, nt, 1, &n0, &n1);
@@ -398,8 +410,8 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
     }
   };
   const int bt = batch_threads(s.N);
-  if (bt <= 1) {
-    images(0, s.N, 0, gw);
+  if (work_threads(s) == 1 || bt <= 1) {
+    images(0, s.N, work_threads(s) == 1 ? 1 : 0, gw);
     return;
   }
   std::vector<T> partial(static_cast<size_t>((bt - 1) * WN));

@@ -53,7 +53,9 @@ void depthwise_forward(const Conv2dShape& s, const T* x, const T* w, const T* b,
   const bool fast = std::is_same<T, float>::value && s.sw == 1;
   const DwRowFn row_fn = dw_row_kernel();
 
-  parallel_for(s.N * s.Co, 1, [&](int64_t q0, int64_t q1) {
+  // grain: about 2^18 multiply-adds per thread, so tiny calls stay on the calling thread
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, s.OH * s.OW * s.KH * s.KW));
+  parallel_for(s.N * s.Co, grain, [&](int64_t q0, int64_t q1) {
     std::vector<const T*> rows(static_cast<size_t>(s.KH));
     for (int64_t q = q0; q < q1; ++q) {
       const int64_t n = q / s.Co, co = q % s.Co;
