@@ -298,9 +298,13 @@ void backward_bias(const Conv2dShape& s, const T* gy, T* gb) {
       double acc = 0.0;  // float64 accumulation: well inside torch's error
       for (int64_t n = 0; n < s.N; ++n) {
         const T* r = gy + (n * s.Co + co) * P;
-        double part = 0.0;
-        for (int64_t p = 0; p < P; ++p) part += static_cast<double>(r[p]);
-        acc += part;
+        // 8 running sums: independent add chains (the compiler may not reorder FP adds)
+        double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        int64_t p = 0;
+        for (; p + 8 <= P; p += 8)
+          for (int j = 0; j < 8; ++j) part[j] += static_cast<double>(r[p + j]);
+        for (; p < P; ++p) part[0] += static_cast<double>(r[p]);
+        acc += ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
       }
       gb[co] = static_cast<T>(acc);
     }
