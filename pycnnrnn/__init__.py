@@ -25,7 +25,9 @@ def _find_built_package() -> None:
         return
     for entry in sys.path:
         cand = os.path.join(os.path.abspath(entry or os.getcwd()), "pycnnrnn")
-        if cand != here and (glob.glob(os.path.join(cand, "_C*.so")) or glob.glob(os.path.join(cand, "_C*.pyd"))):
+        if cand != here and (
+            glob.glob(os.path.join(cand, "_C*.so")) or glob.glob(os.path.join(cand, "_C*.pyd"))
+        ):
             __path__[:] = [cand]  # submodules (and _C) come from the built copy
             return
     raise ImportError(

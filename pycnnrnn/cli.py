@@ -157,10 +157,14 @@ register(
 
 # --------------------------------------------------------------------------- bench
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-k", dest="select", metavar="EXPR", help="only the cases matching this pytest -k expression")
+    p.add_argument(
+        "-k", dest="select", metavar="EXPR", help="only the cases matching this pytest -k expression"
+    )
     p.add_argument("--quick", action="store_true", help="3 rounds per case, skip the slow cases")
     p.add_argument("--json", dest="json_out", metavar="PATH", help="write the ratio table as JSON here")
-    p.add_argument("--dir", dest="bench_dir", metavar="PATH", help="the bench/ directory (default: the checkout's)")
+    p.add_argument(
+        "--dir", dest="bench_dir", metavar="PATH", help="the bench/ directory (default: the checkout's)"
+    )
 
 
 def _bench_run(args: argparse.Namespace) -> int:
