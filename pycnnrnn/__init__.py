@@ -57,8 +57,8 @@ def set_num_threads(n: int) -> None:
     """Set the number of threads the kernels use (n >= 1). Safe while other threads run ops."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, got {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"set_num_threads: n must be >= 1, got {n}")
+    if not 1 <= n <= 255:
+        raise ValueError(f"set_num_threads: n must be in [1, 255], got {n}")
     _C.set_num_threads(n)
 
 

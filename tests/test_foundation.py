@@ -59,7 +59,9 @@ def test_threads_default_to_affinity_and_can_be_set():
         pycnnrnn.set_num_threads(n0)
 
 
-@pytest.mark.parametrize("bad, exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "bad, exc", [(0, ValueError), (-2, ValueError), (256, ValueError), (1.5, TypeError), (True, TypeError)]
+)
 def test_set_num_threads_rejects_bad_values(bad, exc):
     with pytest.raises(exc, match="set_num_threads"):
         pycnnrnn.set_num_threads(bad)

@@ -18,6 +18,13 @@ namespace {
 // Short regions (one LSTM step) then cost a cache-line handoff, not a futex wake.
 constexpr int kSpinIterations = 20000;
 
+// set_num_threads' upper bound (Pool keeps one claim mark per part).
+constexpr int kMaxThreads = 255;
+
+// Pauses (tens of microseconds) a participant that has finished its own part waits before it
+// takes parts whose owners have not started.
+constexpr int kStealAfterIterations = 1000;
+
 // True while this thread executes part of a parallel region: a nested parallel_run then runs
 // serially (std::mutex::try_lock by its owner would be undefined).
 thread_local bool tl_inside_region = false;
@@ -49,17 +56,24 @@ class Pool {
       for (int t = 0; t < parts; ++t) fn(t, parts);
       return;
     }
+    // Part t belongs to thread t (the caller is thread 0), which keeps each part's data in
+    // the same core's cache from one region to the next (the RNN's per-step regions rely on
+    // it). A part whose owner has not started it after a short grace period is taken by
+    // whichever participant is free: a worker woken late (from sleep, or sharing its core with
+    // another pool's spinning threads) then no longer holds the region up. The partition is
+    // fixed, so the result is the same whoever runs which part.
+    const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
     task_ = &fn;
-    task_nt_ = nt;
+    task_nt_.store(nt, std::memory_order_relaxed);
     error_ = nullptr;
-    pending_.store(nt - 1, std::memory_order_relaxed);
+    pending_.store(nt, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lk(wake_mutex_);
-      generation_.fetch_add(1, std::memory_order_release);
+      generation_.store(gen, std::memory_order_release);
     }
     wake_cv_.notify_all();
-    run_part(0);
-    // wait for the workers
+    participate(0, gen, nt);
+    // wait for parts still running on workers
     for (int i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
       if (i < kSpinIterations) { cpu_relax(); continue; }
       std::unique_lock<std::mutex> lk(done_mutex_);
@@ -88,7 +102,7 @@ class Pool {
 
  private:
   void start(int n) {
-    nthreads_ = n < 1 ? 1 : n;
+    nthreads_ = n < 1 ? 1 : (n > kMaxThreads ? kMaxThreads : n);
     stopping_.store(false);
     if (workers_ == nullptr) workers_ = new std::vector<std::thread>();
     // The generation is read here, not in the new thread: a region started before the thread
@@ -108,11 +122,42 @@ class Pool {
     workers_->clear();
   }
 
-  void run_part(int tid) {
-    if (tid >= task_nt_) return;
+  // Claims part p for region gen: part_gen_[p] records the region that last claimed it. A
+  // worker still holding an older region's generation may win the exchange but then sees
+  // generation_ != gen and backs off; the part stays claimable (its mark is below gen).
+  bool claim(int p, uint64_t gen) {
+    uint64_t v = part_gen_[p].load(std::memory_order_acquire);
+    while (v < gen)
+      if (part_gen_[p].compare_exchange_weak(v, gen, std::memory_order_acq_rel, std::memory_order_acquire))
+        return generation_.load(std::memory_order_acquire) == gen;
+    return false;
+  }
+
+  void run_counted(int part, int nt) {
+    run_part(part, nt);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lk(done_mutex_);
+      done_cv_.notify_one();
+    }
+  }
+
+  // Own part first; then, after the grace period, any part nobody has started.
+  void participate(int tid, uint64_t gen, int nt) {
+    if (tid < nt && claim(tid, gen)) run_counted(tid, nt);
+    for (int i = 0; i < kStealAfterIterations; ++i) {
+      if (pending_.load(std::memory_order_acquire) == 0) return;
+      cpu_relax();
+    }
+    for (int k = 1; k < nt; ++k) {
+      const int p = (tid + k) % nt;
+      if (claim(p, gen)) run_counted(p, nt);
+    }
+  }
+
+  void run_part(int part, int nt) {
     tl_inside_region = true;
     try {
-      (*task_)(tid, task_nt_);
+      (*task_)(part, nt);
       tl_inside_region = false;
     } catch (...) {
       tl_inside_region = false;
@@ -134,13 +179,7 @@ class Pool {
       }
       seen = g;
       if (stopping_.load()) return;
-      if (tid < task_nt_) {
-        run_part(tid);
-        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-          std::lock_guard<std::mutex> lk(done_mutex_);
-          done_cv_.notify_one();
-        }
-      }
+      participate(tid, g, task_nt_.load(std::memory_order_relaxed));
     }
   }
 
@@ -151,9 +190,10 @@ class Pool {
   std::condition_variable wake_cv_, done_cv_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
+  std::atomic<uint64_t> part_gen_[kMaxThreads] = {};
   std::atomic<bool> stopping_{false};
   const TaskFn* task_ = nullptr;
-  int task_nt_ = 0;
+  std::atomic<int> task_nt_{0};
   std::exception_ptr error_;
 };
 
