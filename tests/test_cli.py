@@ -100,6 +100,7 @@ def test_demo_without_torch():
     assert "classifier.6   Linear             [1, 1000]" in out
     assert "qst_encoder (Embedding + LSTM)" in out and "whole model" in out
     assert "torch is not installed: comparison skipped" in out
+    assert "Q: what color is the circle?" in out and "A: purple" in out  # the trained small VQA model
 
 
 @pytest.mark.slow
