@@ -20,14 +20,15 @@ def _find_built_package() -> None:
     import os
     import sys
 
+    def built(d: str) -> bool:
+        return bool(glob.glob(os.path.join(d, "_C*.so")) or glob.glob(os.path.join(d, "_C*.pyd")))
+
     here = os.path.dirname(os.path.abspath(__file__))
-    if glob.glob(os.path.join(here, "_C*.so")) or glob.glob(os.path.join(here, "_C*.pyd")):
+    if built(here):
         return
     for entry in sys.path:
         cand = os.path.join(os.path.abspath(entry or os.getcwd()), "pycnnrnn")
-        if cand != here and (
-            glob.glob(os.path.join(cand, "_C*.so")) or glob.glob(os.path.join(cand, "_C*.pyd"))
-        ):
+        if cand != here and built(cand):
             __path__[:] = [cand]  # submodules (and _C) come from the built copy
             return
     raise ImportError(

@@ -99,25 +99,23 @@ register(
 )
 
 
+def _lazy(module: str, add_args: str, run: str):
+    """(add_args, run) for a subcommand whose code lives in ``module`` (relative to pycnnrnn),
+    imported only when the subcommand is used."""
+    import importlib
+
+    def load(name: str):
+        return getattr(importlib.import_module(module, __package__), name)
+
+    return (lambda p: load(add_args)(p)), (lambda args: load(run)(args))
+
+
 # --------------------------------------------------------------------------- conformance
-def _conformance_args(p: argparse.ArgumentParser) -> None:
-    from .conformance import add_args
-
-    add_args(p)
-
-
-def _conformance_run(args: argparse.Namespace) -> int:
-    from .conformance import run
-
-    return run(args)
-
-
 register(
     "conformance",
     Command(
         "write and print the conformance matrix against torch (needs torch)",
-        _conformance_args,
-        _conformance_run,
+        *_lazy(".conformance", "add_args", "run"),
         "For each op, parameter class, dtype and ISA path (each path in its own interpreter with\n"
         "PYCNNRNN_ISA): the number of seeded cases, pycnnrnn's max error against float64, torch's,\n"
         "and pass/fail under the error gate. Writes conformance.json and conformance.md into --out.\n"
@@ -127,24 +125,11 @@ register(
 
 
 # --------------------------------------------------------------------------- train
-def _train_args(p: argparse.ArgumentParser) -> None:
-    from .train.cli import add_arguments
-
-    add_arguments(p)
-
-
-def _train_run(args: argparse.Namespace) -> int:
-    from .train.cli import run_command
-
-    return run_command(args)
-
-
 register(
     "train",
     Command(
         "train the small VQA model on generated scenes with pycnnrnn kernels, then plain torch (needs torch)",
-        _train_args,
-        _train_run,
+        *_lazy(".train.cli", "add_arguments", "run_command"),
         "Generates scenes of coloured shapes and questions about them (colour, shape, count,\n"
         "existence, relations), trains the small VQA model (CNN + LSTM, the basic_vqa structure\n"
         "scaled down) with pycnnrnn's conv, pool, LSTM and linear kernels under torch autograd,\n"

@@ -239,8 +239,8 @@ int64_t chunk_cols(const Conv2dShape& s) {
   return std::max<int64_t>(1, std::min<int64_t>(P, (int64_t(1) << 20) / std::max<int64_t>(1, s.Kg())));
 }
 
-int batch_threads(int64_t N);
 int work_threads(const Conv2dShape& s);
+int batch_threads(const Conv2dShape& s);
 
 template <typename T>
 void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
@@ -252,7 +252,7 @@ void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y
   // else one GEMM per image threaded by the engine.
   const int64_t jobs = s.N * s.groups;
   const int outer =
-      s.groups > 1 ? static_cast<int>(std::min<int64_t>(work_threads(s), jobs)) : batch_threads(s.N);
+      s.groups > 1 ? static_cast<int>(std::min<int64_t>(work_threads(s), jobs)) : batch_threads(s);
   // Weights packed once per call into the engine's A layout (shared by every image).
   std::vector<PackedA<T>> wp(static_cast<size_t>(s.groups));
   parallel_for(s.groups, std::max<int64_t>(1, (int64_t{1} << 16) / (Cog * Kg)), [&](int64_t g0, int64_t g1) {
@@ -311,20 +311,20 @@ void backward_bias(const Conv2dShape& s, const T* gy, T* gb) {
   });
 }
 
-// Threads for splitting the batch: every thread takes whole images (one parallel region,
-// private buffers, single-threaded GEMMs) when the batch splits evenly enough; otherwise 1
-// (images in sequence, each GEMM threaded by the engine).
-int batch_threads(int64_t N) {
-  const int nt = get_num_threads();
-  if (nt <= 1 || N < nt) return 1;
-  return (N % nt == 0 || N >= 4 * nt) ? nt : 1;
-}
-
 // Threads worth waking for the whole call: about 2^18 multiply-adds per thread at least (the
 // GEMM engine's grain), so tiny convolutions never pay the pool's wake-up.
 int work_threads(const Conv2dShape& s) {
   const double macs = static_cast<double>(s.N) * s.Co * s.OH * s.OW * s.Kg();
   return static_cast<int>(std::max(1.0, std::min<double>(get_num_threads(), macs / (1 << 18))));
+}
+
+// Threads for splitting the batch: every thread takes whole images (one parallel region,
+// private buffers, single-threaded GEMMs) when the batch splits evenly enough; otherwise 1
+// (images in sequence, each GEMM threaded by the engine).
+int batch_threads(const Conv2dShape& s) {
+  const int nt = work_threads(s);
+  if (nt <= 1 || s.N < nt) return 1;
+  return (s.N % nt == 0 || s.N >= 4 * nt) ? nt : 1;
 }
 
 // grad_input: dx_g = col2im(W_g^T[Kg][Cog] x dY_g[Cog][P]), in column chunks.
@@ -363,17 +363,15 @@ void backward_data_gemm(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
         }
       }
   };
-  const int bt = batch_threads(s.N);
-  if (work_threads(s) == 1) {
-    images(0, s.N, 1);
-  } else if (bt > 1) {
+  const int bt = batch_threads(s);
+  if (bt > 1) {
     parallel_run(bt, [&](int tid, int nt) {
       int64_t n0, n1;
       split_range(s.N, tid, nt, 1, &n0, &n1);
       images(n0, n1, 1);
     });
   } else {
-    images(0, s.N, 0);
+    images(0, s.N, work_threads(s) == 1 ? 1 : 0);  // tiny: no pool regions at all
   }
 }
 
@@ -413,9 +411,9 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
       }
     }
   };
-  const int bt = batch_threads(s.N);
-  if (work_threads(s) == 1 || bt <= 1) {
-    images(0, s.N, work_threads(s) == 1 ? 1 : 0, gw);
+  const int bt = batch_threads(s);
+  if (bt <= 1) {
+    images(0, s.N, work_threads(s) == 1 ? 1 : 0, gw);  // tiny: no pool regions at all
     return;
   }
   std::vector<T> partial(static_cast<size_t>((bt - 1) * WN));

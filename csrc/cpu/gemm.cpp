@@ -12,7 +12,8 @@
 // The first KC block applies beta, the last one the epilogue (bias, relu); C is touched once
 // per KC block. Threads split N (each packs its own B into its own L2) unless N is too small,
 // then M (a shared A packed once by both threads was tried: one more pool region per call,
-// slower when measured interleaved on the loaded 2-core machine). The K order never depends on the thread count, so results are deterministic.
+// slower when measured interleaved on the loaded 2-core machine). The K order never depends
+// on the thread count, so results are deterministic.
 // Entry points: plain (A, B in memory), provided B (conv's implicit GEMM), pre-packed A or B
 // (weights reused across calls). M <= SMALLM_MAX with A and B in memory takes the small-M
 // path instead: no packing, B streamed once (GEMV-like Linear / recurrent shapes).

@@ -162,12 +162,12 @@ void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
 //    so overlapping windows accumulate bit-identically). Threads split planes. Bad indices
 //    (outside the plane) stop the work and are reported; nothing is written out of bounds.
 // ------------------------------------------------------------------------------------------
-// Scatter one plane: g[idx[j]] += go[j] in output order. Returns the first bad j or -1.
+// Scatter one plane: g[idx[j]] += go[j] in output order; indices outside the plane are dropped.
 template <typename T>
 static inline void scatter_plane(T* g, const T* go, const int64_t* ix, int64_t out_hw, int64_t in_hw) {
   for (int64_t j = 0; j < out_hw; ++j) {
     const int64_t i = ix[j];
-    if (static_cast<uint64_t>(i) < static_cast<uint64_t>(in_hw)) g[i] += go[j];  // torch skips the rest
+    if (static_cast<uint64_t>(i) < static_cast<uint64_t>(in_hw)) g[i] += go[j];
   }
 }
 
