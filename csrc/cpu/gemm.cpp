@@ -205,7 +205,9 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   const int64_t ncmax = std::min<int64_t>(kr.nc, n1 - n0);
   const int64_t kcmax = std::min<int64_t>(KC, P.K);
   T* bbuf = P.pb ? nullptr : tl_b.get<T>(kcmax * round_up(ncmax, nr));
-  T* abuf = P.pa ? nullptr : tl_a.get<T>(kcmax * round_up(std::min<int64_t>(MC, m1 - m0), mr));
+  // A row-major in memory: the micro-kernel reads its rows in place (no packing pass).
+  const bool in_place_a = !P.pa && !P.ta && P.lda > 0;
+  T* abuf = P.pa || in_place_a ? nullptr : tl_a.get<T>(kcmax * round_up(std::min<int64_t>(MC, m1 - m0), mr));
   T* pbuf = P.prov ? tl_prov.get<T>(kcmax * ncmax) : nullptr;
   const BiasKind bk = P.ep.bias ? P.ep.bias_kind : BiasKind::none;
 
@@ -229,9 +231,14 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       prm.relu = last && P.ep.relu;
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = std::min<int64_t>(MC, m1 - ic);
+        // A micro-panel rows ir..ir+MR: pre-packed, read in place (row-major A), or packed now.
         const T* ap;
+        int64_t a_rows = 0;  // ukr's lda: 0 = packed panels (panel ir at ap + ir * kc)
         if (P.pa) {
           ap = P.pa->data.get() + pc * P.pa->mpad + ic * kc;
+        } else if (in_place_a) {
+          ap = P.A + ic * P.lda + pc;
+          a_rows = P.lda;
         } else {
           pack_a_block(P.ta, P.A, P.lda, ic, mc, pc, kc, mr, abuf);
           ap = abuf;
@@ -239,11 +246,12 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
         for (int64_t ir = 0; ir < mc; ir += mr) {
           const int m = static_cast<int>(std::min<int64_t>(mr, mc - ir));
           T* crow = P.C + (ic + ir) * P.ldc;
+          const T* a = a_rows ? ap + ir * a_rows : ap + ir * kc;
           prm.bias_row = last && bk == BiasKind::row ? P.ep.bias + ic + ir : nullptr;
           for (int64_t jr = 0; jr < nc; jr += nr) {
             const int n = static_cast<int>(std::min<int64_t>(nr, nc - jr));
             prm.bias_col = last && bk == BiasKind::col ? P.ep.bias + jc + jr : nullptr;
-            kr.ukr(kc, ap + ir * kc, bp + jr * kc, nr, crow + jc + jr, P.ldc, m, n, &prm);
+            kr.ukr(kc, a, a_rows, bp + jr * kc, nr, crow + jc + jr, P.ldc, m, n, &prm);
           }
         }
       }
@@ -320,6 +328,22 @@ void run_smallm(const Problem<T>& P, const UkrInfo<T>& kr, int nt) {
   });
 }
 
+// Micro-tile columns of the busiest thread when N is split into nt NR-aligned ranges, in
+// full-panel units: a last partial panel of c columns costs ceil(c / step) / (NR / step)
+// (the micro-kernel narrows its register tile to the vectors it needs).
+double max_thread_tiles(int64_t N, int nr, int step, int nt) {
+  double worst = 0;
+  for (int t = 0; t < nt; ++t) {
+    int64_t b, e;
+    split_range(N, t, nt, nr, &b, &e);
+    const int64_t cols = std::max<int64_t>(0, e - b), tail = cols % nr;
+    const double tiles = static_cast<double>(cols / nr) +
+                         static_cast<double>((tail + step - 1) / step) / static_cast<double>(nr / step);
+    worst = std::max(worst, tiles);
+  }
+  return worst;
+}
+
 template <typename T>
 void run(const Problem<T>& P, int nthreads) {
   if (P.M <= 0 || P.N <= 0) return;
@@ -337,9 +361,17 @@ void run(const Problem<T>& P, int nthreads) {
   // 66 vs 96 ms and 86 vs 105 ms).
   if (!P.pa && !P.pb && !P.prov && P.M <= SMALLM_MAX) return run_smallm(P, kr, nt);
   const int64_t nblocks_n = (P.N + kr.nr - 1) / kr.nr, nblocks_m = (P.M + kr.mr - 1) / kr.mr;
-  // Split N when it has enough NR panels (each thread packs only its own B; a provider is
-  // asked for each block once); else split M.
-  bool split_n = nblocks_n >= nt && (P.prov || nblocks_n >= nblocks_m || nblocks_m < nt);
+  // Split N (each thread packs only its own B; a provider is asked for each block once) unless
+  // splitting M balances the micro-tiles better, e.g. N = 196 = 3 panels + 4 columns on two
+  // threads: 2 panels vs 1.06 when N is split, 1.53 each when M is split.
+  bool split_n = nblocks_n >= nt;
+  if (nblocks_m >= nt) {
+    const double by_n = split_n ? max_thread_tiles(P.N, kr.nr, kr.nr_step, nt) * nblocks_m : 1e300;
+    // Splitting M has every thread pack (or provide) all of B: about two tiles per panel.
+    const double by_m = static_cast<double>((nblocks_m + nt - 1) / nt + (P.pb ? 0 : 2)) *
+                        max_thread_tiles(P.N, kr.nr, kr.nr_step, 1);
+    split_n = by_n <= by_m;
+  }
   if (!split_n && nblocks_m < nt) nt = static_cast<int>(std::max<int64_t>(1, nblocks_m));
   if (split_n && nblocks_n < nt) nt = static_cast<int>(std::max<int64_t>(1, nblocks_n));
   if (nt <= 1) return run_rect(P, kr, 0, P.M, 0, P.N);

@@ -5,6 +5,9 @@
 //
 // Micro-kernel: one MR x NR tile of C from a packed A micro-panel and a B micro-panel
 //   a : packed A, a[k*MR + i]  (i < MR, rows >= m are zero padding)        kc x MR
+//       or, when lda > 0, A rows in place: a[i*lda + k] (only rows i < m are read) — no
+//       packing pass for a row-major A (conv weights, Linear inputs); L1 holds the MR rows
+//       of one KC block just as it holds a packed micro-panel.
 //   b : B rows,  b[k*bs + j]   (j < NR; packed: bs == NR, columns >= n zero) kc x NR
 //   c : C tile, row stride ldc; only the m x n corner (m <= MR, n <= NR) is read/written
 //   C = alpha * (a^T b) + beta * C     (beta == 0: C is not read)
@@ -38,8 +41,9 @@ using SmallMFn = void (*)(int M, int64_t n, int64_t K, const T* A, int64_t lda, 
 template <typename T>
 struct UkrInfo {
   int mr, nr;              // register tile
+  int nr_step;             // columns per vector: a partial panel costs ceil(n / nr_step) vectors
   int kc, mc, nc;          // cache blocking (kc: A micro-panel in L1; kc x nc: B block in L2)
-  void (*ukr)(int64_t kc, const T* a, const T* b, int64_t bs, T* c, int64_t ldc, int m, int n,
+  void (*ukr)(int64_t kc, const T* a, int64_t lda, const T* b, int64_t bs, T* c, int64_t ldc, int m, int n,
               const UkrParams<T>* p);
   SmallMFn<T> smallm_n, smallm_t;
   // Optional fast packer for a transposed B block (nullptr: the generic one): Bt points at

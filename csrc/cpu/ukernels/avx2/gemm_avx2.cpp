@@ -1,5 +1,6 @@
 // gemm_avx2.cpp — AVX2+FMA GEMM micro-kernels (float 6x16, double 6x8: 12 ymm accumulators,
 // the BLIS haswell shape). Edges: vmaskmov loads/stores. Everything in pycnnrnn::gemm_avx2.
+#include <algorithm>
 #include <cstdint>
 
 #include <immintrin.h>
@@ -58,9 +59,9 @@ struct F64 {
   }
 };
 
-template <class S, int MR, int NV>
-void ukr(int64_t kc, const typename S::T* a, const typename S::T* b, int64_t bs, typename S::T* c, int64_t ldc,
-         int m, int n, const UkrParams<typename S::T>* p) {
+template <class S, int MR, int NV, bool kRowsA>
+void ukr_body(int64_t kc, const typename S::T* a, int64_t lda, const typename S::T* b, int64_t bs,
+              typename S::T* c, int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
   using T = typename S::T;
   using V = typename S::V;
   V acc[MR][NV];
@@ -69,17 +70,23 @@ void ukr(int64_t kc, const typename S::T* a, const typename S::T* b, int64_t bs,
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc[i][j] = S::zero();
 
+  // In-place rows: row i of the tile (clamped to the last real row: padding rows only feed
+  // accumulators that are never stored).
+  const T* row[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) row[i] = kRowsA ? a + std::min(i, m - 1) * lda : a + i;
+  const int64_t astep = kRowsA ? 1 : MR;
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     V bv[NV];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < NV; ++j) bv[j] = S::load(b + j * S::L);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      V av = S::set1(a[i]);
-#pragma GCC unroll 8
+      V av = S::set1(row[i][k * astep]);
+#pragma GCC unroll 16
       for (int j = 0; j < NV; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
     }
-    a += MR;
     b += bs;
   }
 
@@ -108,13 +115,34 @@ void ukr(int64_t kc, const typename S::T* a, const typename S::T* b, int64_t bs,
   }
 }
 
-void ukr_f32(int64_t kc, const float* a, const float* b, int64_t bs, float* c, int64_t ldc, int m, int n,
-             const UkrParams<float>* p) {
-  ukr<F32, 6, 2>(kc, a, b, bs, c, ldc, m, n, p);
+template <class S, int MR, int NV>
+void ukr(int64_t kc, const typename S::T* a, int64_t lda, const typename S::T* b, int64_t bs, typename S::T* c,
+         int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
+  if (lda > 0)
+    ukr_body<S, MR, NV, true>(kc, a, lda, b, bs, c, ldc, m, n, p);
+  else
+    ukr_body<S, MR, NV, false>(kc, a, 0, b, bs, c, ldc, m, n, p);
 }
-void ukr_f64(int64_t kc, const double* a, const double* b, int64_t bs, double* c, int64_t ldc, int m, int n,
+
+// A tile of n <= (NV-1)*L columns (the last panel of an N that is not a multiple of NR, e.g.
+// 196 = 3*64 + 4 for a 14x14 conv) runs a narrower register tile instead of masked full width.
+template <class S, int MR, int NV>
+void ukr_any_n(int64_t kc, const typename S::T* a, int64_t lda, const typename S::T* b, int64_t bs,
+               typename S::T* c, int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
+  if constexpr (NV > 1) {
+    if (n <= (NV - 1) * S::L) return ukr_any_n<S, MR, NV - 1>(kc, a, lda, b, bs, c, ldc, m, n, p);
+  }
+  ukr<S, MR, NV>(kc, a, lda, b, bs, c, ldc, m, n, p);
+}
+
+void ukr_f32(int64_t kc, const float* a, int64_t lda, const float* b, int64_t bs, float* c, int64_t ldc, int m, int n,
+             const UkrParams<float>* p) {
+  ukr_any_n<F32, 6, 2>(kc, a, lda, b, bs, c, ldc, m, n, p);
+}
+void ukr_f64(int64_t kc, const double* a, int64_t lda, const double* b, int64_t bs, double* c, int64_t ldc, int m,
+             int n,
              const UkrParams<double>* p) {
-  ukr<F64, 6, 2>(kc, a, b, bs, c, ldc, m, n, p);
+  ukr_any_n<F64, 6, 2>(kc, a, lda, b, bs, c, ldc, m, n, p);
 }
 
 
@@ -281,8 +309,8 @@ void smallm_t_f64(int M, int64_t n, int64_t K, const double* A, int64_t lda, con
 
 }  // namespace
 
-UkrInfo<float> info_f32() { return {6, 16, 256, 120, 2048, ukr_f32, smallm_n_f32, smallm_t_f32, nullptr}; }
-UkrInfo<double> info_f64() { return {6, 8, 256, 120, 1024, ukr_f64, smallm_n_f64, smallm_t_f64, nullptr}; }
+UkrInfo<float> info_f32() { return {6, 16, 8, 256, 120, 2048, ukr_f32, smallm_n_f32, smallm_t_f32, nullptr}; }
+UkrInfo<double> info_f64() { return {6, 8, 4, 256, 120, 1024, ukr_f64, smallm_n_f64, smallm_t_f64, nullptr}; }
 
 }  // namespace gemm_avx2
 }  // namespace pycnnrnn

@@ -55,9 +55,9 @@ struct F64 {
 };
 
 // C[m x n] (= MR x NV*L tile, masked) from a (kc x MR packed) and b (kc rows, stride bs).
-template <class S, int MR, int NV>
-void ukr(int64_t kc, const typename S::T* a, const typename S::T* b, int64_t bs, typename S::T* c, int64_t ldc,
-         int m, int n, const UkrParams<typename S::T>* p) {
+template <class S, int MR, int NV, bool kRowsA>
+void ukr_body(int64_t kc, const typename S::T* a, int64_t lda, const typename S::T* b, int64_t bs,
+              typename S::T* c, int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
   using T = typename S::T;
   using V = typename S::V;
   V acc[MR][NV];
@@ -66,17 +66,23 @@ void ukr(int64_t kc, const typename S::T* a, const typename S::T* b, int64_t bs,
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) acc[i][j] = S::zero();
 
+  // In-place rows: row i of the tile (clamped to the last real row: padding rows only feed
+  // accumulators that are never stored).
+  const T* row[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) row[i] = kRowsA ? a + std::min(i, m - 1) * lda : a + i;
+  const int64_t astep = kRowsA ? 1 : MR;
+#pragma GCC unroll 4
   for (int64_t k = 0; k < kc; ++k) {
     V bv[NV];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int j = 0; j < NV; ++j) bv[j] = S::load(b + j * S::L);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      V av = S::set1(a[i]);
-#pragma GCC unroll 8
+      V av = S::set1(row[i][k * astep]);
+#pragma GCC unroll 16
       for (int j = 0; j < NV; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
     }
-    a += MR;
     b += bs;
   }
 
@@ -105,13 +111,34 @@ void ukr(int64_t kc, const typename S::T* a, const typename S::T* b, int64_t bs,
   }
 }
 
-void ukr_f32(int64_t kc, const float* a, const float* b, int64_t bs, float* c, int64_t ldc, int m, int n,
-             const UkrParams<float>* p) {
-  ukr<F32, 6, 4>(kc, a, b, bs, c, ldc, m, n, p);
+template <class S, int MR, int NV>
+void ukr(int64_t kc, const typename S::T* a, int64_t lda, const typename S::T* b, int64_t bs, typename S::T* c,
+         int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
+  if (lda > 0)
+    ukr_body<S, MR, NV, true>(kc, a, lda, b, bs, c, ldc, m, n, p);
+  else
+    ukr_body<S, MR, NV, false>(kc, a, 0, b, bs, c, ldc, m, n, p);
 }
-void ukr_f64(int64_t kc, const double* a, const double* b, int64_t bs, double* c, int64_t ldc, int m, int n,
+
+// A tile of n <= (NV-1)*L columns (the last panel of an N that is not a multiple of NR, e.g.
+// 196 = 3*64 + 4 for a 14x14 conv) runs a narrower register tile instead of masked full width.
+template <class S, int MR, int NV>
+void ukr_any_n(int64_t kc, const typename S::T* a, int64_t lda, const typename S::T* b, int64_t bs,
+               typename S::T* c, int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
+  if constexpr (NV > 1) {
+    if (n <= (NV - 1) * S::L) return ukr_any_n<S, MR, NV - 1>(kc, a, lda, b, bs, c, ldc, m, n, p);
+  }
+  ukr<S, MR, NV>(kc, a, lda, b, bs, c, ldc, m, n, p);
+}
+
+void ukr_f32(int64_t kc, const float* a, int64_t lda, const float* b, int64_t bs, float* c, int64_t ldc, int m, int n,
+             const UkrParams<float>* p) {
+  ukr_any_n<F32, 6, 4>(kc, a, lda, b, bs, c, ldc, m, n, p);
+}
+void ukr_f64(int64_t kc, const double* a, int64_t lda, const double* b, int64_t bs, double* c, int64_t ldc, int m,
+             int n,
              const UkrParams<double>* p) {
-  ukr<F64, 6, 4>(kc, a, b, bs, c, ldc, m, n, p);
+  ukr_any_n<F64, 6, 4>(kc, a, lda, b, bs, c, ldc, m, n, p);
 }
 
 
@@ -357,8 +384,8 @@ bool pack_bt_f64(const double* Bt, int64_t ldb, int64_t kc, int64_t nc, double* 
 }  // namespace
 
 // kc: A micro-panel 6 x 256 floats = 6 KiB stays in L1; B block 256 x 1024 = 1 MiB in L2.
-UkrInfo<float> info_f32() { return {6, 64, 256, 144, 1024, ukr_f32, smallm_n_f32, smallm_t_f32, pack_bt_f32<64>}; }
-UkrInfo<double> info_f64() { return {6, 32, 256, 144, 512, ukr_f64, smallm_n_f64, smallm_t_f64, pack_bt_f64<32>}; }
+UkrInfo<float> info_f32() { return {6, 64, 16, 256, 144, 1024, ukr_f32, smallm_n_f32, smallm_t_f32, pack_bt_f32<64>}; }
+UkrInfo<double> info_f64() { return {6, 32, 8, 256, 144, 512, ukr_f64, smallm_n_f64, smallm_t_f64, pack_bt_f64<32>}; }
 
 }  // namespace gemm_avx512
 }  // namespace pycnnrnn

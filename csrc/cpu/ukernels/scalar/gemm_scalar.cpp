@@ -10,12 +10,15 @@ namespace gemm_scalar {
 namespace {
 
 template <typename T, int MR, int NR>
-void ukr(int64_t kc, const T* a, const T* b, int64_t bs, T* c, int64_t ldc, int m, int n, const UkrParams<T>* p) {
+void ukr(int64_t kc, const T* a, int64_t lda, const T* b, int64_t bs, T* c, int64_t ldc, int m, int n,
+         const UkrParams<T>* p) {
   T acc[MR][NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
-    for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i][j] += a[i] * b[j];
-    a += MR;
+    for (int i = 0; i < MR; ++i) {
+      // packed: a[k*MR + i]; in place (lda > 0): row i (clamped to the last real row).
+      const T ai = lda > 0 ? a[(i < m ? i : m - 1) * lda + k] : a[k * MR + i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    }
     b += bs;
   }
   for (int i = 0; i < m; ++i)
@@ -29,13 +32,13 @@ void ukr(int64_t kc, const T* a, const T* b, int64_t bs, T* c, int64_t ldc, int 
     }
 }
 
-void ukr_f32(int64_t kc, const float* a, const float* b, int64_t bs, float* c, int64_t ldc, int m, int n,
+void ukr_f32(int64_t kc, const float* a, int64_t lda, const float* b, int64_t bs, float* c, int64_t ldc, int m, int n,
              const UkrParams<float>* p) {
-  ukr<float, 4, 8>(kc, a, b, bs, c, ldc, m, n, p);
+  ukr<float, 4, 8>(kc, a, lda, b, bs, c, ldc, m, n, p);
 }
-void ukr_f64(int64_t kc, const double* a, const double* b, int64_t bs, double* c, int64_t ldc, int m, int n,
+void ukr_f64(int64_t kc, const double* a, int64_t lda, const double* b, int64_t bs, double* c, int64_t ldc, int m, int n,
              const UkrParams<double>* p) {
-  ukr<double, 4, 8>(kc, a, b, bs, c, ldc, m, n, p);
+  ukr<double, 4, 8>(kc, a, lda, b, bs, c, ldc, m, n, p);
 }
 
 // Small-M kernels: plain loops (B streamed once; S row chunks stay in cache).
@@ -70,8 +73,8 @@ void smallm_t(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, 
 
 }  // namespace
 
-UkrInfo<float> info_f32() { return {4, 8, 256, 128, 1024, ukr_f32, smallm_n<float>, smallm_t<float>, nullptr}; }
-UkrInfo<double> info_f64() { return {4, 8, 256, 128, 512, ukr_f64, smallm_n<double>, smallm_t<double>, nullptr}; }
+UkrInfo<float> info_f32() { return {4, 8, 8, 256, 128, 1024, ukr_f32, smallm_n<float>, smallm_t<float>, nullptr}; }
+UkrInfo<double> info_f64() { return {4, 8, 8, 256, 128, 512, ukr_f64, smallm_n<double>, smallm_t<double>, nullptr}; }
 
 }  // namespace gemm_scalar
 }  // namespace pycnnrnn
