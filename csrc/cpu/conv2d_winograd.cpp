@@ -208,7 +208,7 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
   auto gemms = [&](const T* V, T* M, int64_t tc, int64_t x0, int64_t x1) {
     for (int64_t xi = x0; xi < x1; ++xi)  // M[xi][Co][tc] = U[xi][Co][C] x V[xi][C][tc]
       gemm_packed_a<T>(Up[xi], false, tc, T(1), V + xi * s.C * tc, tc, T(0), M + xi * s.Co * tc, tc,
-                       GemmEpilogue<T>{}, 1);
+                       conv_gemm_options<T>(), 1);
   };
   // Chunks of tile rows. Wide images: each thread runs whole chunks end to end (transform,
   // 16 GEMMs, output transform) in private, L2-sized buffers: one parallel region per call.

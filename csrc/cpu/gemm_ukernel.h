@@ -11,6 +11,10 @@
 //   b : B rows,  b[k*bs + j]   (j < NR; packed: bs == NR, columns >= n zero) kc x NR
 //   c : C tile, row stride ldc; only the m x n corner (m <= MR, n <= NR) is read/written
 //   C = alpha * (a^T b) + beta * C     (beta == 0: C is not read)
+//   With p->ksub > 0 the k loop runs in sub-blocks of ksub steps, each sub-block's register
+//   sums added to the C tile (which stays in L1 for the call): a float sum then carries
+//   chains of about ksub + K / ksub terms instead of kc. The convolutions ask for it (K = 9 *
+//   C_in, Winograd included: within torch's error on long reductions); it costs ~8% speed.
 //   then, if the params say so: += bias_row[i], += bias_col[j], relu (NaN kept).
 // Edges are masked stores (AVX-512 k-masks, AVX2 maskstore), never a scalar loop over C.
 #pragma once
@@ -25,6 +29,7 @@ struct UkrParams {
   const T* bias_row;       // bias_row[i] for tile row i (already offset), or nullptr
   const T* bias_col;       // bias_col[j] for tile column j (already offset), or nullptr
   int relu;                // 1: C = max(C, 0) keeping NaN
+  int64_t ksub;            // > 0: accumulate in sub-blocks of ksub k steps (see above)
 };
 
 // Small-M kernels (M <= SMALLM_MAX): raw sums, no packing, B streamed once from memory at
@@ -33,6 +38,7 @@ struct UkrParams {
 //   smallm_n: op(B)(k, j) = B[k*ldb + j]   (B row-major, rows streamed, S chunk in L1)
 //   smallm_t: op(B)(k, j) = B[j*ldb + k]   (B^T rows streamed: dot products, Linear weights)
 constexpr int SMALLM_MAX = 8;
+
 template <typename T>
 using SmallMFn = void (*)(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S,
                           int64_t lds);

@@ -60,53 +60,59 @@ void ukr_body(int64_t kc, const typename S::T* a, int64_t lda, const typename S:
               typename S::T* c, int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
   using T = typename S::T;
   using V = typename S::V;
-  V acc[MR][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) acc[i][j] = S::zero();
-
   // In-place rows: row i of the tile (clamped to the last real row: padding rows only feed
   // accumulators that are never stored).
   const T* row[MR];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) row[i] = kRowsA ? a + std::min(i, m - 1) * lda : a + i;
   const int64_t astep = kRowsA ? 1 : MR;
+  const T alpha = p->alpha;
+  const V valpha = S::set1(alpha);
+  const int64_t ksub = p->ksub > 0 ? p->ksub : kc;
+  for (int64_t k0 = 0; k0 < kc; k0 += ksub) {  // sub-blocks: see gemm_ukernel.h
+    const int64_t k1 = std::min<int64_t>(kc, k0 + ksub);
+    V acc[MR][NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 16
+      for (int j = 0; j < NV; ++j) acc[i][j] = S::zero();
 #pragma GCC unroll 4
-  for (int64_t k = 0; k < kc; ++k) {
-    V bv[NV];
+    for (int64_t k = k0; k < k1; ++k) {
+      V bv[NV];
 #pragma GCC unroll 16
-    for (int j = 0; j < NV; ++j) bv[j] = S::load(b + j * S::L);
+      for (int j = 0; j < NV; ++j) bv[j] = S::load(b + j * S::L);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      V av = S::set1(row[i][k * astep]);
+      for (int i = 0; i < MR; ++i) {
+        V av = S::set1(row[i][k * astep]);
 #pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
+        for (int j = 0; j < NV; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
+      }
+      b += bs;
     }
-    b += bs;
-  }
-
-  const T alpha = p->alpha, beta = p->beta;
-  const V valpha = S::set1(alpha), vbeta = S::set1(beta);
+    // C tile += this sub-block (the first applies beta, the last the epilogue)
+    const bool final = k1 == kc;
+    const T beta = k0 == 0 ? p->beta : T(1);
+    const V vbeta = S::set1(beta);
 #pragma GCC unroll 8
-  for (int i = 0; i < MR; ++i) {
-    if (i >= m) break;
-    T* cr = c + i * ldc;
+    for (int i = 0; i < MR; ++i) {
+      if (i >= m) break;
+      T* cr = c + i * ldc;
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) {
-      const int nn = n - j * S::L;
-      if (nn <= 0) break;
-      const uint32_t mk = S::mask(nn);
-      V v = acc[i][j];
-      if (alpha != T(1)) v = S::mul(v, valpha);
-      if (beta != T(0)) v = S::fma(vbeta, S::loadm(mk, cr + j * S::L), v);
-      if (p->bias_row) v = S::add(v, S::set1(p->bias_row[i]));
-      if (p->bias_col) v = S::add(v, S::loadm(mk, p->bias_col + j * S::L));
-      if (p->relu) v = S::relu(v);
-      if (nn >= S::L)
-        S::store(cr + j * S::L, v);
-      else
-        S::storem(cr + j * S::L, mk, v);
+      for (int j = 0; j < NV; ++j) {
+        const int nn = n - j * S::L;
+        if (nn <= 0) break;
+        const uint32_t mk = S::mask(nn);
+        V v = acc[i][j];
+        if (alpha != T(1)) v = S::mul(v, valpha);
+        if (beta != T(0)) v = S::fma(vbeta, S::loadm(mk, cr + j * S::L), v);
+        if (final && p->bias_row) v = S::add(v, S::set1(p->bias_row[i]));
+        if (final && p->bias_col) v = S::add(v, S::loadm(mk, p->bias_col + j * S::L));
+        if (final && p->relu) v = S::relu(v);
+        if (nn >= S::L)
+          S::store(cr + j * S::L, v);
+        else
+          S::storem(cr + j * S::L, mk, v);
+      }
     }
   }
 }

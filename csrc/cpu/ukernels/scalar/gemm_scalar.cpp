@@ -12,24 +12,31 @@ namespace {
 template <typename T, int MR, int NR>
 void ukr(int64_t kc, const T* a, int64_t lda, const T* b, int64_t bs, T* c, int64_t ldc, int m, int n,
          const UkrParams<T>* p) {
-  T acc[MR][NR] = {};
-  for (int64_t k = 0; k < kc; ++k) {
-    for (int i = 0; i < MR; ++i) {
-      // packed: a[k*MR + i]; in place (lda > 0): row i (clamped to the last real row).
-      const T ai = lda > 0 ? a[(i < m ? i : m - 1) * lda + k] : a[k * MR + i];
-      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+  const int64_t ksub = p->ksub > 0 ? p->ksub : kc;
+  for (int64_t k0 = 0; k0 < kc; k0 += ksub) {  // sub-blocks: see gemm_ukernel.h
+    const int64_t k1 = k0 + ksub < kc ? k0 + ksub : kc;
+    T acc[MR][NR] = {};
+    for (int64_t k = k0; k < k1; ++k) {
+      for (int i = 0; i < MR; ++i) {
+        // packed: a[k*MR + i]; in place (lda > 0): row i (clamped to the last real row).
+        const T ai = lda > 0 ? a[(i < m ? i : m - 1) * lda + k] : a[k * MR + i];
+        for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+      }
+      b += bs;
     }
-    b += bs;
+    // C tile += this sub-block (the first applies beta, the last the epilogue)
+    const bool final = k1 == kc;
+    const T beta = k0 == 0 ? p->beta : T(1);
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < n; ++j) {
+        T v = p->alpha * acc[i][j];
+        if (beta != T(0)) v += beta * c[i * ldc + j];
+        if (final && p->bias_row) v += p->bias_row[i];
+        if (final && p->bias_col) v += p->bias_col[j];
+        if (final && p->relu && v < T(0)) v = T(0);  // NaN kept
+        c[i * ldc + j] = v;
+      }
   }
-  for (int i = 0; i < m; ++i)
-    for (int j = 0; j < n; ++j) {
-      T v = p->alpha * acc[i][j];
-      if (p->beta != T(0)) v += p->beta * c[i * ldc + j];
-      if (p->bias_row) v += p->bias_row[i];
-      if (p->bias_col) v += p->bias_col[j];
-      if (p->relu && v < T(0)) v = T(0);  // NaN kept
-      c[i * ldc + j] = v;
-    }
 }
 
 void ukr_f32(int64_t kc, const float* a, int64_t lda, const float* b, int64_t bs, float* c, int64_t ldc, int m, int n,
