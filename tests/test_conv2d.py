@@ -304,11 +304,11 @@ def test_vgg_like_error_gate(cin, cout, hw, rng):
 
 @needs_torch
 @pytest.mark.torch
-@pytest.mark.parametrize("cin,hw", [(32, 24), (64, 40), (128, 28), (256, 28), (512, 24)])
+@pytest.mark.parametrize("cin,hw", [(32, 24), (64, 40), (128, 28), (256, 28), (512, 14)])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_auto_winograd_within_twice_torch_without_floor(cin, hw, seed):
-    """Where auto picks Winograd (every VGG width once the call has >= 128 output tiles) its
-    error is within 2x torch's with no absolute floor at all (post-ReLU input, He weights)."""
+    """Where auto picks Winograd (C_in, C_out >= 32: every VGG width) its error is within 2x
+    torch's with no absolute floor at all (post-ReLU input, He weights)."""
     rng = np.random.default_rng(seed)
     x, w, b = make_inputs(rng, (1, cin, hw, hw), (cin, cin, 3, 3), relu=True)
     y64, *_ = torch_conv(x, w, b, padding=1, dtype=np.float64)
@@ -319,10 +319,6 @@ def test_auto_winograd_within_twice_torch_without_floor(cin, hw, seed):
     # and the implicit-GEMM path on the same layer, also without a floor
     assert_error_gate(F.conv2d(x, w, b, padding=1, algorithm="gemm"), y64, y32, floor=0.0, what="gemm, no floor")
 
-
-def test_auto_takes_gemm_below_128_tiles(rng):
-    x, w, b = make_inputs(rng, (1, 64, 14, 14), (64, 64, 3, 3))  # 49 tiles
-    np.testing.assert_array_equal(F.conv2d(x, w, b, padding=1), F.conv2d(x, w, b, padding=1, algorithm="gemm"))
 
 
 # ---------------------------------------------------------------- layouts, mutation, determinism

@@ -196,19 +196,14 @@ template <typename T>
 void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
   const int64_t TH = (s.OH + 1) / 2, TW = (s.OW + 1) / 2;
   const int nt = get_num_threads();
-  // pack the 16 transformed weight matrices once for all images and chunks
-  std::vector<PackedA<T>> Up(16);
-  {
-    std::unique_ptr<T[]> U(new T[static_cast<size_t>(16 * s.Co * s.C)]);  // fully written below
-    transform_weights(s, w, U.get());
-    parallel_for(16, 1, [&](int64_t x0, int64_t x1) {
-      for (int64_t xi = x0; xi < x1; ++xi) Up[xi] = pack_a<T>(false, s.Co, s.C, U.get() + xi * s.Co * s.C, s.C);
-    });
-  }
+  // The 16 transformed weight matrices U[xi] [Co][C], once for all images and chunks; the
+  // GEMMs read them in place as their row-major A.
+  std::unique_ptr<T[]> U(new T[static_cast<size_t>(16 * s.Co * s.C)]);  // fully written below
+  transform_weights(s, w, U.get());
   auto gemms = [&](const T* V, T* M, int64_t tc, int64_t x0, int64_t x1) {
     for (int64_t xi = x0; xi < x1; ++xi)  // M[xi][Co][tc] = U[xi][Co][C] x V[xi][C][tc]
-      gemm_packed_a<T>(Up[xi], false, tc, T(1), V + xi * s.C * tc, tc, T(0), M + xi * s.Co * tc, tc,
-                       conv_gemm_options<T>(), 1);
+      gemm<T>(false, false, s.Co, tc, s.C, T(1), U.get() + xi * s.Co * s.C, s.C, V + xi * s.C * tc, tc, T(0),
+              M + xi * s.Co * tc, tc, conv_gemm_options<T>(), 1);
   };
   // Chunks of tile rows. Wide images: each thread runs whole chunks end to end (transform,
   // 16 GEMMs, output transform) in private, L2-sized buffers: one parallel region per call.
