@@ -15,14 +15,17 @@
 //   V[16][C][tc]   transformed input tiles, tc = tiles in the chunk
 //   M[16][Co][tc]  = U[xi] x V[xi]   (16 independent GEMMs on the engine)
 //   y              = A^T M A + bias, clipped at the bottom/right edge
-// 2.25x fewer multiplies than direct; float32 error about 2x direct (see the tests' gate).
+// 2.25x fewer multiplies than direct. The transforms live in cpu/winograd_transforms.inc,
+// built per ISA; with short GEMM sums the float32 error is within torch's (see the tests).
 #include <algorithm>
 #include <memory>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "core/thread_pool.h"
 #include "cpu/conv2d.h"
 #include "cpu/gemm.h"
+#include "cpu/winograd_kernels.h"
 
 namespace pycnnrnn {
 
@@ -46,35 +49,44 @@ T* scratch(int slot, int64_t n) {
   return v.data();
 }
 
-// U[xi][co][ci] = (G g G^T)[xi / 4][xi % 4] for g = w[co][ci]. Computed for blocks of 64 ci
-// into a local [16][64] tile, then written out as 16 contiguous runs (16 planes 1 MiB apart
-// written element by element would thrash L1 sets).
+// The transforms for the active ISA (cpu/winograd_transforms.inc).
+template <typename T>
+WinogradKernels<T> make_kernels(Isa isa);
+template <>
+WinogradKernels<float> make_kernels<float>(Isa isa) {
+#if PYCNNRNN_HAVE_X86
+  if (isa == Isa::avx512) return winograd_avx512::kernels_f32();
+  if (isa == Isa::avx2) return winograd_avx2::kernels_f32();
+#endif
+  (void)isa;
+  return winograd_scalar::kernels_f32();
+}
+template <>
+WinogradKernels<double> make_kernels<double>(Isa isa) {
+#if PYCNNRNN_HAVE_X86
+  if (isa == Isa::avx512) return winograd_avx512::kernels_f64();
+  if (isa == Isa::avx2) return winograd_avx2::kernels_f64();
+#endif
+  (void)isa;
+  return winograd_scalar::kernels_f64();
+}
+template <typename T>
+const WinogradKernels<T>& kernels() {
+  static const WinogradKernels<T> k = make_kernels<T>(active_isa());
+  return k;
+}
+
+// U[xi][co][ci] = (G g G^T)[xi / 4][xi % 4] for g = w[co][ci], in blocks of
+// WINOGRAD_WEIGHT_BLOCK input channels.
 template <typename T>
 void transform_weights(const Conv2dShape& s, const T* w, T* U) {
   const int64_t CoC = s.Co * s.C;
-  constexpr int64_t CB = 64;
+  const auto weights = kernels<T>().weights;
   parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
-    T tile[16][CB];
     for (int64_t co = c0; co < c1; ++co)
-      for (int64_t cb = 0; cb < s.C; cb += CB) {
-        const int64_t nb = std::min<int64_t>(CB, s.C - cb);
-        for (int64_t q = 0; q < nb; ++q) {
-          const T* g = w + (co * s.C + cb + q) * 9;
-          T t[4][3];  // G g
-          for (int j = 0; j < 3; ++j) {
-            t[0][j] = g[j];
-            t[1][j] = T(0.5) * (g[j] + g[3 + j] + g[6 + j]);
-            t[2][j] = T(0.5) * (g[j] - g[3 + j] + g[6 + j]);
-            t[3][j] = g[6 + j];
-          }
-          for (int i = 0; i < 4; ++i) {  // (G g) G^T
-            tile[i * 4 + 0][q] = t[i][0];
-            tile[i * 4 + 1][q] = T(0.5) * (t[i][0] + t[i][1] + t[i][2]);
-            tile[i * 4 + 2][q] = T(0.5) * (t[i][0] - t[i][1] + t[i][2]);
-            tile[i * 4 + 3][q] = t[i][2];
-          }
-        }
-        for (int xi = 0; xi < 16; ++xi) std::copy(tile[xi], tile[xi] + nb, U + xi * CoC + co * s.C + cb);
+      for (int64_t cb = 0; cb < s.C; cb += WINOGRAD_WEIGHT_BLOCK) {
+        const int64_t nb = std::min<int64_t>(WINOGRAD_WEIGHT_BLOCK, s.C - cb);
+        weights(w + (co * s.C + cb) * 9, nb, U + co * s.C + cb, CoC);
       }
   });
 }
@@ -84,17 +96,18 @@ template <typename T>
 void transform_input(const Conv2dShape& s, const T* xn, int64_t TW, int64_t th0, int64_t th1, T* V, int64_t tc) {
   const int64_t PW = 2 * TW + 2;  // padded columns needed per tile row
   const int64_t plane = s.C * tc;
+  const auto input_row = kernels<T>().input_row;
   parallel_for(s.C, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> buf(static_cast<size_t>(8 * PW));
-    T* r[4] = {buf.data(), buf.data() + PW, buf.data() + 2 * PW, buf.data() + 3 * PW};
-    T* e = buf.data() + 4 * PW;  // one vertical combination at a time
+    std::vector<T> buf(static_cast<size_t>(4 * PW + 4 * (TW + 1)));
+    const T* r[4] = {buf.data(), buf.data() + PW, buf.data() + 2 * PW, buf.data() + 3 * PW};
+    T* scratch = buf.data() + 4 * PW;
     for (int64_t ci = c0; ci < c1; ++ci) {
       const T* xc = xn + ci * s.H * s.W;
       for (int64_t th = th0; th < th1; ++th) {
         // the 4 padded input rows of this tile row, columns c = 0 .. PW-1 <-> input col c - pl
         for (int i = 0; i < 4; ++i) {
           const int64_t ih = pad_source_index(2 * th + i - s.pt, s.H, s.mode);
-          T* d = r[i];
+          T* d = buf.data() + i * PW;
           if (ih < 0) {
             std::fill(d, d + PW, T(0));
             continue;
@@ -106,33 +119,14 @@ void transform_input(const Conv2dShape& s, const T* xn, int64_t TW, int64_t th0,
             const int64_t iw = pad_source_index(c - s.pl, s.W, s.mode);
             d[c] = iw < 0 ? T(0) : row[iw];
           }
-          for (int64_t c = lo; c < hi; ++c) d[c] = row[c - s.pl];
+          std::copy(row + lo - s.pl, row + hi - s.pl, d + lo);
           for (int64_t c = hi; c < PW; ++c) {
             const int64_t iw = pad_source_index(c - s.pl, s.W, s.mode);
             d[c] = iw < 0 ? T(0) : row[iw];
           }
         }
         const int64_t tb = (th - th0) * TW;  // first tile of this row in the chunk
-        for (int i = 0; i < 4; ++i) {
-          // e = row i of B^T d (vertical), then (e) B horizontally
-          switch (i) {
-            case 0: for (int64_t c = 0; c < PW; ++c) e[c] = r[0][c] - r[2][c]; break;
-            case 1: for (int64_t c = 0; c < PW; ++c) e[c] = r[1][c] + r[2][c]; break;
-            case 2: for (int64_t c = 0; c < PW; ++c) e[c] = r[2][c] - r[1][c]; break;
-            default: for (int64_t c = 0; c < PW; ++c) e[c] = r[1][c] - r[3][c]; break;
-          }
-          T* v0 = V + (i * 4 + 0) * plane + ci * tc + tb;
-          T* v1 = V + (i * 4 + 1) * plane + ci * tc + tb;
-          T* v2 = V + (i * 4 + 2) * plane + ci * tc + tb;
-          T* v3 = V + (i * 4 + 3) * plane + ci * tc + tb;
-          for (int64_t tw = 0; tw < TW; ++tw) {
-            const T* q = e + 2 * tw;
-            v0[tw] = q[0] - q[2];
-            v1[tw] = q[1] + q[2];
-            v2[tw] = q[2] - q[1];
-            v3[tw] = q[1] - q[3];
-          }
-        }
+        input_row(r, TW, V + ci * tc + tb, plane, scratch);
       }
     }
   });
@@ -143,48 +137,15 @@ template <typename T>
 void transform_output(const Conv2dShape& s, const T* M, int64_t TW, int64_t th0, int64_t th1, int64_t tc,
                       const T* b, T* yn) {
   const int64_t plane = s.Co * tc;
-  const int64_t full = s.OW / 2;  // tiles whose two output columns are both inside
+  const auto output_row = kernels<T>().output_row;
   parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> buf(static_cast<size_t>(4 * TW));
-    T* __restrict o00 = buf.data();
-    T* __restrict o01 = o00 + TW;
-    T* __restrict o10 = o01 + TW;
-    T* __restrict o11 = o10 + TW;
+    std::vector<T> scratch(static_cast<size_t>(8 * TW));
     for (int64_t co = c0; co < c1; ++co) {
       const T bias = b ? b[co] : T(0);
       for (int64_t th = th0; th < th1; ++th) {
-        const T* __restrict m = M + co * tc + (th - th0) * TW;  // m[xi * plane + tw]
-        // structure-of-arrays over the tiles of this row: contiguous loads, vectorisable
-        for (int64_t tw = 0; tw < TW; ++tw) {
-          // rows of A^T M (written out so the loop over tw vectorises)
-          const T a00 = m[0 * plane + tw] + m[4 * plane + tw] + m[8 * plane + tw];
-          const T a01 = m[1 * plane + tw] + m[5 * plane + tw] + m[9 * plane + tw];
-          const T a02 = m[2 * plane + tw] + m[6 * plane + tw] + m[10 * plane + tw];
-          const T a03 = m[3 * plane + tw] + m[7 * plane + tw] + m[11 * plane + tw];
-          const T a10 = m[4 * plane + tw] - m[8 * plane + tw] - m[12 * plane + tw];
-          const T a11 = m[5 * plane + tw] - m[9 * plane + tw] - m[13 * plane + tw];
-          const T a12 = m[6 * plane + tw] - m[10 * plane + tw] - m[14 * plane + tw];
-          const T a13 = m[7 * plane + tw] - m[11 * plane + tw] - m[15 * plane + tw];
-          const T a0[4] = {a00, a01, a02, a03}, a1[4] = {a10, a11, a12, a13};
-          o00[tw] = a0[0] + a0[1] + a0[2] + bias;
-          o01[tw] = a0[1] - a0[2] - a0[3] + bias;
-          o10[tw] = a1[0] + a1[1] + a1[2] + bias;
-          o11[tw] = a1[1] - a1[2] - a1[3] + bias;
-        }
         T* out0 = yn + (co * s.OH + 2 * th) * s.OW;
-        for (int64_t tw = 0; tw < full; ++tw) {
-          out0[2 * tw] = o00[tw];
-          out0[2 * tw + 1] = o01[tw];
-        }
-        if (full < TW) out0[2 * full] = o00[full];  // odd OW: last column
-        if (2 * th + 1 < s.OH) {
-          T* out1 = out0 + s.OW;
-          for (int64_t tw = 0; tw < full; ++tw) {
-            out1[2 * tw] = o10[tw];
-            out1[2 * tw + 1] = o11[tw];
-          }
-          if (full < TW) out1[2 * full] = o10[full];
-        }
+        T* out1 = 2 * th + 1 < s.OH ? out0 + s.OW : nullptr;
+        output_row(M + co * tc + (th - th0) * TW, plane, TW, bias, out0, out1, s.OW, scratch.data());
       }
     }
   });
