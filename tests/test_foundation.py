@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import threading
 
+import numpy as np
 import pytest
 from helpers import run_python
 
 import pycnnrnn
 from pycnnrnn import _C
+from pycnnrnn import functional as F
 
 
 def run_py(code: str, **env) -> str:
@@ -146,3 +148,40 @@ def test_pool_output_size_matches_torch(case):
     x = torch.rand(1, 1, size, size)
     out = torch.nn.functional.max_pool2d(x, k, s, p, d, ceil_mode=ceil)
     assert _C.pool_output_size(size, k, s, p, d, ceil) == out.shape[2]
+
+
+# ---------------------------------------------------------------- output block cache
+def test_large_outputs_reuse_freed_blocks():
+    """A freed large output waits in core/block_cache and serves the next request of its size
+    (no fresh, page-faulting mapping); small outputs bypass the cache; the cache empties on
+    request and the reused memory gives the same answer as a fresh one."""
+    _C.block_cache_clear()
+    x = np.random.default_rng(0).standard_normal((8, 64, 56, 56)).astype(np.float32)  # 6.4 MB
+    first = F.max_pool2d(x, 1, 1)  # a copy of x, 6.4 MB
+    np.testing.assert_array_equal(first, x)
+    assert _C.block_cache_bytes() == 0
+    assert first.flags.c_contiguous and first.flags.writeable
+    del first
+    held = _C.block_cache_bytes()
+    assert held >= x.nbytes
+    second = F.max_pool2d(x, 1, 1)  # takes the cached block
+    assert _C.block_cache_bytes() == 0  # it was the only cached block
+    np.testing.assert_array_equal(second, x)
+    small = F.max_pool2d(x[:1, :1], 1, 1)  # 12.5 KB: malloc, never cached
+    del small
+    assert _C.block_cache_bytes() == 0
+    del second
+    assert _C.block_cache_bytes() == held
+    _C.block_cache_clear()
+    assert _C.block_cache_bytes() == 0
+    assert _C.BLOCK_CACHE_MIN_BYTES == 1 << 20 and _C.BLOCK_CACHE_MAX_BYTES == 1 << 30
+
+
+def test_block_cache_stays_bounded():
+    """Freeing more than BLOCK_CACHE_MAX_BYTES of outputs keeps at most that much cached."""
+    _C.block_cache_clear()
+    x = np.ones((64, 1024, 1024), np.float32)  # 256 MiB
+    outs = [F.max_pool2d(x, 1, 1) for _ in range(5)]  # 1.25 GiB
+    del outs
+    assert 0 < _C.block_cache_bytes() <= _C.BLOCK_CACHE_MAX_BYTES
+    _C.block_cache_clear()

@@ -1,6 +1,7 @@
 // init_core.cpp — version, ISA, threads, the roofline probe and the shared shape formulas.
 #include <pybind11/pybind11.h>
 
+#include "core/block_cache.h"
 #include "core/dispatch.h"
 #include "core/shapes.h"
 #include "core/thread_pool.h"
@@ -35,6 +36,11 @@ void init_core(py::module_& m) {
         py::arg("pad"), py::arg("dilation"), py::arg("ceil_mode"));
   m.def("unpool_output_size", &unpool_output_size, py::arg("size"), py::arg("kernel"), py::arg("stride"),
         py::arg("pad"));
+  m.def("block_cache_bytes", &block_cache_bytes,
+        "Bytes of freed large output blocks held for reuse (at most BLOCK_CACHE_MAX_BYTES).");
+  m.def("block_cache_clear", &block_cache_clear, "Return every cached free output block to the system.");
+  m.attr("BLOCK_CACHE_MIN_BYTES") = BLOCK_CACHE_MIN_BYTES;
+  m.attr("BLOCK_CACHE_MAX_BYTES") = BLOCK_CACHE_MAX_BYTES;
 #ifdef PYCNNRNN_WITH_CUDA
   m.attr("built_with_cuda") = true;
 #else

@@ -8,10 +8,12 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "core/block_cache.h"
 #include "core/errors.h"
 
 namespace pycnnrnn {
@@ -86,10 +88,29 @@ inline void check_shape(const py::array& a, const char* name, std::initializer_l
   }
 }
 
-// Allocate a C-contiguous output array of T (the GIL must be held).
+// Allocate a C-contiguous output array of T (the GIL must be held). Its memory comes from
+// core/block_cache (large outputs reuse freed blocks instead of fresh, page-faulting
+// mappings); a capsule returns it when numpy frees the array.
 template <typename T>
 inline py::array_t<T> empty_array(const std::vector<py::ssize_t>& shape) {
-  return py::array_t<T>(shape);
+  size_t n = 1;
+  for (py::ssize_t d : shape) {
+    if (d < 0 || (d > 0 && n > static_cast<size_t>(PTRDIFF_MAX) / sizeof(T) / static_cast<size_t>(d)))
+      throw std::invalid_argument("output array too large");
+    n *= static_cast<size_t>(d);
+  }
+  struct Owner {
+    void* p;
+    size_t bytes;
+  };
+  const size_t bytes = n * sizeof(T);
+  auto* owner = new Owner{block_alloc(bytes), bytes};
+  py::capsule base(owner, [](void* o) {
+    auto* own = static_cast<Owner*>(o);
+    block_free(own->p, own->bytes);
+    delete own;
+  });
+  return py::array_t<T>(shape, static_cast<T*>(owner->p), base);
 }
 
 // True when a is float64 (used to choose the template instance).
