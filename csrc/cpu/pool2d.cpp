@@ -24,6 +24,10 @@
 #include <memory>
 #include <type_traits>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>  // _mm_sfence
+#endif
+
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
 
@@ -178,6 +182,8 @@ static inline void scatter_plane(T* g, const T* go, const int64_t* ix, int64_t o
 // row, exactly torch's order for those elements. Rows are independent, so threads split
 // (plane, oh) pairs and each band is written while it is hot in L1. A plane with an index
 // outside its band is redone afterwards with the plain zero-fill + scatter.
+constexpr int64_t POOL_STREAM_MIN_BYTES = int64_t{32} << 20;
+
 template <typename T>
 static PoolBandFn band_kernel(const Pool2dShape& s) {
   if (!std::is_same<T, float>::value || s.kh != 2 || s.kw != 2 || s.sh != 2 || s.sw != 2 || s.dh != 1 ||
@@ -198,6 +204,9 @@ static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2d
   const void* idx_end = idx + s.planes * out_hw;
   const void* gy_end = gy + s.planes * out_hw;
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, s.OW));
+  // grad_input beyond a cache's worth is streamed past the caches (N=8, 64x224x224: 7.2 -> 4.7
+  // ms); smaller ones stay cached for whoever reads them next (N=1: 0.45 vs 0.6 ms streamed).
+  const bool stream = s.planes * in_hw * int64_t(sizeof(T)) >= POOL_STREAM_MIN_BYTES;
   parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t p = r / s.OH, oh = r % s.OH;
@@ -215,7 +224,8 @@ static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2d
       if (fn != nullptr && b1 - b0 >= 2) {
         // dense SIMD writes of rows b0, b0+1 for outputs [0, ow); zero everything else
         // only outputs whose whole window is inside the row (ceil_mode's last one may be clipped)
-        ow = fn(reinterpret_cast<const float*>(go), ix, reinterpret_cast<float*>(band), s.W, lo, std::min(s.OW, s.W / 2));
+        ow = fn(reinterpret_cast<const float*>(go), ix, reinterpret_cast<float*>(band), s.W, lo, std::min(s.OW, s.W / 2),
+               stream);
         for (int r = 0; r < 2; ++r)
           std::memset(static_cast<void*>(band + r * s.W + 2 * ow), 0, static_cast<size_t>(s.W - 2 * ow) * sizeof(T));
         std::memset(static_cast<void*>(band + 2 * s.W), 0, static_cast<size_t>(n - 2 * s.W) * sizeof(T));
@@ -231,6 +241,9 @@ static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2d
         band[i] += go[ow];
       }
     }
+#if PYCNNRNN_HAVE_X86
+    if (stream) _mm_sfence();  // streamed stores visible before this part reports done
+#endif
   });
 }
 

@@ -60,12 +60,16 @@ using PoolRowFn = int64_t (*)(const PoolRowArgs&);
 // (0 + g at the argmax, +0.0 elsewhere) for full vectors of outputs starting at ow = 0, as
 // long as every index lies in its own window; returns the first output column not done
 // (the caller zeroes the rest of the band and scatter-adds the remaining outputs).
-using PoolBandFn = int64_t (*)(const float* go, const int64_t* ix, float* band, int64_t W, int64_t lo, int64_t OW);
+// stream: non-temporal stores where aligned; the caller issues the store fence (sfence)
+// before other threads may read the band.
+using PoolBandFn = int64_t (*)(const float* go, const int64_t* ix, float* band, int64_t W, int64_t lo, int64_t OW,
+                               bool stream);
 
 namespace pool2d_avx512 {
 int64_t row_f32(const PoolRowArgs& a);
 int64_t row_f64(const PoolRowArgs& a);
-int64_t bwd_band_2x2_f32(const float* go, const int64_t* ix, float* band, int64_t W, int64_t lo, int64_t OW);
+int64_t bwd_band_2x2_f32(const float* go, const int64_t* ix, float* band, int64_t W, int64_t lo, int64_t OW,
+                         bool stream);
 }  // namespace pool2d_avx512
 namespace pool2d_avx2 {
 int64_t row_f32(const PoolRowArgs& a);
