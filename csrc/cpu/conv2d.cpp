@@ -385,8 +385,13 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
   auto images = [&](int64_t n0, int64_t n1, int inner, T* dw) {
     std::fill(dw, dw + WN, T(0));
     std::vector<T> col(pointwise ? 0 : static_cast<size_t>(Kg * pc_max));
+    // Non-pointwise: dW_g^T [Kg][Cog] = sum im2col [Kg][pc] x dY^T [pc][Cog], so the big
+    // column buffer is the GEMM's row-major A (read in place) and only dY is packed
+    // (transposed); one transpose into dW per group at the end.
+    std::vector<T> gwT(pointwise ? 0 : static_cast<size_t>(Kg * Cog));
     for (int64_t g = 0; g < s.groups; ++g) {
       T* gwg = dw + g * Cog * Kg;
+      std::fill(gwT.begin(), gwT.end(), T(0));
       for (int64_t n = n0; n < n1; ++n) {
         const T* dyg = gy + (n * s.Co + g * Cog) * P;
         const T* xg = x + (n * s.C + g * Cg) * HW;
@@ -402,10 +407,15 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
             parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) {
               im2col_block(s, ix, xg, k0, k1 - k0, p0, pc, col.data() + k0 * pc, pc);
             });
-          gemm<T>(false, true, Cog, Kg, pc, T(1), dyg + p0, P, col.data(), pc, T(1), gwg, Kg, conv_gemm_options<T>(),
-                  inner);
+          gemm<T>(false, true, Kg, Cog, pc, T(1), col.data(), pc, dyg + p0, P, T(1), gwT.data(), Cog,
+                  conv_gemm_options<T>(), inner);
         }
       }
+      if (!pointwise)  // gwg[co][k] = gwT[k][co], in 16 x 16 blocks
+        for (int64_t c0 = 0; c0 < Cog; c0 += 16)
+          for (int64_t k0 = 0; k0 < Kg; k0 += 16)
+            for (int64_t co = c0; co < std::min(Cog, c0 + 16); ++co)
+              for (int64_t k = k0; k < std::min(Kg, k0 + 16); ++k) gwg[co * Kg + k] = gwT[k * Cog + co];
     }
   };
   const int bt = batch_threads(s);
