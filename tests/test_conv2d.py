@@ -597,3 +597,21 @@ print("ok")
 def test_functional_exports():
     assert "conv2d" in F.__all__ and "conv2d_backward" in F.__all__
     assert pycnnrnn.F.conv2d is F.conv2d
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "xs,ws,kw",
+    [
+        ((2, 8, 9, 11), (6, 8, 3, 3), {"padding": 1, "stride": 2}),  # implicit GEMM
+        ((1, 32, 10, 9), (32, 32, 3, 3), {"padding": 1}),  # Winograd (odd output width)
+        ((2, 6, 7, 8), (12, 1, 3, 3), {"padding": 1, "groups": 6}),  # depthwise
+        ((2, 8, 7, 7), (5, 8, 1, 1), {}),  # 1x1 as a plain GEMM
+    ],
+)
+def test_conv2d_relu_is_relu_of_conv2d_bit_for_bit(xs, ws, kw, dtype, rng):
+    x, w, b = make_inputs(rng, xs, ws, dtype=dtype)
+    x[0, 0, 0, 0] = np.nan  # NaN stays NaN through the fused ReLU, like np.maximum
+    ref = np.maximum(F.conv2d(x, w, b, **kw), 0)
+    np.testing.assert_array_equal(F.conv2d_relu(x, w, b, **kw), ref)
+    assert np.isnan(ref).any() and (ref == 0).any() and (ref > 0).any()

@@ -572,3 +572,25 @@ def test_recurrent_modules_reexported(rng, name, args, kwargs):
     flat = lambda o: [a for v in o for a in flat(v)] if isinstance(o, tuple) else [o]  # noqa: E731
     for a, b in zip(flat(out), flat(ref), strict=True):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_sequential_fuses_conv_relu_only_without_hooks():
+    """Sequential(Conv2d, ReLU) runs the ReLU fused into the convolution: the same array as
+    running them one by one; a hook on either module (which could observe the conv output)
+    turns the fusion off for that pair."""
+    rng = np.random.default_rng(3)
+    seq = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 8, 3), nn.ReLU())
+    x = rng.standard_normal((2, 4, 9, 9)).astype(np.float32)
+    step = x
+    for m in seq:
+        step = m(step)
+    np.testing.assert_array_equal(seq(x), step)
+    seen = []
+    handle = seq[0].register_forward_hook(lambda mod, args, out: seen.append(out.copy()))
+    np.testing.assert_array_equal(seq(x), step)
+    assert len(seen) == 1 and (seen[0] < 0).any()  # the hook saw the raw conv output
+    handle.remove()
+    calls = []
+    seq[0].forward_relu = lambda inp: calls.append(1) or nn.Conv2d.forward_relu(seq[0], inp)
+    seq(x)
+    assert calls == [1]  # fused again once the hook is gone

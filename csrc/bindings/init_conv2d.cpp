@@ -45,7 +45,7 @@ Conv2dShape make_shape(const py::array& x, const py::array& w, I2 stride, I4 pad
 
 template <typename T>
 py::array forward_impl(const py::array& x, const py::array& w, const py::object& b, const Conv2dShape& s,
-                       ConvAlgo algo) {
+                       ConvAlgo algo, bool relu) {
   const T* xp = in_ptr<T>(x, "input", 4);
   const T* wp = in_ptr<T>(w, "weight", 4);
   const T* bp = opt_in_ptr<T>(b, "bias", 1);
@@ -55,7 +55,7 @@ py::array forward_impl(const py::array& x, const py::array& w, const py::object&
   T* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    conv2d_forward<T>(s, xp, wp, bp, yp, algo);
+    conv2d_forward<T>(s, xp, wp, bp, yp, algo, relu);
   }
   return std::move(y);
 }
@@ -97,15 +97,16 @@ void init_conv2d(py::module_& m) {
   m.def(
       "conv2d_forward",
       [](const py::array& x, const py::array& w, const py::object& b, I2 stride, I4 pad, I2 dil, int64_t groups,
-         int mode, int algo) -> py::array {
+         int mode, int algo, bool relu) -> py::array {
         const Conv2dShape s = make_shape(x, w, stride, pad, dil, groups, mode);
         if (algo < 0 || algo > 3) throw std::invalid_argument(concat("algorithm: unknown code ", algo));
-        if (is_f64(x)) return forward_impl<double>(x, w, b, s, static_cast<ConvAlgo>(algo));
-        return forward_impl<float>(x, w, b, s, static_cast<ConvAlgo>(algo));
+        if (is_f64(x)) return forward_impl<double>(x, w, b, s, static_cast<ConvAlgo>(algo), relu);
+        return forward_impl<float>(x, w, b, s, static_cast<ConvAlgo>(algo), relu);
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algorithm"),
-      "Batched conv2d forward; padding = (top, bottom, left, right). Use pycnnrnn.functional.conv2d.");
+      py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algorithm"), py::arg("relu") = false,
+      "Batched conv2d forward (relu: max(y, 0) fused); padding = (top, bottom, left, right). Use\n"
+      "pycnnrnn.functional.conv2d.");
   m.def(
       "conv2d_backward",
       [](const py::array& gy, const py::array& x, const py::array& w, I2 stride, I4 pad, I2 dil, int64_t groups,

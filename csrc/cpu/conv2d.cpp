@@ -242,7 +242,7 @@ int work_threads(const Conv2dShape& s);
 int batch_threads(const Conv2dShape& s);
 
 template <typename T>
-void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu = false) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W;
   const ConvIndex ix(s);
   const bool pointwise = is_pointwise(s);
@@ -260,6 +260,7 @@ void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y
     const T* xg = x + (n * s.C + g * Cg) * HW;
     T* yg = y + (n * s.Co + g * Cog) * P;
     GemmEpilogue<T> ep = conv_gemm_options<T>();
+    ep.relu = relu;
     if (b) {
       ep.bias = b + g * Cog;
       ep.bias_kind = BiasKind::row;
@@ -469,12 +470,21 @@ ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested) {
 }
 
 template <typename T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo) {
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo, bool relu) {
   if (s.N == 0) return;
   switch (conv2d_choose_algo(s, algo)) {
-    case ConvAlgo::depthwise: depthwise_forward(s, x, w, b, y); return;
-    case ConvAlgo::winograd: winograd_forward(s, x, w, b, y); return;
-    default: forward_gemm(s, x, w, b, y); return;
+    case ConvAlgo::depthwise: {
+      depthwise_forward(s, x, w, b, y);
+      if (relu) {
+        const int64_t n = s.N * s.Co * s.OH * s.OW;
+        parallel_for(n, int64_t{1} << 16, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i) y[i] = y[i] < T(0) ? T(0) : y[i];  // NaN kept
+        });
+      }
+      return;
+    }
+    case ConvAlgo::winograd: winograd_forward(s, x, w, b, y, relu); return;
+    default: forward_gemm(s, x, w, b, y, relu); return;
   }
 }
 
@@ -525,9 +535,10 @@ void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, 
   }
 }
 
-template void conv2d_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, ConvAlgo);
+template void conv2d_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, ConvAlgo,
+                                    bool);
 template void conv2d_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,
-                                     ConvAlgo);
+                                     ConvAlgo, bool);
 template void conv2d_backward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, float*,
                                      float*);
 template void conv2d_backward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,

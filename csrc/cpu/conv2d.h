@@ -73,7 +73,9 @@ void conv2d_backward_naive(const Conv2dShape& s, const double* gy, const double*
 
 // ---- the fast driver ----------------------------------------------------------------------
 template <typename T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo = ConvAlgo::auto_);
+// relu: y = max(y, 0) fused into the output stage (NaN kept), as nn.Sequential(Conv2d, ReLU) runs.
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo = ConvAlgo::auto_,
+                    bool relu = false);
 
 template <typename T>
 void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb);
@@ -90,7 +92,7 @@ GemmEpilogue<T> conv_gemm_options() {
 
 bool winograd_applies(const Conv2dShape& s);
 template <typename T>
-void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y);
+void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu);
 
 // Which algorithm `auto` (or a forced request) runs for this shape; throws if a forced one
 // does not apply.

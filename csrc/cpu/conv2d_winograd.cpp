@@ -132,10 +132,10 @@ void transform_input(const Conv2dShape& s, const T* xn, int64_t TW, int64_t th0,
   });
 }
 
-// y[co][2th + a][2tw + b] = (A^T M A)[a][b] + bias[co], clipped to OH x OW.
+// y[co][2th + a][2tw + b] = (A^T M A)[a][b] + bias[co] (then max(., 0) if relu), clipped to OH x OW.
 template <typename T>
 void transform_output(const Conv2dShape& s, const T* M, int64_t TW, int64_t th0, int64_t th1, int64_t tc,
-                      const T* b, T* yn) {
+                      const T* b, bool relu, T* yn) {
   const int64_t plane = s.Co * tc;
   const auto output_row = kernels<T>().output_row;
   parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
@@ -145,7 +145,7 @@ void transform_output(const Conv2dShape& s, const T* M, int64_t TW, int64_t th0,
       for (int64_t th = th0; th < th1; ++th) {
         T* out0 = yn + (co * s.OH + 2 * th) * s.OW;
         T* out1 = 2 * th + 1 < s.OH ? out0 + s.OW : nullptr;
-        output_row(M + co * tc + (th - th0) * TW, plane, TW, bias, out0, out1, s.OW, scratch.data());
+        output_row(M + co * tc + (th - th0) * TW, plane, TW, bias, relu, out0, out1, s.OW, scratch.data());
       }
     }
   });
@@ -154,7 +154,7 @@ void transform_output(const Conv2dShape& s, const T* M, int64_t TW, int64_t th0,
 }  // namespace
 
 template <typename T>
-void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y) {
+void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu) {
   const int64_t TH = (s.OH + 1) / 2, TW = (s.OW + 1) / 2;
   const int nt = get_num_threads();
   // The 16 transformed weight matrices U[xi] [Co][C], once for all images and chunks; the
@@ -182,7 +182,7 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
         const int64_t th1 = std::min(TH, th0 + rows_l2), tc = (th1 - th0) * TW;
         transform_input(s, x + n * s.C * s.H * s.W, TW, th0, th1, V, tc);  // nested: runs serially
         gemms(V, M, tc, 0, 16);
-        transform_output(s, M, TW, th0, th1, tc, b, y + n * s.Co * s.OH * s.OW);
+        transform_output(s, M, TW, th0, th1, tc, b, relu, y + n * s.Co * s.OH * s.OW);
       }
     });
     return;
@@ -203,12 +203,13 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
         split_range(16, tid, nthr, 1, &x0, &x1);
         gemms(V.get(), M.get(), tc, x0, x1);
       });
-      transform_output(s, M.get(), TW, th0, th1, tc, b, yn);
+      transform_output(s, M.get(), TW, th0, th1, tc, b, relu, yn);
     }
   }
 }
 
-template void winograd_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*);
-template void winograd_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*);
+template void winograd_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, bool);
+template void winograd_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,
+                                       bool);
 
 }  // namespace pycnnrnn

@@ -18,9 +18,11 @@ struct WinogradKernels {
   // v[xi * plane + tw] = (B^T d B)[xi / 4][xi % 4] of tile tw. scratch: 4 * (TW + 1).
   void (*input_row)(const T* const r[4], int64_t TW, T* v, int64_t plane, T* scratch);
   // One tile row of one output channel: m[xi * plane + tw] -> out0 (output row 2 th) and out1
-  // (row 2 th + 1, nullptr when it lies past the output), OW columns: (A^T M A) + bias.
+  // (row 2 th + 1, nullptr when it lies past the output), OW columns: (A^T M A) + bias, then
+  // max(., 0) keeping NaN if relu.
   // scratch: 8 * TW elements.
-  void (*output_row)(const T* m, int64_t plane, int64_t TW, T bias, T* out0, T* out1, int64_t OW, T* scratch);
+  void (*output_row)(const T* m, int64_t plane, int64_t TW, T bias, bool relu, T* out0, T* out1, int64_t OW,
+                     T* scratch);
 };
 
 namespace winograd_avx512 {

@@ -98,6 +98,13 @@ class Conv2d(Module):
             self.padding_mode,
         )
 
+    def forward_relu(self, input: np.ndarray) -> np.ndarray:
+        """ReLU()(self(input)) in one pass: the ReLU fused into the convolution's output stage
+        (nn.Sequential takes it for a Conv2d followed by a ReLU when neither has hooks)."""
+        return F.conv2d_relu(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.padding_mode
+        )
+
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):

@@ -31,7 +31,7 @@ import numpy as np
 from .. import _C
 from ._validate import as_float_array, check_int, check_ndim, check_numel, pair
 
-__all__ = ["conv2d", "conv2d_backward"]
+__all__ = ["conv2d", "conv2d_backward", "conv2d_relu"]
 
 _MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 _SIZE_LIMIT = 1 << 40  # spatial extents beyond this cannot index a real array and would overflow int64 maths
@@ -145,6 +145,16 @@ def conv2d(
     algorithm="auto",
 ):
     """2-D convolution, torch.nn.functional.conv2d semantics plus nn.Conv2d's padding_mode."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, relu=False)
+
+
+def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """max(conv2d(...), 0) with the ReLU fused into the convolution's output stage (NaN kept,
+    bit-identical to applying it afterwards); nn.Sequential uses it for Conv2d -> ReLU."""
+    return _conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode, "auto", relu=True)
+
+
+def _conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, relu):
     cv = _Conv(input, weight, stride, padding, dilation, groups, padding_mode)
     if not isinstance(algorithm, str) or algorithm not in _ALGOS:
         raise ValueError(f"algorithm must be one of {sorted(_ALGOS)}, got {algorithm!r}")
@@ -160,7 +170,7 @@ def conv2d(
             raise ValueError(f"bias must have shape ({co},) (out_channels), got {b.shape}")
     if cv.out_shape4[0] == 0:
         return np.empty(cv.out_shape, dtype=cv.x.dtype)
-    y = _C.conv2d_forward(cv.x4, cv.w, b, *cv.args(), _ALGOS[algorithm])
+    y = _C.conv2d_forward(cv.x4, cv.w, b, *cv.args(), _ALGOS[algorithm], relu)
     return y if cv.batched else y[0]
 
 
