@@ -66,6 +66,11 @@ void ukr_body(int64_t kc, const typename S::T* a, int64_t lda, const typename S:
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) row[i] = kRowsA ? a + std::min(i, m - 1) * lda : a + i;
   const int64_t astep = kRowsA ? 1 : MR;
+  // C tiles that are read (beta != 0, e.g. every KC block after the first) usually come from
+  // L3 or memory: start fetching them now, the k loop hides the latency.
+  if (p->beta != T(0))
+    for (int i = 0; i < m; ++i)
+      for (int j = 0; j < NV; ++j) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + j * S::L), _MM_HINT_T0);
   const T alpha = p->alpha;
   const V valpha = S::set1(alpha);
   const int64_t ksub = p->ksub > 0 ? p->ksub : kc;
