@@ -185,3 +185,16 @@ def test_block_cache_stays_bounded():
     del outs
     assert 0 < _C.block_cache_bytes() <= _C.BLOCK_CACHE_MAX_BYTES
     _C.block_cache_clear()
+
+
+def test_empty_allocates_like_numpy_empty_from_the_block_cache():
+    for dtype in (np.float32, np.float64, np.int64):
+        a = _C.empty((3, 0, 2), np.dtype(dtype))
+        assert a.shape == (3, 0, 2) and a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
+    big = _C.empty((1 << 19,), np.dtype(np.float32))  # 2 MiB: from the cache's mappings
+    big[:] = 1.5
+    assert big.sum() == 1.5 * (1 << 19)
+    with pytest.raises(ValueError, match="negative dimension"):
+        _C.empty((2, -1), np.dtype(np.float32))
+    with pytest.raises(ValueError, match="dtype must be float32, float64 or int64, got int8"):
+        _C.empty((2,), np.dtype(np.int8))

@@ -1,6 +1,9 @@
 // init_core.cpp — version, ISA, threads, the roofline probe and the shared shape formulas.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include "bindings/numpy_args.h"
 #include "core/block_cache.h"
 #include "core/dispatch.h"
 #include "core/shapes.h"
@@ -36,6 +39,20 @@ void init_core(py::module_& m) {
         py::arg("pad"), py::arg("dilation"), py::arg("ceil_mode"));
   m.def("unpool_output_size", &unpool_output_size, py::arg("size"), py::arg("kernel"), py::arg("stride"),
         py::arg("pad"));
+  m.def(
+      "empty",
+      [](const std::vector<py::ssize_t>& shape, const py::dtype& dtype) -> py::array {
+        for (py::ssize_t d : shape)
+          if (d < 0) throw std::invalid_argument(concat("empty: negative dimension in shape, got ", d));
+        if (dtype.is(py::dtype::of<float>())) return empty_array<float>(shape);
+        if (dtype.is(py::dtype::of<double>())) return empty_array<double>(shape);
+        if (dtype.is(py::dtype::of<int64_t>())) return empty_array<int64_t>(shape);
+        throw std::invalid_argument(concat("empty: dtype must be float32, float64 or int64, got ",
+                                           std::string(py::str(dtype))));
+      },
+      py::arg("shape"), py::arg("dtype"),
+      "An uninitialised C-contiguous array like numpy.empty, its memory from the output block cache\n"
+      "(what the ops' Python layer allocates for outputs and workspaces).");
   m.def("block_cache_bytes", &block_cache_bytes,
         "Bytes of freed large output blocks held for reuse (at most BLOCK_CACHE_MAX_BYTES).");
   m.def("block_cache_clear", &block_cache_clear, "Return every cached free output block to the system.");

@@ -225,18 +225,18 @@ def rnn_forward(
     h0, c0 = cfg.hidden(hx)
     T, B, D, K, H, L = cfg.T, cfg.B, cfg.D, cfg.K, cfg.H, cfg.num_layers
     lstm = mode == "lstm"
-    h_n = np.empty((L * D, B, K), cfg.dtype)
-    c_n = np.empty((L * D, B, H), cfg.dtype) if lstm else None
+    h_n = _C.empty((L * D, B, K), cfg.dtype)
+    c_n = _C.empty((L * D, B, H), cfg.dtype) if lstm else None
     use_dropout = training and dropout > 0 and L > 1
     rng = np.random.default_rng(dropout_seed) if use_dropout and dropout_masks is None else None
     ws_list, inputs, masks = [], [], []
     layer_in = cfg.x
     for layer in range(L):
-        out = np.empty((T, B, D * K), cfg.dtype)
+        out = _C.empty((T, B, D * K), cfg.dtype)
         for d in range(D):
             w_ih, w_hh, b_ih, b_hh, w_hr = cfg.layers[layer][d]
             idx = layer * D + d
-            ws = np.empty(_C.rnn_workspace_size(MODES[mode], T, B, H, cfg.proj_size), cfg.dtype) if need_saved else None
+            ws = _C.empty((_C.rnn_workspace_size(MODES[mode], T, B, H, cfg.proj_size),), cfg.dtype) if need_saved else None
             _C.rnn_layer_forward(
                 MODES[mode], d == 1, layer_in,
                 None if h0 is None else h0[idx], None if c0 is None else c0[idx],
@@ -295,21 +295,21 @@ def rnn_backward(
     dy = None if grad_output is None else cfg.from_user(grad_output, "grad_output", (T, B, D * K))
     dhn = None if grad_h_n is None else cfg.state(grad_h_n, "grad_h_n", K)
     dcn = None if (grad_c_n is None or not lstm) else cfg.state(grad_c_n, "grad_c_n", H)
-    dh0 = np.empty((L * D, B, K), cfg.dtype)
-    dc0 = np.empty((L * D, B, H), cfg.dtype) if lstm else None
+    dh0 = _C.empty((L * D, B, K), cfg.dtype)
+    dc0 = _C.empty((L * D, B, H), cfg.dtype) if lstm else None
     grads = [None] * (len(params))
     per = 2 + (2 if cfg.bias else 0) + (1 if cfg.proj_size else 0)
     for layer in reversed(range(L)):
         layer_in = cfg.x if layer == 0 else as_float_array(inputs[layer - 1], f"saved input of layer {layer}", cfg.dtype)
-        dx = np.empty(layer_in.shape, cfg.dtype)
+        dx = _C.empty(layer_in.shape, cfg.dtype)
         for d in range(D):
             w_ih, w_hh, b_ih, b_hh, w_hr = cfg.layers[layer][d]
             idx = layer * D + d
-            g = [np.empty_like(w_ih), np.empty_like(w_hh)]
+            g = [_C.empty(w_ih.shape, cfg.dtype), _C.empty(w_hh.shape, cfg.dtype)]
             if cfg.bias:
-                g += [np.empty_like(b_ih), np.empty_like(b_hh)]
+                g += [_C.empty(b_ih.shape, cfg.dtype), _C.empty(b_hh.shape, cfg.dtype)]
             if cfg.proj_size:
-                g.append(np.empty_like(w_hr))
+                g.append(_C.empty(w_hr.shape, cfg.dtype))
             _C.rnn_layer_backward(
                 MODES[mode], d == 1, layer_in, w_ih, w_hh, w_hr, cfg.lengths, ws_list[idx],
                 dy, d * K, None if dhn is None else dhn[idx], None if dcn is None else dcn[idx],
