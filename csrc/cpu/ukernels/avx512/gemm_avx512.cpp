@@ -20,6 +20,7 @@ namespace {
 struct F32 {
   using T = float;
   using V = __m512;
+  using M = uint32_t;
   static constexpr int L = 16;
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const T* p) { return _mm512_loadu_ps(p); }
@@ -39,6 +40,7 @@ struct F32 {
 struct F64 {
   using T = double;
   using V = __m512d;
+  using M = uint32_t;
   static constexpr int L = 8;
   static V zero() { return _mm512_setzero_pd(); }
   static V load(const T* p) { return _mm512_loadu_pd(p); }
@@ -54,93 +56,7 @@ struct F64 {
   static T hsum(V v) { return _mm512_reduce_add_pd(v); }
 };
 
-// C[m x n] (= MR x NV*L tile, masked) from a (kc x MR packed) and b (kc rows, stride bs).
-template <class S, int MR, int NV, bool kRowsA>
-void ukr_body(int64_t kc, const typename S::T* a, int64_t lda, const typename S::T* b, int64_t bs,
-              typename S::T* c, int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
-  using T = typename S::T;
-  using V = typename S::V;
-  // In-place rows: row i of the tile (clamped to the last real row: padding rows only feed
-  // accumulators that are never stored).
-  const T* row[MR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) row[i] = kRowsA ? a + std::min(i, m - 1) * lda : a + i;
-  const int64_t astep = kRowsA ? 1 : MR;
-  // C tiles that are read (beta != 0, e.g. every KC block after the first) usually come from
-  // L3 or memory: start fetching them now, the k loop hides the latency.
-  if (p->beta != T(0))
-    for (int i = 0; i < m; ++i)
-      for (int j = 0; j < NV; ++j) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + j * S::L), _MM_HINT_T0);
-  const T alpha = p->alpha;
-  const V valpha = S::set1(alpha);
-  const int64_t ksub = p->ksub > 0 ? p->ksub : kc;
-  for (int64_t k0 = 0; k0 < kc; k0 += ksub) {  // sub-blocks: see gemm_ukernel.h
-    const int64_t k1 = std::min<int64_t>(kc, k0 + ksub);
-    V acc[MR][NV];
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) acc[i][j] = S::zero();
-#pragma GCC unroll 4
-    for (int64_t k = k0; k < k1; ++k) {
-      V bv[NV];
-#pragma GCC unroll 16
-      for (int j = 0; j < NV; ++j) bv[j] = S::load(b + j * S::L);
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        V av = S::set1(row[i][k * astep]);
-#pragma GCC unroll 16
-        for (int j = 0; j < NV; ++j) acc[i][j] = S::fma(av, bv[j], acc[i][j]);
-      }
-      b += bs;
-    }
-    // C tile += this sub-block (the first applies beta, the last the epilogue)
-    const bool final = k1 == kc;
-    const T beta = k0 == 0 ? p->beta : T(1);
-    const V vbeta = S::set1(beta);
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i) {
-      if (i >= m) break;
-      T* cr = c + i * ldc;
-#pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) {
-        const int nn = n - j * S::L;
-        if (nn <= 0) break;
-        const uint32_t mk = S::mask(nn);
-        V v = acc[i][j];
-        if (alpha != T(1)) v = S::mul(v, valpha);
-        if (beta != T(0)) v = S::fma(vbeta, S::loadm(mk, cr + j * S::L), v);
-        if (final && p->bias_row) v = S::add(v, S::set1(p->bias_row[i]));
-        if (final && p->bias_col) v = S::add(v, S::loadm(mk, p->bias_col + j * S::L));
-        if (final && p->relu) v = S::relu(v);
-        if (nn >= S::L)
-          S::store(cr + j * S::L, v);
-        else
-          S::storem(cr + j * S::L, mk, v);
-      }
-    }
-  }
-}
-
-template <class S, int MR, int NV>
-void ukr(int64_t kc, const typename S::T* a, int64_t lda, const typename S::T* b, int64_t bs, typename S::T* c,
-         int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
-  if (lda > 0)
-    ukr_body<S, MR, NV, true>(kc, a, lda, b, bs, c, ldc, m, n, p);
-  else
-    ukr_body<S, MR, NV, false>(kc, a, 0, b, bs, c, ldc, m, n, p);
-}
-
-// A tile of n <= (NV-1)*L columns (the last panel of an N that is not a multiple of NR, e.g.
-// 196 = 3*64 + 4 for a 14x14 conv) runs a narrower register tile instead of masked full width.
-template <class S, int MR, int NV>
-void ukr_any_n(int64_t kc, const typename S::T* a, int64_t lda, const typename S::T* b, int64_t bs,
-               typename S::T* c, int64_t ldc, int m, int n, const UkrParams<typename S::T>* p) {
-  if constexpr (NV > 1) {
-    if (n <= (NV - 1) * S::L) return ukr_any_n<S, MR, NV - 1>(kc, a, lda, b, bs, c, ldc, m, n, p);
-  }
-  ukr<S, MR, NV>(kc, a, lda, b, bs, c, ldc, m, n, p);
-}
+#include "cpu/gemm_ukr.inc"
 
 void ukr_f32(int64_t kc, const float* a, int64_t lda, const float* b, int64_t bs, float* c, int64_t ldc, int m, int n,
              const UkrParams<float>* p) {
