@@ -373,8 +373,8 @@ void backward_data_gemm(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
   }
 }
 
-// grad_weight: dW_g[Cog][Kg] = sum_n dY_g[n][Cog][P] x im2col(x[n]_g)[Kg][P]^T, accumulated
-// image by image, chunk by chunk. With a batch split, thread t sums its own images into a
+// grad_weight: dW_g[Cog][Kg] = sum_n dY_g[n][Cog][P] x im2col(x[n]_g)[Kg][P]^T, summed
+// image by image in order. With a batch split, thread t sums its own images into a
 // private partial (thread 0 into gw), then gw += partial_1 + ... + partial_{nt-1} in that
 // order: deterministic for a given thread count, no atomics.
 template <typename T>
@@ -383,40 +383,47 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
   const bool pointwise = is_pointwise(s);
   const ConvIndex ix(s);
   const int64_t pc_max = chunk_cols(s);
+  // Each image's dW_g goes into its own buffer (beta = 0, then the chunks) and is added to the
+  // running sum once: the float sums then carry about 64 + P/64 + N terms per element instead
+  // of the N * P / 64 partial sums a running beta = 1 accumulation over all images adds.
+  // Non-pointwise: dW_g^T [Kg][Cog] = sum im2col [Kg][pc] x dY^T [pc][Cog], so the big column
+  // buffer is the GEMM's row-major A (read in place) and only dY is packed (transposed); one
+  // transpose into dW per group at the end. Pointwise: dW_g [Cog][Cg] = dY_g x x_g^T directly.
   auto images = [&](int64_t n0, int64_t n1, int inner, T* dw) {
-    std::fill(dw, dw + WN, T(0));
     std::vector<T> col(pointwise ? 0 : static_cast<size_t>(Kg * pc_max));
-    // Non-pointwise: dW_g^T [Kg][Cog] = sum im2col [Kg][pc] x dY^T [pc][Cog], so the big
-    // column buffer is the GEMM's row-major A (read in place) and only dY is packed
-    // (transposed); one transpose into dW per group at the end.
-    std::vector<T> gwT(pointwise ? 0 : static_cast<size_t>(Kg * Cog));
+    std::vector<T> sum(static_cast<size_t>(Kg * Cog)), one(n1 - n0 > 1 ? static_cast<size_t>(Kg * Cog) : 0);
     for (int64_t g = 0; g < s.groups; ++g) {
       T* gwg = dw + g * Cog * Kg;
-      std::fill(gwT.begin(), gwT.end(), T(0));
       for (int64_t n = n0; n < n1; ++n) {
+        T* dst = n == n0 ? sum.data() : one.data();
         const T* dyg = gy + (n * s.Co + g * Cog) * P;
         const T* xg = x + (n * s.C + g * Cg) * HW;
         if (pointwise) {
-          gemm<T>(false, true, Cog, Cg, P, T(1), dyg, P, xg, HW, T(1), gwg, Kg, conv_gemm_options<T>(), inner);
-          continue;
+          gemm<T>(false, true, Cog, Cg, P, T(1), dyg, P, xg, HW, T(0), dst, Kg, conv_gemm_options<T>(), inner);
+        } else {
+          for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
+            const int64_t pc = std::min(pc_max, P - p0);
+            if (inner == 1)
+              im2col_block(s, ix, xg, 0, Kg, p0, pc, col.data(), pc);
+            else
+              parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) {
+                im2col_block(s, ix, xg, k0, k1 - k0, p0, pc, col.data() + k0 * pc, pc);
+              });
+            gemm<T>(false, true, Kg, Cog, pc, T(1), col.data(), pc, dyg + p0, P, p0 == 0 ? T(0) : T(1), dst, Cog,
+                    conv_gemm_options<T>(), inner);
+          }
         }
-        for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
-          const int64_t pc = std::min(pc_max, P - p0);
-          if (inner == 1)
-            im2col_block(s, ix, xg, 0, Kg, p0, pc, col.data(), pc);
-          else
-            parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) {
-              im2col_block(s, ix, xg, k0, k1 - k0, p0, pc, col.data() + k0 * pc, pc);
-            });
-          gemm<T>(false, true, Kg, Cog, pc, T(1), col.data(), pc, dyg + p0, P, T(1), gwT.data(), Cog,
-                  conv_gemm_options<T>(), inner);
-        }
+        if (n != n0)
+          for (size_t e = 0; e < sum.size(); ++e) sum[e] += one[e];
       }
-      if (!pointwise)  // gwg[co][k] = gwT[k][co], in 16 x 16 blocks
+      if (pointwise) {
+        std::copy(sum.begin(), sum.end(), gwg);
+      } else {  // gwg[co][k] = sum[k][co], in 16 x 16 blocks
         for (int64_t c0 = 0; c0 < Cog; c0 += 16)
           for (int64_t k0 = 0; k0 < Kg; k0 += 16)
             for (int64_t co = c0; co < std::min(Cog, c0 + 16); ++co)
-              for (int64_t k = k0; k < std::min(Kg, k0 + 16); ++k) gwg[co * Kg + k] = gwT[k * Cog + co];
+              for (int64_t k = k0; k < std::min(Kg, k0 + 16); ++k) gwg[co * Kg + k] = sum[k * Cog + co];
+      }
     }
   };
   const int bt = batch_threads(s);
