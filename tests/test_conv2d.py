@@ -615,3 +615,33 @@ def test_conv2d_relu_is_relu_of_conv2d_bit_for_bit(xs, ws, kw, dtype, rng):
     ref = np.maximum(F.conv2d(x, w, b, **kw), 0)
     np.testing.assert_array_equal(F.conv2d_relu(x, w, b, **kw), ref)
     assert np.isnan(ref).any() and (ref == 0).any() and (ref > 0).any()
+
+
+@needs_torch
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    "xs,co,kw",
+    [
+        ((2, 32, 9, 7), 40, {"padding": 1}),  # odd output: tiles cut at the bottom/right edge
+        ((1, 64, 6, 5), 32, {"padding": 0}),
+        ((3, 32, 8, 11), 32, {"padding": 1, "padding_mode": "reflect"}),
+        ((1, 33, 3, 3), 35, {"padding": 1, "padding_mode": "circular"}),
+        ((2, 32, 4, 4), 32, {"padding": 2, "padding_mode": "replicate"}),
+        ((8, 64, 20, 20), 64, {"padding": 1}),  # long reduction: N * 400 positions
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_grad_weight_matches_torch(xs, co, kw, dtype, rng):
+    """3x3 stride-1 layers with C_in, C_out >= 32 take grad_weight through the Winograd
+    transforms (conv2d_winograd.cpp): against torch's float64 gradient within the error gate
+    (float32) or to 1e-12 (float64), every padding mode."""
+    x, w, _ = make_inputs(rng, xs, (co, xs[1], 3, 3), dtype=dtype)
+    y64, *_ = torch_conv(x, w, None, dtype=np.float64, **kw)
+    gy = rng.standard_normal(y64.shape).astype(dtype)
+    _, _, gw64, _ = torch_conv(x, w, None, dtype=np.float64, grad_output=gy, **kw)
+    _, gw, _ = F.conv2d_backward(gy, x, w, **kw, output_mask=(False, True, False))
+    if dtype == np.float64:
+        np.testing.assert_allclose(gw, gw64, rtol=1e-12, atol=1e-12)
+    else:
+        _, _, gw32, _ = torch_conv(x, w, None, dtype=np.float32, grad_output=gy, **kw)
+        assert_error_gate(gw, gw64, gw32, what=f"winograd grad_weight {xs} {kw}")

@@ -533,7 +533,12 @@ void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* 
 template <typename T>
 void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb) {
   if (gb) backward_bias(s, gy, gb);
-  if (gw) backward_weight_gemm(s, gy, x, gw);
+  if (gw) {
+    if (winograd_preferred(s) && s.N > 0)
+      winograd_backward_weight(s, gy, x, gw);
+    else
+      backward_weight_gemm(s, gy, x, gw);
+  }
   if (gx && s.N > 0) {
     if (backward_data_as_forward_applies(s))
       backward_data_as_forward(s, gy, w, gx);

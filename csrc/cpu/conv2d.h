@@ -93,6 +93,9 @@ GemmEpilogue<T> conv_gemm_options() {
 bool winograd_applies(const Conv2dShape& s);
 template <typename T>
 void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu);
+// grad_weight of a Winograd-shaped layer (winograd_applies) through the same transforms.
+template <typename T>
+void winograd_backward_weight(const Conv2dShape& s, const T* gy, const T* x, T* gw);
 
 // Which algorithm `auto` (or a forced request) runs for this shape; throws if a forced one
 // does not apply.

@@ -23,6 +23,10 @@ struct WinogradKernels {
   // scratch: 8 * TW elements.
   void (*output_row)(const T* m, int64_t plane, int64_t TW, T bias, bool relu, T* out0, T* out1, int64_t OW,
                      T* scratch);
+  // grad_weight: Z[xi * plane + tw] = (A dY A^T)[xi / 4][xi % 4] for the 2x2 output-gradient
+  // tiles of output rows r0 (2 th) and r1 (2 th + 1, nullptr past the output), OW columns
+  // (zero past them). scratch: 6 * TW elements.
+  void (*output_grad_row)(const T* r0, const T* r1, int64_t OW, int64_t TW, T* z, int64_t plane, T* scratch);
 };
 
 namespace winograd_avx512 {
