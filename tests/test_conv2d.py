@@ -622,19 +622,19 @@ def test_conv2d_relu_is_relu_of_conv2d_bit_for_bit(xs, ws, kw, dtype, rng):
 @pytest.mark.parametrize(
     "xs,co,kw",
     [
-        ((2, 32, 9, 7), 40, {"padding": 1}),  # odd output: tiles cut at the bottom/right edge
-        ((1, 64, 6, 5), 32, {"padding": 0}),
-        ((3, 32, 8, 11), 32, {"padding": 1, "padding_mode": "reflect"}),
-        ((1, 33, 3, 3), 35, {"padding": 1, "padding_mode": "circular"}),
-        ((2, 32, 4, 4), 32, {"padding": 2, "padding_mode": "replicate"}),
+        ((2, 32, 17, 19), 40, {"padding": 1}),  # odd output: tiles cut at the bottom/right edge
+        ((1, 64, 20, 19), 32, {"padding": 0}),
+        ((3, 32, 16, 21), 32, {"padding": 1, "padding_mode": "reflect"}),
+        ((1, 33, 16, 16), 35, {"padding": 1, "padding_mode": "circular"}),
+        ((2, 32, 15, 15), 32, {"padding": 2, "padding_mode": "replicate"}),
         ((8, 64, 20, 20), 64, {"padding": 1}),  # long reduction: N * 400 positions
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_winograd_grad_weight_matches_torch(xs, co, kw, dtype, rng):
-    """3x3 stride-1 layers with C_in, C_out >= 32 take grad_weight through the Winograd
-    transforms (conv2d_winograd.cpp): against torch's float64 gradient within the error gate
-    (float32) or to 1e-12 (float64), every padding mode."""
+    """3x3 stride-1 layers with C_in, C_out >= 32 and >= 16x16 outputs take grad_weight through
+    the Winograd transforms (conv2d_winograd.cpp): against torch's float64 gradient within the
+    error gate (float32) or to 1e-12 (float64), every padding mode."""
     x, w, _ = make_inputs(rng, xs, (co, xs[1], 3, 3), dtype=dtype)
     y64, *_ = torch_conv(x, w, None, dtype=np.float64, **kw)
     gy = rng.standard_normal(y64.shape).astype(dtype)
@@ -645,3 +645,16 @@ def test_winograd_grad_weight_matches_torch(xs, co, kw, dtype, rng):
     else:
         _, _, gw32, _ = torch_conv(x, w, None, dtype=np.float32, grad_output=gy, **kw)
         assert_error_gate(gw, gw64, gw32, what=f"winograd grad_weight {xs} {kw}")
+
+
+def test_small_maps_keep_structural_zeros_in_grad_weight(rng):
+    """Below 16x16 outputs grad_weight stays on the zero-exact GEMM path: a tap whose products
+    are all zero gives exactly 0 (Winograd's G^T M G leaves rounding residue there, which Adam
+    would turn into a full step)."""
+    x = rng.standard_normal((4, 32, 8, 8)).astype(np.float32)
+    gy = np.zeros((4, 32, 8, 8), np.float32)
+    gy[:, :, 0, :] = rng.standard_normal((4, 32, 8))  # gradient only in output row 0
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    _, gw, _ = F.conv2d_backward(gy, x, w, padding=1, output_mask=(False, True, False))
+    assert np.array_equal(gw[:, :, 0, :], np.zeros_like(gw[:, :, 0, :]))  # row 0 reads only the padding
+    assert (gw[:, :, 1:, :] != 0).all()

@@ -23,6 +23,7 @@ namespace pycnnrnn {
 // auto picks Winograd F(2x2, 3x3) when C_in and C_out >= WINOGRAD_MIN_CHANNELS (see
 // winograd_preferred).
 constexpr int64_t WINOGRAD_MIN_CHANNELS = 32;
+constexpr int64_t WINOGRAD_GRAD_WEIGHT_MIN_OUTPUTS = 16 * 16;  // see conv2d_backward
 
 void Conv2dShape::finalize() {
   PYC_CHECK(N >= 0, "input batch size must be >= 0, got ", N);
@@ -534,7 +535,11 @@ template <typename T>
 void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb) {
   if (gb) backward_bias(s, gy, gb);
   if (gw) {
-    if (winograd_preferred(s) && s.N > 0)
+    // Winograd's grad_weight is accurate (max error below torch's) but not zero-exact: a tap
+    // whose products are all zero comes out as +-1e-10-sized rounding residue of G^T M G
+    // instead of 0, which Adam turns into a full-size step. Kept to maps of at least 16x16
+    // outputs, where it pays (VGG layers); small maps take the zero-exact GEMM path.
+    if (winograd_preferred(s) && s.N > 0 && s.OH * s.OW >= WINOGRAD_GRAD_WEIGHT_MIN_OUTPUTS)
       winograd_backward_weight(s, gy, x, gw);
     else
       backward_weight_gemm(s, gy, x, gw);
