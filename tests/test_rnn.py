@@ -504,12 +504,18 @@ def _nn():
 def test_modules_load_torch_state_dict(name, args, kwargs, rng):
     torch.manual_seed(3)
     tm = getattr(torch.nn, name)(*args, **kwargs)
+    from pycnnrnn.nn import init
+
+    init.manual_seed(3)
     om = getattr(_nn(), name)(*args, **kwargs)
     assert list(om.state_dict().keys()) == list(tm.state_dict().keys())
+    bound = 1 / np.sqrt(args[1])
     for k, v in om.state_dict().items():
         assert v.shape == tuple(tm.state_dict()[k].shape) and v.dtype == np.float32, k
-        bound = 1 / np.sqrt(args[1])
-        assert np.abs(v).max() <= bound and np.abs(v).max() > 0.5 * bound, f"{k}: init not U(-1/sqrt(H), 1/sqrt(H))"
+        assert np.abs(v).max() <= bound, f"{k}: init not U(-1/sqrt(H), 1/sqrt(H))"
+    # the range is filled: over all (hundreds of) draws the largest magnitude nears the bound
+    # (per 8-element bias, max < bound/2 happens for 1 draw in 256)
+    assert max(np.abs(v).max() for v in om.state_dict().values()) > 0.9 * bound
     assert repr(om) == repr(tm)
     om.load_state_dict(tm.state_dict())
     x = rng.standard_normal((3, 4, 5)).astype(np.float32)
