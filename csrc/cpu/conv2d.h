@@ -72,8 +72,8 @@ void conv2d_backward_naive(const Conv2dShape& s, const double* gy, const double*
                            double* gw, double* gb);
 
 // ---- the fast driver ----------------------------------------------------------------------
-template <typename T>
 // relu: y = max(y, 0) fused into the output stage (NaN kept), as nn.Sequential(Conv2d, ReLU) runs.
+template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo = ConvAlgo::auto_,
                     bool relu = false);
 

@@ -1,5 +1,5 @@
-// conv2d_winograd.cpp — Winograd F(2x2, 3x3) forward for 3x3, stride 1, dilation 1, groups 1
-// (Lavin & Gray, CVPR 2016). Any per-side padding and any padding mode (the input tiles are
+// conv2d_winograd.cpp — Winograd F(2x2, 3x3) forward and grad_weight for 3x3, stride 1,
+// dilation 1, groups 1 (Lavin & Gray, CVPR 2016). Any per-side padding and any padding mode (the input tiles are
 // gathered through pad_source_index, like im2col).
 //
 //   Y_tile(2x2) = A^T [ (G g G^T) .* (B^T d B) ] A        d: 4x4 input tile, g: 3x3 filter

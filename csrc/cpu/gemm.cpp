@@ -6,14 +6,15 @@
 //   for jc in n-range step NC:            B block columns
 //     for pc in 0..K step KC:             pack B[pc:pc+kc][jc:jc+nc] -> NR-wide panels (L2)
 //       for ic in m-range step MC:        pack A[ic:ic+mc][pc:pc+kc] -> MR-high panels
+//                                         (a row-major A is read in place, not packed)
 //         for ir in mc step MR:           A micro-panel (MR x kc) stays in L1
 //           for jr in nc step NR:         B micro-panel streams from L2
-//             micro-kernel (cpu/ukernels/<isa>/gemm_<isa>.cpp)
+//             micro-kernel (cpu/gemm_ukr.inc in cpu/ukernels/<isa>/gemm_<isa>.cpp)
 // The first KC block applies beta, the last one the epilogue (bias, relu); C is touched once
-// per KC block. Threads split N (each packs its own B into its own L2) unless N is too small,
-// then M (a shared A packed once by both threads was tried: one more pool region per call,
-// slower when measured interleaved on the loaded 2-core machine). The K order never depends
-// on the thread count, so results are deterministic.
+// per KC block. Threads split N (each packs its own B into its own L2) unless splitting M
+// balances the micro-tiles better (run(): max_thread_tiles); a shared A packed once by both
+// threads was tried: one more pool region per call, slower when measured interleaved. The K
+// order never depends on the thread count, so results are deterministic.
 // Entry points: plain (A, B in memory), provided B (conv's implicit GEMM), pre-packed A or B
 // (weights reused across calls). M <= SMALLM_MAX with A and B in memory takes the small-M
 // path instead: no packing, B streamed once (GEMV-like Linear / recurrent shapes).

@@ -175,6 +175,9 @@ static inline void scatter_plane(T* g, const T* go, const int64_t* ix, int64_t o
   }
 }
 
+// grad_input of at least this size is written with non-temporal stores (backward_banded).
+constexpr int64_t POOL_STREAM_MIN_BYTES = int64_t{32} << 20;
+
 // Banded backward, when windows do not overlap vertically ((kh-1)*dh + 1 <= sh): output row
 // oh owns the input rows [oh*sh - ph, (oh+1)*sh - ph) (its "band"; the rows below the last
 // band belong to nobody and are zero). If every index of row oh lies in its band, the band
@@ -182,8 +185,6 @@ static inline void scatter_plane(T* g, const T* go, const int64_t* ix, int64_t o
 // row, exactly torch's order for those elements. Rows are independent, so threads split
 // (plane, oh) pairs and each band is written while it is hot in L1. A plane with an index
 // outside its band is redone afterwards with the plain zero-fill + scatter.
-constexpr int64_t POOL_STREAM_MIN_BYTES = int64_t{32} << 20;
-
 template <typename T>
 static PoolBandFn band_kernel(const Pool2dShape& s) {
   if (!std::is_same<T, float>::value || s.kh != 2 || s.kw != 2 || s.sh != 2 || s.sw != 2 || s.dh != 1 ||

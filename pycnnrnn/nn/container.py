@@ -6,6 +6,8 @@ import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
+from .activation import ReLU
+from .conv import Conv2d
 from .module import Module
 
 __all__ = ["ModuleList", "Sequential"]
@@ -88,9 +90,6 @@ class Sequential(_IndexedContainer):
 def _fusable_conv_relu(first, second) -> bool:
     """A Conv2d followed by a ReLU, neither with a subclassed forward nor hooks: running them
     fused gives the same array (the conv output is not observable in between)."""
-    from .activation import ReLU
-    from .conv import Conv2d
-
     return (
         isinstance(first, Conv2d)
         and type(first).forward is Conv2d.forward
