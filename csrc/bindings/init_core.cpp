@@ -29,6 +29,10 @@ void init_core(py::module_& m) {
     set_num_threads(n);
   });
   m.def("default_num_threads", &default_num_threads);
+  m.def("use_openmp_runtime", &use_openmp_runtime, py::arg("library"),
+        "Run parallel regions on the already-loaded OpenMP runtime at `library` (torch's), or on "
+        "pycnnrnn's own pool with ''. False when that library is not loaded or lacks GOMP_parallel.");
+  m.def("using_openmp_runtime", &using_openmp_runtime);
   m.def("measure_fma_peak_gflops", &measure_fma_peak_gflops, py::arg("iters") = 20000000,
         py::call_guard<py::gil_scoped_release>());
   m.def("measure_copy_bandwidth_gbs", &measure_copy_bandwidth_gbs, py::arg("bytes") = int64_t(256) << 20,

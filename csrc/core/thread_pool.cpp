@@ -1,13 +1,16 @@
 #include "core/thread_pool.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <new>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -218,7 +221,74 @@ Pool& pool() {
   return *g_pool;
 }
 
+// ---- an OpenMP runtime already in the process (torch's) -------------------------------------
+// Inside a torch program, torch's OpenMP threads spin for a while after each of its ops and
+// our workers spin after each of ours: on a 2-core machine the two pools then take turns on
+// a core (a 432-element torch op was measured at 660 us next to our kernels). Regions then
+// run on that runtime's team instead (GOMP_parallel, exported by libgomp and Intel's
+// libiomp5): one set of threads for both libraries, as hot for our kernels as for torch's.
+struct OmpRuntime {
+  void (*parallel)(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);
+  int (*thread_num)();
+  int (*num_threads)();
+};
+std::atomic<const OmpRuntime*> g_omp{nullptr};
+
+struct OmpRegion {
+  const OmpRuntime* rt;
+  const TaskFn* fn;
+  int nt;
+  std::mutex error_mutex;
+  std::exception_ptr error;
+};
+
+// Runs on every team member: thread i takes parts i, i + team, ... (a team smaller than nt,
+// e.g. nested inside another OpenMP region, still runs every part; the partition is fixed).
+void omp_region_body(void* data) {
+  auto* r = static_cast<OmpRegion*>(data);
+  const int team = std::max(1, r->rt->num_threads());
+  const bool was_inside = tl_inside_region;
+  tl_inside_region = true;
+  for (int part = r->rt->thread_num(); part < r->nt; part += team) {
+    try {
+      (*r->fn)(part, r->nt);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(r->error_mutex);
+      if (!r->error) r->error = std::current_exception();
+    }
+  }
+  tl_inside_region = was_inside;
+}
+
 }  // namespace
+
+bool use_openmp_runtime(const std::string& library) {
+  if (library.empty()) {
+    g_omp.store(nullptr, std::memory_order_release);
+    return true;
+  }
+  // RTLD_NOLOAD: only a runtime that is already loaded (the instance torch's threads belong to).
+  void* h = dlopen(library.c_str(), RTLD_NOW | RTLD_NOLOAD);
+  if (!h) return false;
+  auto* rt = new OmpRuntime{  // never freed: a region in flight may still read the old one
+      reinterpret_cast<void (*)(void (*)(void*), void*, unsigned, unsigned)>(dlsym(h, "GOMP_parallel")),
+      reinterpret_cast<int (*)()>(dlsym(h, "omp_get_thread_num")),
+      reinterpret_cast<int (*)()>(dlsym(h, "omp_get_num_threads"))};
+  if (!rt->parallel || !rt->thread_num || !rt->num_threads) {
+    delete rt;
+    return false;
+  }
+  // libgomp's team does not survive fork() (a child's first region hangs, torch's own ops
+  // included): a forked child goes back to the pool, which restarts itself after fork.
+  static std::once_flag atfork_once;
+  std::call_once(atfork_once, [] {
+    pthread_atfork(nullptr, nullptr, [] { g_omp.store(nullptr, std::memory_order_relaxed); });
+  });
+  g_omp.store(rt, std::memory_order_release);
+  return true;
+}
+
+bool using_openmp_runtime() { return g_omp.load(std::memory_order_acquire) != nullptr; }
 
 int default_num_threads() {
   cpu_set_t set;
@@ -237,7 +307,18 @@ void set_num_threads(int n) {
   if (n != pool().size()) pool().resize(n);
 }
 
-void parallel_run(int nthreads, const TaskFn& fn) { pool().run(nthreads, fn); }
+void parallel_run(int nthreads, const TaskFn& fn) {
+  const OmpRuntime* rt = g_omp.load(std::memory_order_acquire);
+  if (rt && nthreads > 1 && !tl_inside_region) {
+    OmpRegion r{rt, &fn, std::min(nthreads, get_num_threads()), {}, nullptr};
+    if (r.nt > 1) {
+      rt->parallel(omp_region_body, &r, static_cast<unsigned>(r.nt), 0);
+      if (r.error) std::rethrow_exception(r.error);
+      return;
+    }
+  }
+  pool().run(nthreads, fn);
+}
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <string>
 
 namespace pycnnrnn {
 
@@ -22,6 +23,13 @@ void set_num_threads(int n);
 
 using TaskFn = std::function<void(int tid, int nthreads)>;
 void parallel_run(int nthreads, const TaskFn& fn);
+
+// Run parallel regions on an OpenMP runtime already loaded in the process (the shared library
+// at `library`, e.g. torch's libgomp; found with RTLD_NOLOAD, never loaded here) instead of the
+// pool: part t on team thread t, same partition, same results. "" goes back to the pool.
+// Returns false (and changes nothing) when the library is not loaded or lacks GOMP_parallel.
+bool use_openmp_runtime(const std::string& library);
+bool using_openmp_runtime();
 
 // Static split of [0, n) into nthreads nearly equal ranges, aligned to `align` items:
 // part tid gets [begin, end). Ranges may be empty.

@@ -12,11 +12,13 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/dispatch.h"
 #include "core/errors.h"
 #include "core/shapes.h"
 #include "core/thread_pool.h"
 #include "cpu/conv2d_depthwise.h"
 #include "cpu/gemm.h"
+#include "cpu/im2col_kernels.h"
 
 namespace pycnnrnn {
 
@@ -146,11 +148,37 @@ struct ConvIndex {
   }
 };
 
+// The vector im2col (cpu/im2col_kernels.h) for the active ISA, or nullptr.
+template <typename T>
+Im2colW1Fn<T> im2col_w1_kernel();
+template <>
+Im2colW1Fn<float> im2col_w1_kernel<float>() {
+#if PYCNNRNN_HAVE_X86
+  if (active_isa() == Isa::avx512) return im2col_avx512::im2col_w1_f32;
+#endif
+  return nullptr;
+}
+template <>
+Im2colW1Fn<double> im2col_w1_kernel<double>() {
+#if PYCNNRNN_HAVE_X86
+  if (active_isa() == Isa::avx512) return im2col_avx512::im2col_w1_f64;
+#endif
+  return nullptr;
+}
+
 // dst[kk - k0][p - n0] = xpad_g[ci][oh*sh - pt + kh*dh][ow*sw - pl + kw*dw]
 // for kk in [k0, k0+kc), p in [n0, n0+nc); xg = one image's group [Cg][H][W].
+// Stride 1 along W with zero padding (output rows are contiguous input runs) goes to the
+// vector kernel where the ISA has one; the loop below is the reference for every case.
 template <typename T>
 void im2col_block(const Conv2dShape& s, const ConvIndex& ix, const T* xg, int64_t k0, int64_t kc, int64_t n0,
                   int64_t nc, T* dst, int64_t ld) {
+  static const Im2colW1Fn<T> vec = im2col_w1_kernel<T>();
+  if (vec && s.sw == 1 && s.mode == PadMode::zeros) {
+    const Im2colGeometry g{s.H, s.W, s.KH, s.KW, s.sh, s.dh, s.dw, s.pt, s.pl, s.OW};
+    vec(xg, g, k0, kc, n0, nc, dst, ld);
+    return;
+  }
   const int64_t KHW = s.KH * s.KW;
   for (int64_t kk = k0; kk < k0 + kc; ++kk) {
     const int64_t ci = kk / KHW, kh = (kk / s.KW) % s.KH, kw = kk % s.KW;

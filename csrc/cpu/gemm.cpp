@@ -209,7 +209,6 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   // A row-major in memory: the micro-kernel reads its rows in place (no packing pass).
   const bool in_place_a = !P.pa && !P.ta && P.lda > 0;
   T* abuf = P.pa || in_place_a ? nullptr : tl_a.get<T>(kcmax * round_up(std::min<int64_t>(MC, m1 - m0), mr));
-  T* pbuf = P.prov ? tl_prov.get<T>(kcmax * ncmax) : nullptr;
   const BiasKind bk = P.ep.bias ? P.ep.bias_kind : BiasKind::none;
 
   for (int64_t jc = n0; jc < n1; jc += kr.nc) {
@@ -220,8 +219,15 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       if (P.pb) {  // jc is a multiple of NR: panel jc/NR of KC block pc
         bp = P.pb->data.get() + pc * P.pb->npad + jc * kc;
       } else if (P.prov) {
-        (*P.prov)(pc, kc, jc, nc, pbuf, nc);
-        pack_b_block(false, static_cast<const T*>(pbuf), nc, 0, kc, 0, nc, nr, bbuf);
+        // The provider writes each NR-column panel straight into the packed layout (a
+        // row-major kc x cols block with row stride NR); a partial panel's tail is zeroed.
+        for (int64_t q = 0; q < nc; q += nr) {
+          const int64_t cols = std::min<int64_t>(nr, nc - q);
+          T* panel = bbuf + q * kc;
+          (*P.prov)(pc, kc, jc + q, cols, panel, nr);
+          if (cols < nr)
+            for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, T(0));
+        }
       } else if (!(P.tb && kr.pack_bt && kr.pack_bt(P.B + jc * P.ldb + pc, P.ldb, kc, nc, bbuf))) {
         pack_b_block(P.tb, P.B, P.ldb, pc, kc, jc, nc, nr, bbuf);
       }

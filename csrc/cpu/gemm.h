@@ -54,9 +54,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep = {}, int nthreads = 0);
 
 // Same with B given by a provider (shape K x N, logical row-major). The engine calls the
-// provider once per (KC x NC) block of B and thread (blocks never overlap between threads
-// when N is split; when M is split each thread asks for the blocks it needs), into a
-// thread-local scratch it then packs.
+// provider once per NR-column panel of each (KC x NC) block of B and thread (blocks never
+// overlap between threads when N is split; when M is split each thread asks for the blocks it
+// needs) with dst = the packed panel itself and ld_dst = NR: the provider's block is the
+// packed B, no second copy.
 template <typename T>
 void gemm_provided_b(bool trans_a, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
                      const BlockProvider<T>& B, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep = {},

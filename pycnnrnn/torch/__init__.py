@@ -10,13 +10,17 @@
   GRUCell, RNNCell: subclasses of the torch.nn modules (same constructor, parameters and
   state_dict) whose forward runs on pycnnrnn's kernels.
 - ``pycnnrnn.torch.convert(model)``: swaps those modules into an existing model in place.
+- ``pycnnrnn.torch.threads``: on import the kernels' parallel regions move onto torch's OpenMP
+  threads (one set of threads for both; ``share_torch_threads(False)`` or
+  ``PYCNNRNN_SHARE_TORCH_THREADS=0`` keeps pycnnrnn's own pool).
 
 No libtorch is linked: the ops hand tensor memory to the C++ kernels through numpy views.
 """
 
 from __future__ import annotations
 
-from . import nn, ops
+from . import nn, ops, threads
 from .convert import ConvertReport, convert
+from .threads import share_torch_threads
 
-__all__ = ["ConvertReport", "convert", "nn", "ops"]
+__all__ = ["ConvertReport", "convert", "nn", "ops", "share_torch_threads", "threads"]

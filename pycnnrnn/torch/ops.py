@@ -244,12 +244,14 @@ def _pool_setup(ctx, inputs, output):
     ctx.save_for_backward(input, output[1])
     ctx.args = (kernel_size, stride, padding, dilation, ceil_mode)
     ctx.mark_non_differentiable(output[1])
+    # no zero-filled int64 gradient for the indices output (it was a full-size fill_ per call)
+    ctx.set_materialize_grads(False)
 
 
 def _pool_backward(ctx, grad, _grad_indices):
     input, indices = ctx.saved_tensors
     gx = None
-    if ctx.needs_input_grad[0]:
+    if ctx.needs_input_grad[0] and grad is not None:
         gx = torch.ops.pycnnrnn.max_pool2d_backward(grad.contiguous(), input, indices, *ctx.args)
     return gx, None, None, None, None, None
 
@@ -483,6 +485,10 @@ def _rnn_setup(ctx, inputs, output):
      lengths, _seed, need_saved) = inputs  # fmt: skip
     saved = output[3]
     ctx.mark_non_differentiable(*saved)
+    # Gradients are not zero-filled for outputs the loss does not use: the saved workspaces
+    # (never) and often `output` or h_n; _rnn_backward makes zeros only where the kernel reads.
+    ctx.set_materialize_grads(False)
+    ctx.output_like = [(t.shape, t.dtype) for t in output[:3]]
     ctx.args = (num_layers, bias, bidirectional, batch_first, proj_size)
     ctx.mode = mode
     ctx.need_saved = need_saved
@@ -511,9 +517,12 @@ def _rnn_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_saved):
     c0 = tensors.pop(0) if ctx.has_c0 else None
     lengths = tensors.pop(0) if ctx.has_lengths else None
     params, saved = tensors[: ctx.n_params], tensors[ctx.n_params :]
+    grad_out, grad_h_n, grad_c_n = (
+        g.contiguous() if g is not None else input.new_zeros(shape, dtype=dtype)
+        for g, (shape, dtype) in zip((grad_out, grad_h_n, grad_c_n), ctx.output_like)
+    )
     gx, gh0, gc0, gp = torch.ops.pycnnrnn.rnn_backward(
-        ctx.mode, grad_out.contiguous(), grad_h_n.contiguous(),
-        grad_c_n.contiguous() if ctx.mode == "lstm" else None,
+        ctx.mode, grad_out, grad_h_n, grad_c_n if ctx.mode == "lstm" else None,
         input, h0, c0, params, saved, *ctx.args, lengths,
     )  # fmt: skip
     return (
