@@ -8,16 +8,16 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+
+from test_hardening_threads import _run_threads, _same, make_calls  # noqa: E402
 
 import pycnnrnn  # noqa: E402
 import pycnnrnn.torch as pt  # noqa: E402
 from pycnnrnn import _C  # noqa: E402
 from pycnnrnn.torch import threads  # noqa: E402
-from test_hardening_threads import _run_threads, _same, make_calls  # noqa: E402
 
 OPENMP = "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
