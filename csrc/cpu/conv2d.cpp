@@ -22,9 +22,10 @@
 
 namespace pycnnrnn {
 
-// auto picks Winograd F(2x2, 3x3) when C_in and C_out >= WINOGRAD_MIN_CHANNELS (see
-// winograd_preferred).
-constexpr int64_t WINOGRAD_MIN_CHANNELS = 32;
+// auto picks Winograd F(2x2, 3x3) by channel count and map size (see winograd_preferred).
+constexpr int64_t WINOGRAD_MIN_CHANNELS = 32;        // maps of 20x20 outputs and more
+constexpr int64_t WINOGRAD_MIN_CHANNELS_SMALL = 64;  // maps of 12x12 up to 20x20 outputs
+constexpr int64_t WINOGRAD_MIN_OUTPUTS = 12 * 12, WINOGRAD_SMALL_OUTPUTS = 20 * 20;
 constexpr int64_t WINOGRAD_GRAD_WEIGHT_MIN_OUTPUTS = 16 * 16;  // see conv2d_backward
 
 void Conv2dShape::finalize() {
@@ -480,10 +481,15 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
 // WITHOUT the tests' absolute floor. With short GEMM sums (conv_gemm_options) the measured
 // max-error ratio to torch on VGG-like layers (post-ReLU input, He weights, 3 seeds) is
 // 0.7-1.2x for C_in = 64, 128, 256 and 512 (it was 1.6-2.0x with kc = 256 chains), so the
-// channel count no longer limits it. Speed against the GEMM path, same run: 1.1-1.6x from
-// 7x7 to 224x224 at N = 1 and 8 (512->512 at 7x7, N=4: 0.97x, within noise).
+// channel count no longer limits it. Speed against the GEMM path (with the vector im2col),
+// same run, time ratio GEMM / Winograd: 256@28 1.5-1.6, 512@14 1.1-1.4, 64@56 1.3, 128@16
+// 1.2, 64@16 1.06, but 32@16 0.84, 512@7 0.57 and 0.62-0.69 on 8x8 maps at 32-64 channels:
+// on small maps the transforms cost more than the 2.25x fewer multiplies save.
 bool winograd_preferred(const Conv2dShape& s) {
-  return winograd_applies(s) && s.C >= WINOGRAD_MIN_CHANNELS && s.Co >= WINOGRAD_MIN_CHANNELS;
+  if (!winograd_applies(s)) return false;
+  const int64_t outputs = s.OH * s.OW, channels = std::min(s.C, s.Co);
+  if (outputs < WINOGRAD_MIN_OUTPUTS) return false;
+  return channels >= (outputs < WINOGRAD_SMALL_OUTPUTS ? WINOGRAD_MIN_CHANNELS_SMALL : WINOGRAD_MIN_CHANNELS);
 }
 
 ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested) {
