@@ -180,15 +180,17 @@ void im2col_block(const Conv2dShape& s, const ConvIndex& ix, const T* xg, int64_
     vec(xg, g, k0, kc, n0, nc, dst, ld);
     return;
   }
-  const int64_t KHW = s.KH * s.KW;
+  // (ci, kh, kw) of kk and (oh, ow) of n0 counted, not divided, per row (the engine asks for
+  // one 64-column panel at a time)
+  int64_t ci = k0 / (s.KH * s.KW), kh = (k0 / s.KW) % s.KH, kw = k0 % s.KW;
+  const int64_t oh0 = n0 / s.OW, ow0 = n0 % s.OW;
   for (int64_t kk = k0; kk < k0 + kc; ++kk) {
-    const int64_t ci = kk / KHW, kh = (kk / s.KW) % s.KH, kw = kk % s.KW;
     const T* xc = xg + ci * s.H * s.W;
     const int64_t* ihm = ix.ih_tab.data() + kh * s.OH;
     const int64_t* iwm = ix.iw_tab.data() + kw * s.OW;
     const int64_t lo = ix.ow_lo[kw], hi = ix.ow_hi[kw], off = kw * s.dw - s.pl;
     T* d = dst + (kk - k0) * ld;
-    int64_t p = n0, oh = n0 / s.OW, ow = n0 % s.OW;
+    int64_t p = n0, oh = oh0, ow = ow0;
     const int64_t pend = n0 + nc;
     while (p < pend) {
       const int64_t run = std::min(s.OW - ow, pend - p);  // ow .. ow+run-1 on output row oh
@@ -217,6 +219,10 @@ void im2col_block(const Conv2dShape& s, const ConvIndex& ix, const T* xg, int64_
       p += run;
       ow = 0;
       ++oh;
+    }
+    if (++kw == s.KW) {
+      kw = 0;
+      if (++kh == s.KH) kh = 0, ++ci;
     }
   }
 }
