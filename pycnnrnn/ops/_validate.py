@@ -40,6 +40,9 @@ def as_float_array(x, name: str, dtype: np.dtype | None = None) -> np.ndarray:
         raise TypeError(f"{name} must have dtype float32 or float64, got {x.dtype}")
     if dtype is not None and dt != dtype:
         raise TypeError(f"{name} must have dtype {np.dtype(dtype)} (like the other inputs), got {x.dtype}")
+    flags = x.flags
+    if flags.c_contiguous and flags.aligned and dt is x.dtype:  # the common case, without np.require
+        return x
     return np.require(x, dtype=dt, requirements=["C_CONTIGUOUS", "ALIGNED"])
 
 
@@ -53,9 +56,10 @@ def as_index_array(x, name: str) -> np.ndarray:
 
 
 def check_int(v, name: str, *, min_value: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__} ({v!r})")
-    v = operator.index(v)
+    if type(v) is not int:  # plain ints skip the (slow) abstract-base-class checks
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {type(v).__name__} ({v!r})")
+        v = operator.index(v)
     if v > INT64_MAX or v < -INT64_MAX:
         raise OverflowError(f"{name}={v} does not fit in int64")
     if min_value is not None and v < min_value:
@@ -65,7 +69,7 @@ def check_int(v, name: str, *, min_value: int | None = None) -> int:
 
 def pair(v, name: str, *, min_value: int | None = None) -> tuple[int, int]:
     """int or 2-sequence of ints -> (h, w), torch's _pair with type and range checks."""
-    if isinstance(v, Sequence) and not isinstance(v, str):
+    if type(v) in (tuple, list) or (isinstance(v, Sequence) and not isinstance(v, str)):
         if len(v) != 2:
             raise ValueError(f"{name} must be an int or a tuple of 2 ints, got {tuple(v)!r}")
         return (check_int(v[0], name, min_value=min_value), check_int(v[1], name, min_value=min_value))

@@ -25,7 +25,7 @@ def _pair_param(v, name: str) -> tuple[int, int]:
     """int or 2-sequence of ints (a 1-sequence is broadcast like torch's _pair)."""
     if isinstance(v, np.ndarray):
         v = v.tolist()
-    if isinstance(v, Sequence) and not isinstance(v, str):
+    if type(v) in (tuple, list) or (isinstance(v, Sequence) and not isinstance(v, str)):
         v = tuple(v)
         if len(v) == 1:
             v = (v[0], v[0])
