@@ -395,22 +395,29 @@ def test_eager_path_equals_the_op_path():
 
     x, w, b = conv_args(CONV_CASES[0], dtype=torch.float32)
     xl, wl, bl = _r(4, 6, dtype=torch.float32), _r(5, 6, dtype=torch.float32), _r(5, dtype=torch.float32)
+    m = torch_rnn(dict(mode="lstm", num_layers=2, bidirectional=True)).float()
+    params = list(m._flat_weights)
+    xr, h0, c0 = (
+        _r(5, 3, 3, dtype=torch.float32),
+        _r(4, 3, 4, dtype=torch.float32),
+        _r(4, 3, 4, dtype=torch.float32),
+    )
     calls = {
-        "conv2d": (lambda: P.conv2d(x, w, b, padding=1, stride=(1, 2)), (x, w, b)),
-        "max_pool2d": (lambda: P.max_pool2d(x, 3, 2, 1), (x,)),
-        "linear": (lambda: P.linear(xl, wl, bl), (xl, wl, bl)),
+        "conv2d": (lambda: (P.conv2d(x, w, b, padding=1, stride=(1, 2)),), (x, w, b)),
+        "max_pool2d": (lambda: (P.max_pool2d(x, 3, 2, 1),), (x,)),
+        "linear": (lambda: (P.linear(xl, wl, bl),), (xl, wl, bl)),
+        "lstm": (lambda: P.rnn("lstm", xr, (h0, c0), params, 2, bidirectional=True), (xr, h0, c0, *params)),
     }
     for name, (fn, inputs) in calls.items():
-        y = fn()
-        assert "Eager" in type(y.grad_fn).__name__, (name, type(y.grad_fn))
-        g = torch.randn_like(y)
-        grads = torch.autograd.grad(y, inputs, g)
+        ys = fn()
+        assert "Eager" in type(ys[0].grad_fn).__name__, (name, type(ys[0].grad_fn))
+        gs = [torch.randn_like(y) for y in ys]
+        grads = torch.autograd.grad(ys, inputs, gs)
         with Passthrough():
-            y_op = fn()
-            assert "Eager" not in type(y_op.grad_fn).__name__, (name, type(y_op.grad_fn))
-            grads_op = torch.autograd.grad(y_op, inputs, g)
-        torch.testing.assert_close(y, y_op, rtol=0, atol=0)
-        for a, e in zip(grads, grads_op):
+            ys_op = fn()
+            assert "Eager" not in type(ys_op[0].grad_fn).__name__, (name, type(ys_op[0].grad_fn))
+            grads_op = torch.autograd.grad(ys_op, inputs, gs)
+        for a, e in zip((*ys, *grads), (*ys_op, *grads_op)):
             torch.testing.assert_close(a, e, rtol=0, atol=0)
 
 

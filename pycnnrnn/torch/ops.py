@@ -458,8 +458,7 @@ def _user_state(input, LD, B, F):
     return (LD, F) if input.dim() == 2 else (LD, B, F)
 
 
-@torch.library.custom_op("pycnnrnn::rnn", mutates_args=(), device_types="cpu")
-def rnn_op(
+def _rnn_cpu(
     mode: str,
     input: Tensor,
     h0: Tensor | None,
@@ -495,6 +494,9 @@ def rnn_op(
     return _t(np.ascontiguousarray(out)), _t(h_n), c, [_t(s) for s in saved]
 
 
+rnn_op = torch.library.custom_op("pycnnrnn::rnn", mutates_args=(), device_types="cpu")(_rnn_cpu)
+
+
 @rnn_op.register_fake
 def _(mode, input, h0, c0, params, num_layers, bias, dropout, training, bidirectional, batch_first, proj_size,
       lengths, dropout_seed, need_saved):  # fmt: skip
@@ -513,8 +515,7 @@ def _(mode, input, h0, c0, params, num_layers, bias, dropout, training, bidirect
     return out, h_n, c_n, saved
 
 
-@torch.library.custom_op("pycnnrnn::rnn_backward", mutates_args=(), device_types="cpu")
-def rnn_backward_op(
+def _rnn_backward_cpu(
     mode: str,
     grad_output: Tensor,
     grad_h_n: Tensor,
@@ -542,6 +543,11 @@ def rnn_backward_op(
     )  # fmt: skip
     gc = _t(gc0) if gc0 is not None else input.new_empty((0,))
     return _t(np.ascontiguousarray(gx)), _t(gh0), gc, [_t(g) for g in gp]
+
+
+rnn_backward_op = torch.library.custom_op("pycnnrnn::rnn_backward", mutates_args=(), device_types="cpu")(
+    _rnn_backward_cpu
+)
 
 
 @rnn_backward_op.register_fake
@@ -577,7 +583,9 @@ def _rnn_setup(ctx, inputs, output):
 
 
 def _rnn_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_saved):
-    need = ctx.needs_input_grad
+    # the op's input flags: (mode, input, h0, c0, params, ...); the eager Function's are per
+    # parameter tensor (see _RnnEager), folded into the same shape
+    need = getattr(ctx, "rnn_needs", None) or ctx.needs_input_grad
     if not (need[1] or need[2] or need[3] or need[4]):
         return (None,) * 15
     if not ctx.need_saved:
@@ -595,7 +603,8 @@ def _rnn_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_saved):
         g.contiguous() if g is not None else input.new_zeros(shape, dtype=dtype)
         for g, (shape, dtype) in zip((grad_out, grad_h_n, grad_c_n), ctx.output_like)
     )
-    gx, gh0, gc0, gp = torch.ops.pycnnrnn.rnn_backward(
+    backward = _rnn_backward_cpu if _eager_ctx(ctx) else torch.ops.pycnnrnn.rnn_backward
+    gx, gh0, gc0, gp = backward(
         ctx.mode, grad_out, grad_h_n, grad_c_n if ctx.mode == "lstm" else None,
         input, h0, c0, params, saved, *ctx.args, lengths,
     )  # fmt: skip
@@ -610,6 +619,31 @@ def _rnn_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_saved):
 
 
 rnn_op.register_autograd(_rnn_backward, setup_context=_rnn_setup)
+
+_RNN_FIXED = 14  # the op's arguments after params: (mode, input, h0, c0) + 10 scalars/tensors
+
+
+class _RnnEager(torch.autograd.Function):
+    """The eager path of pycnnrnn::rnn (see _eager_ok). autograd tracks tensors passed as
+    arguments, not inside a list, so the parameters come last, one argument each, and the
+    saved workspaces are returned flat after (output, h_n, c_n)."""
+
+    @staticmethod
+    def forward(ctx, mode, input, h0, c0, *rest):
+        scalars, params = rest[: _RNN_FIXED - 4], list(rest[_RNN_FIXED - 4 :])
+        inputs = (mode, input, h0, c0, params, *scalars)
+        out, h_n, c_n, saved = _rnn_cpu(*inputs)
+        ctx.pycnnrnn_eager = True
+        _rnn_setup(ctx, inputs, (out, h_n, c_n, saved))
+        return (out, h_n, c_n, *saved)
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_h_n, grad_c_n, *_grad_saved):
+        need = ctx.needs_input_grad
+        ctx.rnn_needs = (False, need[1], need[2], need[3], any(need[_RNN_FIXED:]))
+        grads = _rnn_backward(ctx, grad_out, grad_h_n, grad_c_n, None)
+        gp = grads[4] if grads[4] is not None else [None] * ctx.n_params
+        return (*grads[:4], *(None,) * (_RNN_FIXED - 4), *gp)
 
 
 # ================================ functional API ==================================================
@@ -690,10 +724,12 @@ def rnn(mode, input, hx, params, num_layers=1, bias=True, dropout=0.0, training=
     seed = 0
     if training and dropout > 0 and num_layers > 1:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64).item())
-    out, h_n, c_n, _ = torch.ops.pycnnrnn.rnn(
-        mode, input, h0, c0, params, num_layers, bias, float(dropout), bool(training), bidirectional, batch_first,
-        proj_size, lengths, seed, need_saved,
-    )  # fmt: skip
+    scalars = (num_layers, bias, float(dropout), bool(training), bidirectional, batch_first, proj_size, lengths,
+               seed, need_saved)  # fmt: skip
+    if _eager_ok(input, h0, c0, lengths, *params):
+        out, h_n, c_n = _RnnEager.apply(mode, input, h0, c0, *scalars, *params)[:3]
+    else:
+        out, h_n, c_n, _ = torch.ops.pycnnrnn.rnn(mode, input, h0, c0, params, *scalars)
     return out, h_n, (c_n if mode == "lstm" else None)
 
 
