@@ -149,37 +149,12 @@ struct ConvIndex {
   }
 };
 
-// The vector im2col (cpu/im2col_kernels.h) for the active ISA, or nullptr.
-template <typename T>
-Im2colW1Fn<T> im2col_w1_kernel();
-template <>
-Im2colW1Fn<float> im2col_w1_kernel<float>() {
-#if PYCNNRNN_HAVE_X86
-  if (active_isa() == Isa::avx512) return im2col_avx512::im2col_w1_f32;
-#endif
-  return nullptr;
-}
-template <>
-Im2colW1Fn<double> im2col_w1_kernel<double>() {
-#if PYCNNRNN_HAVE_X86
-  if (active_isa() == Isa::avx512) return im2col_avx512::im2col_w1_f64;
-#endif
-  return nullptr;
-}
-
 // dst[kk - k0][p - n0] = xpad_g[ci][oh*sh - pt + kh*dh][ow*sw - pl + kw*dw]
 // for kk in [k0, k0+kc), p in [n0, n0+nc); xg = one image's group [Cg][H][W].
-// Stride 1 along W with zero padding (output rows are contiguous input runs) goes to the
-// vector kernel where the ISA has one; the loop below is the reference for every case.
+// The reference loop for every case (the fast path is ImageCols below).
 template <typename T>
 void im2col_block(const Conv2dShape& s, const ConvIndex& ix, const T* xg, int64_t k0, int64_t kc, int64_t n0,
                   int64_t nc, T* dst, int64_t ld) {
-  static const Im2colW1Fn<T> vec = im2col_w1_kernel<T>();
-  if (vec && s.sw == 1 && s.mode == PadMode::zeros) {
-    const Im2colGeometry g{s.H, s.W, s.KH, s.KW, s.sh, s.dh, s.dw, s.pt, s.pl, s.OW};
-    vec(xg, g, k0, kc, n0, nc, dst, ld);
-    return;
-  }
   // (ci, kh, kw) of kk and (oh, ow) of n0 counted, not divided, per row (the engine asks for
   // one 64-column panel at a time)
   int64_t ci = k0 / (s.KH * s.KW), kh = (k0 / s.KW) % s.KH, kw = k0 % s.KW;
@@ -226,6 +201,87 @@ void im2col_block(const Conv2dShape& s, const ConvIndex& ix, const T* xg, int64_
     }
   }
 }
+
+// The vector im2col from a padded copy (cpu/im2col_kernels.h) for the active ISA, or nullptr.
+template <typename T>
+Im2colPaddedFn<T> im2col_padded_kernel();
+template <>
+Im2colPaddedFn<float> im2col_padded_kernel<float>() {
+#if PYCNNRNN_HAVE_X86
+  if (active_isa() == Isa::avx512) return im2col_avx512::im2col_padded_f32;
+#endif
+  return nullptr;
+}
+template <>
+Im2colPaddedFn<double> im2col_padded_kernel<double>() {
+#if PYCNNRNN_HAVE_X86
+  if (active_isa() == Isa::avx512) return im2col_avx512::im2col_padded_f64;
+#endif
+  return nullptr;
+}
+
+// Largest padded image group the fast path copies (bigger ones take the reference loop, whose
+// runs are long there anyway).
+constexpr int64_t PADDED_IMAGE_MAX_BYTES = int64_t(4) << 20;
+
+// im2col blocks of one image group at a time. Stride 1 along W with zero padding and a vector
+// kernel: set_image() copies the group into a zero-padded buffer [Cg][H+pt+pb][W+pl+pr] once
+// (a ninth of the column matrix or less), and every block is then contiguous runs of it.
+// Otherwise the reference im2col_block. `slot` picks the calling thread's buffer, so nested
+// users (grad_input through the forward path inside conv2d_backward) keep their own.
+// operator() may run on several threads at once (the engine's M split), after set_image.
+template <typename T>
+class ImageCols {
+ public:
+  ImageCols(const Conv2dShape& s, const ConvIndex& ix, int slot) : s_(s), ix_(ix) {
+    const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr;
+    if (s.sw == 1 && s.mode == PadMode::zeros && s.Cg() * Hp * Wp * int64_t(sizeof(T)) <= PADDED_IMAGE_MAX_BYTES)
+      kernel_ = im2col_padded_kernel<T>();
+    if (kernel_) {
+      g_ = PaddedGeometry{Hp, Wp, s.KH, s.KW, s.sh, s.dh, s.dw, s.OW};
+      thread_local PadBuffer bufs[2];
+      buf_ = &bufs[slot];
+      // The border is written only here: a buffer last laid out the same way keeps its zeros.
+      const int64_t layout[5] = {s.Cg(), Hp, Wp, s.pt, s.pl};
+      if (!std::equal(layout, layout + 5, buf_->layout)) {
+        buf_->data.assign(static_cast<size_t>(s.Cg() * Hp * Wp), T(0));
+        std::copy(layout, layout + 5, buf_->layout);
+      }
+    }
+  }
+
+  // The padded copy xp[ci][pt + ih][pl + iw] = xg[ci][ih][iw] (interior rows only).
+  void set_image(const T* xg) {
+    xg_ = xg;
+    if (!kernel_) return;
+    T* xp = buf_->data.data();
+    for (int64_t ci = 0; ci < s_.Cg(); ++ci)
+      for (int64_t ih = 0; ih < s_.H; ++ih) {
+        T* row = xp + (ci * g_.Hp + s_.pt + ih) * g_.Wp + s_.pl;
+        const T* src = xg + (ci * s_.H + ih) * s_.W;
+        for (int64_t iw = 0; iw < s_.W; ++iw) row[iw] = src[iw];
+      }
+  }
+
+  void operator()(int64_t k0, int64_t kc, int64_t n0, int64_t nc, T* dst, int64_t ld) const {
+    if (kernel_)
+      kernel_(buf_->data.data(), g_, k0, kc, n0, nc, dst, ld);
+    else
+      im2col_block(s_, ix_, xg_, k0, kc, n0, nc, dst, ld);
+  }
+
+ private:
+  struct PadBuffer {
+    std::vector<T> data;
+    int64_t layout[5] = {-1, -1, -1, -1, -1};  // Cg, Hp, Wp, pt, pl of the zero border
+  };
+  const Conv2dShape& s_;
+  const ConvIndex& ix_;
+  Im2colPaddedFn<T> kernel_ = nullptr;
+  PaddedGeometry g_{};
+  PadBuffer* buf_ = nullptr;
+  const T* xg_ = nullptr;
+};
 
 // The adjoint of im2col_block over full rows kk in [0, Kg) and columns p in [p0, p0+pc),
 // restricted to input channels [c0, c1): dxg[ci][ih][iw] += col[kk][p - p0].
@@ -306,8 +362,10 @@ void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y
       gemm<T>(false, false, Cog, P, Cg, T(1), wg, Kg, xg, HW, T(0), yg, P, ep, inner);
     } else {
       // y_g[Cog][P] = W_g[Cog][Kg] x im2col(x_g)[Kg][P]
-      BlockProvider<T> prov = [&s, &ix, xg](int64_t k0, int64_t kc, int64_t n0, int64_t nc, T* dst, int64_t ld) {
-        im2col_block(s, ix, xg, k0, kc, n0, nc, dst, ld);
+      ImageCols<T> cols(s, ix, 0);
+      cols.set_image(xg);
+      BlockProvider<T> prov = [&cols](int64_t k0, int64_t kc, int64_t n0, int64_t nc, T* dst, int64_t ld) {
+        cols(k0, kc, n0, nc, dst, ld);
       };
       gemm_provided_b<T>(false, Cog, P, Kg, T(1), wg, Kg, prov, T(0), yg, P, ep, inner);
     }
@@ -428,6 +486,7 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
   auto images = [&](int64_t n0, int64_t n1, int inner, T* dw) {
     std::vector<T> col(pointwise ? 0 : static_cast<size_t>(Kg * pc_max));
     std::vector<T> sum(static_cast<size_t>(Kg * Cog)), one(n1 - n0 > 1 ? static_cast<size_t>(Kg * Cog) : 0);
+    ImageCols<T> cols(s, ix, 1);
     for (int64_t g = 0; g < s.groups; ++g) {
       T* gwg = dw + g * Cog * Kg;
       for (int64_t n = n0; n < n1; ++n) {
@@ -437,14 +496,13 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
         if (pointwise) {
           gemm<T>(false, true, Cog, Cg, P, T(1), dyg, P, xg, HW, T(0), dst, Kg, conv_gemm_options<T>(), inner);
         } else {
+          cols.set_image(xg);
           for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
             const int64_t pc = std::min(pc_max, P - p0);
             if (inner == 1)
-              im2col_block(s, ix, xg, 0, Kg, p0, pc, col.data(), pc);
+              cols(0, Kg, p0, pc, col.data(), pc);
             else
-              parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) {
-                im2col_block(s, ix, xg, k0, k1 - k0, p0, pc, col.data() + k0 * pc, pc);
-              });
+              parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) { cols(k0, k1 - k0, p0, pc, col.data() + k0 * pc, pc); });
             gemm<T>(false, true, Kg, Cog, pc, T(1), col.data(), pc, dyg + p0, P, p0 == 0 ? T(0) : T(1), dst, Cog,
                     conv_gemm_options<T>(), inner);
           }
