@@ -200,7 +200,10 @@ void scale_only(const Problem<T>& P) {
 template <typename T>
 void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   if (m0 >= m1 || n0 >= n1) return;
-  const int mr = kr.mr, nr = kr.nr;
+  // B panel width: the kernel's NR, or for a rectangle narrower than one panel just enough
+  // vectors (a 16-column B packed 64 wide was three quarters zeros to write and stream)
+  const int mr = kr.mr;
+  const int nr = P.pb || n1 - n0 >= kr.nr ? kr.nr : static_cast<int>(round_up(n1 - n0, kr.nr_step));
   const int64_t KC = P.pa ? P.pa->kc : P.pb ? P.pb->kc : kr.kc;
   const int64_t MC = std::max<int64_t>(mr, kr.mc / mr * mr);
   const int64_t ncmax = std::min<int64_t>(kr.nc, n1 - n0);
@@ -228,7 +231,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
           if (cols < nr)
             for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, T(0));
         }
-      } else if (!(P.tb && kr.pack_bt && kr.pack_bt(P.B + jc * P.ldb + pc, P.ldb, kc, nc, bbuf))) {
+      } else if (!(P.tb && kr.pack_bt && kr.pack_bt(P.B + jc * P.ldb + pc, P.ldb, kc, nc, nr, bbuf))) {
         pack_b_block(P.tb, P.B, P.ldb, pc, kc, jc, nc, nr, bbuf);
       }
       const bool last = pc + kc == P.K;
@@ -452,7 +455,7 @@ PackedB<T> pack_b(bool tb, int64_t K, int64_t N, const T* B, int64_t ldb) {
   for (int64_t k0 = 0; k0 < K; k0 += pb.kc) {
     const int64_t kc = std::min<int64_t>(pb.kc, K - k0);
     T* dst = pb.data.get() + k0 * pb.npad;
-    if (N > 0 && !(tb && kr.pack_bt && kr.pack_bt(B + k0, ldb, kc, N, dst)))
+    if (N > 0 && !(tb && kr.pack_bt && kr.pack_bt(B + k0, ldb, kc, N, pb.nr, dst)))
       pack_b_block(tb, B, ldb, k0, kc, 0, N, pb.nr, dst);
   }
   return pb;

@@ -260,8 +260,7 @@ inline void transpose16(__m512 r[16]) {
   }
 }
 
-template <int NR>
-bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, float* dst) {
+bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, float* dst) {
   if (ldb > (int64_t(1) << 31) / 16) return false;
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(ldb)));
@@ -273,6 +272,10 @@ bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, float* ds
       const __mmask16 mk = static_cast<__mmask16>(F32::mask(static_cast<int>(lanes)));
       const float* base = Bt + (q + v * 16) * ldb;
       float* dv = d + v * 16;
+      if (lanes == 0) {  // columns past nc: zeros (a zero-mask gather per row cost 20+ cycles)
+        for (int64_t k = 0; k < kc; ++k) _mm512_storeu_ps(dv + k * NR, _mm512_setzero_ps());
+        continue;
+      }
       int64_t k = 0;
       if (lanes == 16) {
         for (; k < kv; k += 16) {
@@ -289,8 +292,7 @@ bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, float* ds
   return true;
 }
 
-template <int NR>
-bool pack_bt_f64(const double* Bt, int64_t ldb, int64_t kc, int64_t nc, double* dst) {
+bool pack_bt_f64(const double* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, double* dst) {
   if (ldb > (int64_t(1) << 31) / 8) return false;
   const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                                          _mm256_set1_epi32(static_cast<int>(ldb)));
@@ -301,6 +303,10 @@ bool pack_bt_f64(const double* Bt, int64_t ldb, int64_t kc, int64_t nc, double* 
       const __mmask8 mk = static_cast<__mmask8>(F64::mask(static_cast<int>(lanes)));
       const double* base = Bt + (q + v * 8) * ldb;
       double* dv = d + v * 8;
+      if (lanes == 0) {
+        for (int64_t k = 0; k < kc; ++k) _mm512_storeu_pd(dv + k * NR, _mm512_setzero_pd());
+        continue;
+      }
       for (int64_t k = 0; k < kc; ++k)
         _mm512_storeu_pd(dv + k * NR, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), mk, idx, base + k, 8));
     }
@@ -311,8 +317,8 @@ bool pack_bt_f64(const double* Bt, int64_t ldb, int64_t kc, int64_t nc, double* 
 }  // namespace
 
 // kc: A micro-panel 6 x 256 floats = 6 KiB stays in L1; B block 256 x 1024 = 1 MiB in L2.
-UkrInfo<float> info_f32() { return {6, 64, 16, 256, 144, 1024, ukr_f32, smallm_n_f32, smallm_t_f32, pack_bt_f32<64>}; }
-UkrInfo<double> info_f64() { return {6, 32, 8, 256, 144, 512, ukr_f64, smallm_n_f64, smallm_t_f64, pack_bt_f64<32>}; }
+UkrInfo<float> info_f32() { return {6, 64, 16, 256, 144, 1024, ukr_f32, smallm_n_f32, smallm_t_f32, pack_bt_f32}; }
+UkrInfo<double> info_f64() { return {6, 32, 8, 256, 144, 512, ukr_f64, smallm_n_f64, smallm_t_f64, pack_bt_f64}; }
 
 }  // namespace gemm_avx512
 }  // namespace pycnnrnn
