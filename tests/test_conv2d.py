@@ -94,6 +94,13 @@ CASES = [
     ("large_K", (1, 64, 10, 10), (16, 64, 3, 3), {"padding": 1}),
     ("auto_winograd_32ch", (2, 32, 22, 21), (32, 32, 3, 3), {"padding": 1}),
     ("small_map_32ch_gemm", (2, 32, 10, 9), (32, 32, 3, 3), {"padding": 1}),
+    # grad_input through col2im (fewer input than output channels), odd widths, 'same' split,
+    # row stride and dilation (the padded-copy im2col/col2im take any stride/dilation along H)
+    ("col2im_3to16", (3, 3, 13, 19), (16, 3, 3, 3), {"padding": 1}),
+    ("col2im_8to40_same_even", (2, 8, 9, 35), (40, 8, 2, 4), {"padding": "same"}),
+    ("col2im_5to24_dil", (2, 5, 17, 12), (24, 5, 3, 3), {"padding": (2, 1), "dilation": (2, 1)}),
+    ("col2im_4to24_sh2", (2, 4, 15, 11), (24, 4, 3, 3), {"padding": 1, "stride": (2, 1)}),
+    ("col2im_16to64_wide", (2, 16, 6, 33), (64, 16, 3, 3), {"padding": 1, "bias": False}),
     (
         "winograd_same_replicate",
         (1, 40, 7, 6),

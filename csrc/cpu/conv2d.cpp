@@ -320,6 +320,86 @@ void col2im_channels(const Conv2dShape& s, const ConvIndex& ix, const T* col, in
   }
 }
 
+// The vector col2im into a padded gradient (cpu/im2col_kernels.h) for the active ISA, or nullptr.
+template <typename T>
+Col2imPaddedFn<T> col2im_padded_kernel();
+template <>
+Col2imPaddedFn<float> col2im_padded_kernel<float>() {
+#if PYCNNRNN_HAVE_X86
+  if (active_isa() == Isa::avx512) return im2col_avx512::col2im_padded_f32;
+#endif
+  return nullptr;
+}
+template <>
+Col2imPaddedFn<double> col2im_padded_kernel<double>() {
+#if PYCNNRNN_HAVE_X86
+  if (active_isa() == Isa::avx512) return im2col_avx512::col2im_padded_f64;
+#endif
+  return nullptr;
+}
+
+// Whether ImageGrad takes the vector path (ImageCols' conditions).
+bool padded_col2im_applies(const Conv2dShape& s, int64_t elem_bytes) {
+  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr;
+  return s.sw == 1 && s.mode == PadMode::zeros && s.Cg() * Hp * Wp * elem_bytes <= PADDED_IMAGE_MAX_BYTES &&
+         (elem_bytes == 4 ? col2im_padded_kernel<float>() != nullptr : col2im_padded_kernel<double>() != nullptr);
+}
+
+// col2im of column blocks into one image group's grad_input dx_g[Cg][H][W]. Stride 1 along W
+// with zero padding and a vector kernel: the blocks are added into a zero-padded buffer in T
+// (at most KH * KW terms per element, so no float64 needed) whose interior finish() copies
+// out. Otherwise the reference col2im_channels (float64 sums, for the remap modes' folds)
+// straight into dx_g, which begin() zeroes. add() may run on several threads at once for
+// disjoint channel ranges.
+template <typename T>
+class ImageGrad {
+ public:
+  ImageGrad(const Conv2dShape& s, const ConvIndex& ix) : s_(s), ix_(ix) {
+    if (padded_col2im_applies(s, sizeof(T))) kernel_ = col2im_padded_kernel<T>();
+    if (kernel_) {
+      g_ = PaddedGeometry{s.H + s.pt + s.pb, s.W + s.pl + s.pr, s.KH, s.KW, s.sh, s.dh, s.dw, s.OW};
+      thread_local std::vector<T> tl_buf;
+      buf_ = &tl_buf;
+      if (static_cast<int64_t>(buf_->size()) < s.Cg() * g_.Hp * g_.Wp)
+        buf_->resize(static_cast<size_t>(s.Cg() * g_.Hp * g_.Wp));
+    }
+  }
+
+  void begin(T* dxg) {
+    dxg_ = dxg;
+    if (kernel_)
+      std::fill(buf_->data(), buf_->data() + s_.Cg() * g_.Hp * g_.Wp, T(0));
+    else
+      std::fill(dxg, dxg + s_.Cg() * s_.H * s_.W, T(0));
+  }
+
+  // dx_g += col2im of col[Kg][pc] (columns [p0, p0 + pc)), channels [c0, c1)
+  void add(const T* col, int64_t p0, int64_t pc, int64_t c0, int64_t c1) const {
+    if (kernel_)
+      kernel_(col, g_, c0, c1, p0, pc, buf_->data());
+    else
+      col2im_channels(s_, ix_, col, p0, pc, c0, c1, dxg_);
+  }
+
+  void finish() const {
+    if (!kernel_) return;
+    for (int64_t ci = 0; ci < s_.Cg(); ++ci)
+      for (int64_t ih = 0; ih < s_.H; ++ih) {
+        const T* row = buf_->data() + (ci * g_.Hp + s_.pt + ih) * g_.Wp + s_.pl;
+        T* dst = dxg_ + (ci * s_.H + ih) * s_.W;
+        for (int64_t iw = 0; iw < s_.W; ++iw) dst[iw] = row[iw];
+      }
+  }
+
+ private:
+  const Conv2dShape& s_;
+  const ConvIndex& ix_;
+  Col2imPaddedFn<T> kernel_ = nullptr;
+  PaddedGeometry g_{};
+  std::vector<T>* buf_ = nullptr;
+  T* dxg_ = nullptr;
+};
+
 bool is_pointwise(const Conv2dShape& s) {  // 1x1, stride 1, no padding: im2col(x) == x
   return s.KH == 1 && s.KW == 1 && s.sh == 1 && s.sw == 1 && s.pt == 0 && s.pb == 0 && s.pl == 0 && s.pr == 0;
 }
@@ -433,6 +513,10 @@ void backward_data_gemm(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
   const bool pointwise = is_pointwise(s);
   const ConvIndex ix(s);
   const int64_t pc_max = chunk_cols(s);
+  // W_g^T packed once per call, not once per image (it was 16% of a 32->64 layer at 8x8)
+  std::vector<PackedA<T>> wt;
+  if (!pointwise)
+    for (int64_t g = 0; g < s.groups; ++g) wt.push_back(pack_a<T>(true, Kg, Cog, w + g * Cog * Kg, Kg));
   // images [n0, n1); inner = engine threads per GEMM (1 inside a batch split)
   auto images = [&](int64_t n0, int64_t n1, int inner) {
     if (pointwise) {  // dx_g[Cg][HW] = W_g^T x dY_g
@@ -442,23 +526,23 @@ void backward_data_gemm(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
                   gx + (n * s.C + g * Cg) * HW, HW, conv_gemm_options<T>(), inner);
       return;
     }
-    std::fill(gx + n0 * s.C * HW, gx + n1 * s.C * HW, T(0));
     std::vector<T> col(static_cast<size_t>(Kg * pc_max));
+    ImageGrad<T> grad(s, ix);
     for (int64_t n = n0; n < n1; ++n)
       for (int64_t g = 0; g < s.groups; ++g) {
-        const T* wg = w + g * Cog * Kg;
         const T* dyg = gy + (n * s.Co + g * Cog) * P;
-        T* dxg = gx + (n * s.C + g * Cg) * HW;
+        grad.begin(gx + (n * s.C + g * Cg) * HW);
         for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
           const int64_t pc = std::min(pc_max, P - p0);
           // col[Kg][pc] = W_g^T x dY_g[:, p0:p0+pc]
-          gemm<T>(true, false, Kg, pc, Cog, T(1), wg, Kg, dyg + p0, P, T(0), col.data(), pc, conv_gemm_options<T>(),
-                  inner);
+          gemm_packed_a<T>(wt[static_cast<size_t>(g)], false, pc, T(1), dyg + p0, P, T(0), col.data(), pc,
+                           conv_gemm_options<T>(), inner);
           if (inner == 1)
-            col2im_channels(s, ix, col.data(), p0, pc, 0, Cg, dxg);
+            grad.add(col.data(), p0, pc, 0, Cg);
           else
-            parallel_for(Cg, 1, [&](int64_t c0, int64_t c1) { col2im_channels(s, ix, col.data(), p0, pc, c0, c1, dxg); });
+            parallel_for(Cg, 1, [&](int64_t c0, int64_t c1) { grad.add(col.data(), p0, pc, c0, c1); });
         }
+        grad.finish();
       }
   };
   const int bt = batch_threads(s);
@@ -612,6 +696,32 @@ bool backward_data_as_forward_applies(const Conv2dShape& s) {
          s.pr <= ew && !is_pointwise(s);
 }
 
+// The forward convolution backward_data_as_forward runs: dY [N][Co][OH][OW] in, dX out.
+Conv2dShape backward_data_shape(const Conv2dShape& s) {
+  Conv2dShape t;
+  t.N = s.N, t.C = s.Co, t.H = s.OH, t.W = s.OW;
+  t.Co = s.C, t.KH = s.KH, t.KW = s.KW, t.groups = s.groups;
+  t.dh = s.dh, t.dw = s.dw;
+  t.pt = s.dh * (s.KH - 1) - s.pt, t.pb = s.dh * (s.KH - 1) - s.pb;
+  t.pl = s.dw * (s.KW - 1) - s.pl, t.pr = s.dw * (s.KW - 1) - s.pr;
+  t.finalize();  // t.OH == s.H, t.OW == s.W
+  return t;
+}
+
+// Either route computes the same products. As a forward convolution the GEMM has only C_g
+// rows against 9 * C_og reduction steps and im2col copies 9 * C_og values per pixel; through
+// col2im it has 9 * C_g rows and col2im adds 9 * C_g values per pixel (one vector per output
+// row segment: short rows cost more). Measured N=64 (ms, forward route / col2im): 3->16@32
+// 0.99/0.56, 8->32@16 0.70/0.44, 16->64@16 1.81/1.34, 16->32@32 3.57/2.83, 3->64@224 (N=8)
+// 31.8/10.9; even 16->32@16 0.89/0.87, 32->128@8 1.68/1.62; worse 32->64@8 0.82/1.09. Winograd
+// and depthwise keep the forward route.
+bool backward_data_via_col2im(const Conv2dShape& s, int64_t elem_bytes) {
+  if (!backward_data_as_forward_applies(s)) return true;
+  const int64_t cg = s.Cg(), cog = s.Cog();
+  if (cg >= cog || !(cg <= 8 || cog >= 4 * cg || s.OW >= 32) || !padded_col2im_applies(s, elem_bytes)) return false;
+  return conv2d_choose_algo(backward_data_shape(s), ConvAlgo::auto_) == ConvAlgo::gemm;
+}
+
 template <typename T>
 void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), KHW = s.KH * s.KW;
@@ -623,14 +733,7 @@ void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* 
         T* dst = wt.data() + ((g * Cg + ci) * Cog + co) * KHW;
         for (int64_t k = 0; k < KHW; ++k) dst[k] = src[KHW - 1 - k];
       }
-  Conv2dShape t;
-  t.N = s.N, t.C = s.Co, t.H = s.OH, t.W = s.OW;
-  t.Co = s.C, t.KH = s.KH, t.KW = s.KW, t.groups = s.groups;
-  t.dh = s.dh, t.dw = s.dw;
-  t.pt = s.dh * (s.KH - 1) - s.pt, t.pb = s.dh * (s.KH - 1) - s.pb;
-  t.pl = s.dw * (s.KW - 1) - s.pl, t.pr = s.dw * (s.KW - 1) - s.pr;
-  t.finalize();  // t.OH == s.H, t.OW == s.W
-  conv2d_forward(t, gy, wt.data(), static_cast<const T*>(nullptr), gx, ConvAlgo::auto_);
+  conv2d_forward(backward_data_shape(s), gy, wt.data(), static_cast<const T*>(nullptr), gx, ConvAlgo::auto_);
 }
 
 }  // namespace
@@ -649,10 +752,10 @@ void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, 
       backward_weight_gemm(s, gy, x, gw);
   }
   if (gx && s.N > 0) {
-    if (backward_data_as_forward_applies(s))
-      backward_data_as_forward(s, gy, w, gx);
-    else
+    if (backward_data_via_col2im(s, sizeof(T)))
       backward_data_gemm(s, gy, w, gx);
+    else
+      backward_data_as_forward(s, gy, w, gx);
   }
 }
 

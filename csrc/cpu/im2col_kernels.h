@@ -21,7 +21,18 @@ template <typename T>
 using Im2colPaddedFn = void (*)(const T* xp, const PaddedGeometry& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
                                 T* dst, int64_t ld);
 
+// The adjoint, for grad_input: xp[ci][oh * sh + kh * dh][ow + kw * dw] += col[kk][p - p0]
+// for the rows kk of channels ci in [c0, c1) (all KH * KW taps) of a column block
+// col[Kg][pc] and p in [p0, p0 + pc); taps added in kk order (deterministic).
+template <typename T>
+using Col2imPaddedFn = void (*)(const T* col, const PaddedGeometry& g, int64_t c0, int64_t c1, int64_t p0, int64_t pc,
+                                T* xp);
+
 namespace im2col_avx512 {
+void col2im_padded_f32(const float* col, const PaddedGeometry& g, int64_t c0, int64_t c1, int64_t p0, int64_t pc,
+                       float* xp);
+void col2im_padded_f64(const double* col, const PaddedGeometry& g, int64_t c0, int64_t c1, int64_t p0, int64_t pc,
+                       double* xp);
 void im2col_padded_f32(const float* xp, const PaddedGeometry& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
                        float* dst, int64_t ld);
 void im2col_padded_f64(const double* xp, const PaddedGeometry& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
