@@ -620,5 +620,30 @@ def test_backward_beyond_32mib_streams_the_same_values():
     gx = F.max_pool2d_backward(gy, x, idx, 2, 2)
     assert not np.isnan(gx).any()
     for n in range(3):
-        np.testing.assert_array_equal(gx[n], F.max_pool2d_backward(gy[n : n + 1], x[n : n + 1], idx[n : n + 1], 2, 2)[0])
+        np.testing.assert_array_equal(
+            gx[n], F.max_pool2d_backward(gy[n : n + 1], x[n : n + 1], idx[n : n + 1], 2, 2)[0]
+        )
     assert np.count_nonzero(gx) == np.count_nonzero(gy)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_overlapping_backward_beyond_32mib_streams_the_same_values(dtype):
+    """3x3/2 windows overlap, so the streamed path zeroes and scatters each plane in a cached
+    buffer and streams it out (no read-for-ownership of grad_input); it equals image-by-image
+    calls (each under the threshold, scattered in place) bit for bit, including the sums where
+    windows share their maximum, and matches numpy's unbuffered scatter-add."""
+    rng = np.random.default_rng(7)
+    shape = (3, 64, 224, 224) if dtype == np.float32 else (2, 48, 224, 224)  # grad_input > 32 MiB
+    x = rng.standard_normal(shape).astype(dtype)
+    x[..., ::7, ::5] = 9.0  # shared maxima: the same input element wins several windows
+    y, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = F.max_pool2d_backward(gy, x, idx, 3, 2, 1)
+    for n in range(shape[0]):
+        one = F.max_pool2d_backward(gy[n : n + 1], x[n : n + 1], idx[n : n + 1], 3, 2, 1)[0]
+        np.testing.assert_array_equal(gx[n], one)
+    ref = np.zeros((shape[0] * shape[1], shape[2] * shape[3]), dtype)
+    planes = np.arange(ref.shape[0])[:, None]
+    np.add.at(ref, (np.broadcast_to(planes, (ref.shape[0], idx[0, 0].size)), idx.reshape(ref.shape[0], -1)),
+              gy.reshape(ref.shape[0], -1))  # fmt: skip
+    np.testing.assert_array_equal(gx.reshape(ref.shape), ref)

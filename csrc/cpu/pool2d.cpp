@@ -23,9 +23,11 @@
 #include <limits>
 #include <memory>
 #include <type_traits>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>  // _mm_sfence
+#include <emmintrin.h>  // _mm_stream_pd
+#include <xmmintrin.h>  // _mm_sfence, _mm_stream_ps
 #endif
 
 #include "core/dispatch.h"
@@ -248,10 +250,39 @@ static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2d
   });
 }
 
+// dst[0, n) = src[0, n) with non-temporal stores (no read-for-ownership of dst's lines);
+// the caller fences. Unaligned ends element by element.
+#if PYCNNRNN_HAVE_X86
+inline void stream_copy(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15) != 0; ++i) dst[i] = src[i];
+  for (; i + 4 <= n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+inline void stream_copy(double* dst, const double* src, int64_t n) {
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15) != 0; ++i) dst[i] = src[i];
+  for (; i + 2 <= n; i += 2) _mm_stream_pd(dst + i, _mm_loadu_pd(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+#endif
+
+// Largest plane the streamed path gathers in a per-thread buffer (it must stay in L2).
+constexpr int64_t POOL_STREAM_PLANE_MAX_BYTES = int64_t{1} << 20;
+
 template <typename T>
 void max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s) {
   const int64_t in_hw = s.H * s.W, out_hw = s.OH * s.OW;
   const size_t plane_bytes = static_cast<size_t>(in_hw) * sizeof(T);
+#if PYCNNRNN_HAVE_X86
+  // Overlapping windows (3x3/2) past the caches: each plane is zeroed and scattered into a
+  // cached per-thread buffer, then streamed out. Zeroing grad_input in place made every line
+  // be read from memory before it was written (N=8, 64x224x224, 3x3/2: 8.9 -> 6.1-6.6 ms).
+  const bool stream = s.planes * in_hw * int64_t(sizeof(T)) >= POOL_STREAM_MIN_BYTES &&
+                      int64_t(plane_bytes) <= POOL_STREAM_PLANE_MAX_BYTES;
+#else
+  const bool stream = false;
+#endif
   std::unique_ptr<unsigned char[]> redo;
   const bool banded = (s.kh - 1) * s.dh + 1 <= s.sh && s.OH > 0;
   if (banded) {
@@ -261,12 +292,25 @@ void max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dSha
   // grain: about 64 KiB of grad_input per thread, so small calls do not wake the pool
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, in_hw));
   parallel_for(s.planes, grain, [&](int64_t p0, int64_t p1) {
+    thread_local std::vector<T> tl_plane;
+    T* buf = nullptr;
+    if (stream && !banded) {
+      if (tl_plane.size() < static_cast<size_t>(in_hw)) tl_plane.resize(static_cast<size_t>(in_hw));
+      buf = tl_plane.data();
+    }
     for (int64_t p = p0; p < p1; ++p) {
       if (banded && !redo[p]) continue;
       T* g = gx + p * in_hw;
-      std::memset(static_cast<void*>(g), 0, plane_bytes);
-      scatter_plane(g, gy + p * out_hw, idx + p * out_hw, out_hw, in_hw);
+      T* dst = buf ? buf : g;
+      std::memset(static_cast<void*>(dst), 0, plane_bytes);
+      scatter_plane(dst, gy + p * out_hw, idx + p * out_hw, out_hw, in_hw);
+#if PYCNNRNN_HAVE_X86
+      if (buf) stream_copy(g, buf, in_hw);
+#endif
     }
+#if PYCNNRNN_HAVE_X86
+    if (buf) _mm_sfence();  // streamed stores visible before this part reports done
+#endif
   });
 }
 
