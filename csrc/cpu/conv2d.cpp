@@ -202,30 +202,43 @@ void im2col_block(const Conv2dShape& s, const ConvIndex& ix, const T* xg, int64_
   }
 }
 
-// The vector im2col from a padded copy (cpu/im2col_kernels.h) for the active ISA, or nullptr.
+// The padded-copy im2col and col2im (cpu/im2col_kernels.h) of the active ISA; nullptr where
+// there are none (the reference loops then run).
 template <typename T>
-Im2colPaddedFn<T> im2col_padded_kernel();
+struct PaddedKernels {
+  Im2colPaddedFn<T> im2col = nullptr;
+  Col2imPaddedFn<T> col2im = nullptr;
+};
+template <typename T>
+PaddedKernels<T> padded_kernels();
 template <>
-Im2colPaddedFn<float> im2col_padded_kernel<float>() {
+PaddedKernels<float> padded_kernels<float>() {
 #if PYCNNRNN_HAVE_X86
-  if (active_isa() == Isa::avx512) return im2col_avx512::im2col_padded_f32;
+  if (active_isa() == Isa::avx512) return {im2col_avx512::im2col_padded_f32, im2col_avx512::col2im_padded_f32};
 #endif
-  return nullptr;
+  return {};
 }
 template <>
-Im2colPaddedFn<double> im2col_padded_kernel<double>() {
+PaddedKernels<double> padded_kernels<double>() {
 #if PYCNNRNN_HAVE_X86
-  if (active_isa() == Isa::avx512) return im2col_avx512::im2col_padded_f64;
+  if (active_isa() == Isa::avx512) return {im2col_avx512::im2col_padded_f64, im2col_avx512::col2im_padded_f64};
 #endif
-  return nullptr;
+  return {};
 }
 
 // Largest padded image group the fast path copies (bigger ones take the reference loop, whose
 // runs are long there anyway).
 constexpr int64_t PADDED_IMAGE_MAX_BYTES = int64_t(4) << 20;
 
-// im2col blocks of one image group at a time. Stride 1 along W with zero padding and a vector
-// kernel: set_image() copies the group into a zero-padded buffer [Cg][H+pt+pb][W+pl+pr] once
+// Stride 1 along W, zero padding, a small enough image group: the padded-copy path applies.
+template <typename T>
+bool padded_path_applies(const Conv2dShape& s) {
+  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr;
+  return s.sw == 1 && s.mode == PadMode::zeros && s.Cg() * Hp * Wp * int64_t(sizeof(T)) <= PADDED_IMAGE_MAX_BYTES;
+}
+
+// im2col blocks of one image group at a time. Where the padded path applies and the ISA has
+// the kernel: set_image() copies the group into a zero-padded buffer [Cg][H+pt+pb][W+pl+pr] once
 // (a ninth of the column matrix or less), and every block is then contiguous runs of it.
 // Otherwise the reference im2col_block. `slot` picks the calling thread's buffer, so nested
 // users (grad_input through the forward path inside conv2d_backward) keep their own.
@@ -235,8 +248,7 @@ class ImageCols {
  public:
   ImageCols(const Conv2dShape& s, const ConvIndex& ix, int slot) : s_(s), ix_(ix) {
     const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr;
-    if (s.sw == 1 && s.mode == PadMode::zeros && s.Cg() * Hp * Wp * int64_t(sizeof(T)) <= PADDED_IMAGE_MAX_BYTES)
-      kernel_ = im2col_padded_kernel<T>();
+    if (padded_path_applies<T>(s)) kernel_ = padded_kernels<T>().im2col;
     if (kernel_) {
       g_ = PaddedGeometry{Hp, Wp, s.KH, s.KW, s.sh, s.dh, s.dw, s.OW};
       thread_local PadBuffer bufs[2];
@@ -320,34 +332,9 @@ void col2im_channels(const Conv2dShape& s, const ConvIndex& ix, const T* col, in
   }
 }
 
-// The vector col2im into a padded gradient (cpu/im2col_kernels.h) for the active ISA, or nullptr.
-template <typename T>
-Col2imPaddedFn<T> col2im_padded_kernel();
-template <>
-Col2imPaddedFn<float> col2im_padded_kernel<float>() {
-#if PYCNNRNN_HAVE_X86
-  if (active_isa() == Isa::avx512) return im2col_avx512::col2im_padded_f32;
-#endif
-  return nullptr;
-}
-template <>
-Col2imPaddedFn<double> col2im_padded_kernel<double>() {
-#if PYCNNRNN_HAVE_X86
-  if (active_isa() == Isa::avx512) return im2col_avx512::col2im_padded_f64;
-#endif
-  return nullptr;
-}
-
-// Whether ImageGrad takes the vector path (ImageCols' conditions).
-bool padded_col2im_applies(const Conv2dShape& s, int64_t elem_bytes) {
-  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr;
-  return s.sw == 1 && s.mode == PadMode::zeros && s.Cg() * Hp * Wp * elem_bytes <= PADDED_IMAGE_MAX_BYTES &&
-         (elem_bytes == 4 ? col2im_padded_kernel<float>() != nullptr : col2im_padded_kernel<double>() != nullptr);
-}
-
-// col2im of column blocks into one image group's grad_input dx_g[Cg][H][W]. Stride 1 along W
-// with zero padding and a vector kernel: the blocks are added into a zero-padded buffer in T
-// (at most KH * KW terms per element, so no float64 needed) whose interior finish() copies
+// col2im of column blocks into one image group's grad_input dx_g[Cg][H][W]. Where the padded
+// path applies and the ISA has the kernel: the blocks are added into a zero-padded buffer in
+// T (at most KH * KW terms per element, so no float64 needed) whose interior finish() copies
 // out. Otherwise the reference col2im_channels (float64 sums, for the remap modes' folds)
 // straight into dx_g, which begin() zeroes. add() may run on several threads at once for
 // disjoint channel ranges.
@@ -355,7 +342,7 @@ template <typename T>
 class ImageGrad {
  public:
   ImageGrad(const Conv2dShape& s, const ConvIndex& ix) : s_(s), ix_(ix) {
-    if (padded_col2im_applies(s, sizeof(T))) kernel_ = col2im_padded_kernel<T>();
+    if (padded_path_applies<T>(s)) kernel_ = padded_kernels<T>().col2im;
     if (kernel_) {
       g_ = PaddedGeometry{s.H + s.pt + s.pb, s.W + s.pl + s.pr, s.KH, s.KW, s.sh, s.dh, s.dw, s.OW};
       thread_local std::vector<T> tl_buf;
@@ -715,10 +702,12 @@ Conv2dShape backward_data_shape(const Conv2dShape& s) {
 // 0.99/0.56, 8->32@16 0.70/0.44, 16->64@16 1.81/1.34, 16->32@32 3.57/2.83, 3->64@224 (N=8)
 // 31.8/10.9; even 16->32@16 0.89/0.87, 32->128@8 1.68/1.62; worse 32->64@8 0.82/1.09. Winograd
 // and depthwise keep the forward route.
-bool backward_data_via_col2im(const Conv2dShape& s, int64_t elem_bytes) {
+template <typename T>
+bool backward_data_via_col2im(const Conv2dShape& s) {
   if (!backward_data_as_forward_applies(s)) return true;
   const int64_t cg = s.Cg(), cog = s.Cog();
-  if (cg >= cog || !(cg <= 8 || cog >= 4 * cg || s.OW >= 32) || !padded_col2im_applies(s, elem_bytes)) return false;
+  if (cg >= cog || !(cg <= 8 || cog >= 4 * cg || s.OW >= 32)) return false;
+  if (!padded_path_applies<T>(s) || !padded_kernels<T>().col2im) return false;
   return conv2d_choose_algo(backward_data_shape(s), ConvAlgo::auto_) == ConvAlgo::gemm;
 }
 
@@ -752,7 +741,7 @@ void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, 
       backward_weight_gemm(s, gy, x, gw);
   }
   if (gx && s.N > 0) {
-    if (backward_data_via_col2im(s, sizeof(T)))
+    if (backward_data_via_col2im<T>(s))
       backward_data_gemm(s, gy, w, gx);
     else
       backward_data_as_forward(s, gy, w, gx);
