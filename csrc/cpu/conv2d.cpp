@@ -230,11 +230,16 @@ PaddedKernels<double> padded_kernels<double>() {
 // runs are long there anyway).
 constexpr int64_t PADDED_IMAGE_MAX_BYTES = int64_t(4) << 20;
 
+// The padded image group [Cg][H+pt+pb][W+pl+pr] and the taps the kernels read from it.
+PaddedGeometry padded_geometry(const Conv2dShape& s) {
+  return PaddedGeometry{s.H + s.pt + s.pb, s.W + s.pl + s.pr, s.KH, s.KW, s.sh, s.dh, s.dw, s.OW};
+}
+
 // Stride 1 along W, zero padding, a small enough image group: the padded-copy path applies.
 template <typename T>
 bool padded_path_applies(const Conv2dShape& s) {
-  const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr;
-  return s.sw == 1 && s.mode == PadMode::zeros && s.Cg() * Hp * Wp * int64_t(sizeof(T)) <= PADDED_IMAGE_MAX_BYTES;
+  const PaddedGeometry g = padded_geometry(s);
+  return s.sw == 1 && s.mode == PadMode::zeros && s.Cg() * g.Hp * g.Wp * int64_t(sizeof(T)) <= PADDED_IMAGE_MAX_BYTES;
 }
 
 // im2col blocks of one image group at a time. Where the padded path applies and the ISA has
@@ -247,16 +252,15 @@ template <typename T>
 class ImageCols {
  public:
   ImageCols(const Conv2dShape& s, const ConvIndex& ix, int slot) : s_(s), ix_(ix) {
-    const int64_t Hp = s.H + s.pt + s.pb, Wp = s.W + s.pl + s.pr;
     if (padded_path_applies<T>(s)) kernel_ = padded_kernels<T>().im2col;
     if (kernel_) {
-      g_ = PaddedGeometry{Hp, Wp, s.KH, s.KW, s.sh, s.dh, s.dw, s.OW};
+      g_ = padded_geometry(s);
       thread_local PadBuffer bufs[2];
       buf_ = &bufs[slot];
       // The border is written only here: a buffer last laid out the same way keeps its zeros.
-      const int64_t layout[5] = {s.Cg(), Hp, Wp, s.pt, s.pl};
+      const int64_t layout[5] = {s.Cg(), g_.Hp, g_.Wp, s.pt, s.pl};
       if (!std::equal(layout, layout + 5, buf_->layout)) {
-        buf_->data.assign(static_cast<size_t>(s.Cg() * Hp * Wp), T(0));
+        buf_->data.assign(static_cast<size_t>(s.Cg() * g_.Hp * g_.Wp), T(0));
         std::copy(layout, layout + 5, buf_->layout);
       }
     }
@@ -344,7 +348,7 @@ class ImageGrad {
   ImageGrad(const Conv2dShape& s, const ConvIndex& ix) : s_(s), ix_(ix) {
     if (padded_path_applies<T>(s)) kernel_ = padded_kernels<T>().col2im;
     if (kernel_) {
-      g_ = PaddedGeometry{s.H + s.pt + s.pb, s.W + s.pl + s.pr, s.KH, s.KW, s.sh, s.dh, s.dw, s.OW};
+      g_ = padded_geometry(s);
       thread_local std::vector<T> tl_buf;
       buf_ = &tl_buf;
       if (static_cast<int64_t>(buf_->size()) < s.Cg() * g_.Hp * g_.Wp)

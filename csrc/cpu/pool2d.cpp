@@ -200,16 +200,15 @@ static PoolBandFn band_kernel(const Pool2dShape& s) {
 #endif
 }
 
+// stream: grad_input is past the caches (POOL_STREAM_MIN_BYTES), written with non-temporal stores.
 template <typename T>
-static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s, unsigned char* bad_planes) {
+static void backward_banded(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s, bool stream,
+                            unsigned char* bad_planes) {
   const int64_t in_hw = s.H * s.W, out_hw = s.OH * s.OW, rows = s.planes * s.OH;
   const PoolBandFn fn = band_kernel<T>(s);
   const void* idx_end = idx + s.planes * out_hw;
   const void* gy_end = gy + s.planes * out_hw;
   const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(1, s.OW));
-  // grad_input beyond a cache's worth is streamed past the caches (N=8, 64x224x224: 7.2 -> 4.7
-  // ms); smaller ones stay cached for whoever reads them next (N=1: 0.45 vs 0.6 ms streamed).
-  const bool stream = s.planes * in_hw * int64_t(sizeof(T)) >= POOL_STREAM_MIN_BYTES;
   parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t p = r / s.OH, oh = r % s.OH;
@@ -274,12 +273,13 @@ template <typename T>
 void max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dShape& s) {
   const int64_t in_hw = s.H * s.W, out_hw = s.OH * s.OW;
   const size_t plane_bytes = static_cast<size_t>(in_hw) * sizeof(T);
+  // grad_input beyond a cache's worth is streamed past the caches: the banded 2x2/2 path
+  // (N=8, 64x224x224: 7.2 -> 4.7 ms), and overlapping windows (3x3/2), where each plane is
+  // zeroed and scattered into a cached per-thread buffer, then streamed out (zeroing it in
+  // place made every line be read from memory before it was written: 8.9 -> 6.1-6.6 ms).
+  // Smaller ones stay cached for whoever reads them next (N=1: 0.45 vs 0.6 ms streamed).
 #if PYCNNRNN_HAVE_X86
-  // Overlapping windows (3x3/2) past the caches: each plane is zeroed and scattered into a
-  // cached per-thread buffer, then streamed out. Zeroing grad_input in place made every line
-  // be read from memory before it was written (N=8, 64x224x224, 3x3/2: 8.9 -> 6.1-6.6 ms).
-  const bool stream = s.planes * in_hw * int64_t(sizeof(T)) >= POOL_STREAM_MIN_BYTES &&
-                      int64_t(plane_bytes) <= POOL_STREAM_PLANE_MAX_BYTES;
+  const bool stream = s.planes * in_hw * int64_t(sizeof(T)) >= POOL_STREAM_MIN_BYTES;
 #else
   const bool stream = false;
 #endif
@@ -287,14 +287,15 @@ void max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dSha
   const bool banded = (s.kh - 1) * s.dh + 1 <= s.sh && s.OH > 0;
   if (banded) {
     redo.reset(new unsigned char[static_cast<size_t>(s.planes)]());
-    backward_banded(gy, idx, gx, s, redo.get());
+    backward_banded(gy, idx, gx, s, stream, redo.get());
   }
+  const bool stream_planes = stream && !banded && int64_t(plane_bytes) <= POOL_STREAM_PLANE_MAX_BYTES;
   // grain: about 64 KiB of grad_input per thread, so small calls do not wake the pool
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(1, in_hw));
   parallel_for(s.planes, grain, [&](int64_t p0, int64_t p1) {
     thread_local std::vector<T> tl_plane;
     T* buf = nullptr;
-    if (stream && !banded) {
+    if (stream_planes) {
       if (tl_plane.size() < static_cast<size_t>(in_hw)) tl_plane.resize(static_cast<size_t>(in_hw));
       buf = tl_plane.data();
     }

@@ -19,7 +19,9 @@ pycnnrnn::rnn                       pycnnrnn::rnn_backward (BPTT from the saved 
 
 The backward ops have no autograd formula of their own, so double backward raises torch's
 "no autograd formula" error (the ops are once differentiable). Gradients arriving
-non-contiguous are made contiguous; undefined ones are materialised as zeros by autograd.
+non-contiguous are made contiguous; undefined ones are zeros (materialised by autograd for
+conv2d and linear; pooling's indices and the RNN's workspaces get none, and the RNN makes
+zeros only for the outputs its kernel reads).
 
 The functions at the bottom (``conv2d``, ``max_pool2d``, ``max_unpool2d``, ``linear``, ``rnn``)
 take torch.nn.functional-style arguments, normalise them and call the ops.
@@ -583,9 +585,12 @@ def _rnn_setup(ctx, inputs, output):
 
 
 def _rnn_backward(ctx, grad_out, grad_h_n, grad_c_n, _grad_saved):
-    # the op's input flags: (mode, input, h0, c0, params, ...); the eager Function's are per
-    # parameter tensor (see _RnnEager), folded into the same shape
-    need = getattr(ctx, "rnn_needs", None) or ctx.needs_input_grad
+    return _rnn_grads(ctx, ctx.needs_input_grad, grad_out, grad_h_n, grad_c_n)
+
+
+def _rnn_grads(ctx, need, grad_out, grad_h_n, grad_c_n):
+    """BPTT for either path. need: needs-grad flags in the op's argument order (mode, input,
+    h0, c0, params, ...); returns one gradient per op argument (params: a list, or None)."""
     if not (need[1] or need[2] or need[3] or need[4]):
         return (None,) * 15
     if not ctx.need_saved:
@@ -639,9 +644,10 @@ class _RnnEager(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out, grad_h_n, grad_c_n, *_grad_saved):
-        need = ctx.needs_input_grad
-        ctx.rnn_needs = (False, need[1], need[2], need[3], any(need[_RNN_FIXED:]))
-        grads = _rnn_backward(ctx, grad_out, grad_h_n, grad_c_n, None)
+        need = ctx.needs_input_grad  # one flag per parameter tensor: folded into the op's order
+        grads = _rnn_grads(
+            ctx, (False, need[1], need[2], need[3], any(need[_RNN_FIXED:])), grad_out, grad_h_n, grad_c_n
+        )
         gp = grads[4] if grads[4] is not None else [None] * ctx.n_params
         return (*grads[:4], *(None,) * (_RNN_FIXED - 4), *gp)
 
