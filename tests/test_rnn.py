@@ -469,6 +469,35 @@ def test_isa_paths_in_subprocess(isa, pack_min_b, tmp_path):
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 
 
+@pytest.mark.parametrize("T,B", [(1, 109), (2, 16)])  # per-step GEMM path; packed W_hh panels
+def test_vector_activations_within_3_ulp(T, B, rng):
+    """tanh and sigmoid of the float32 step kernels (polynomial exp, reciprocal estimate + Newton
+    step on AVX-512) against float64, in units of float32 spacing, with W_ih = I and W_hh = 0 so
+    that an output is the activation of the input itself: RNN tanh y = tanh(x); LSTM with
+    g = tanh(20) = 1 and c0 = 0 gives c_1 = sigmoid(x_1), c_2 = sigmoid(0) c_1 + sigmoid(x_2)."""
+    H = 37
+    x = np.concatenate([rng.uniform(-12, 12, 2000), rng.uniform(-0.7, 0.7, 1000), rng.standard_normal(1000) * 1e-3,
+                        [0.625, -0.625, 0.6249999, 30, -30, 60, -60, 1e-30]])  # fmt: skip
+    x = np.resize(x, T * B * H).reshape(T, B, H).astype(np.float32)
+    x64 = x.astype(np.float64)
+
+    def ulps(got, ref):
+        return np.abs(got.astype(np.float64) - ref) / np.spacing(np.abs(ref.astype(np.float32))).astype(np.float64)
+
+    zeros = np.zeros((H, H), np.float32)
+    y = R.rnn_forward("rnn_tanh", x, None, [np.eye(H, dtype=np.float32), zeros, np.zeros(H, np.float32),
+                                             np.zeros(H, np.float32)], 1)[0]  # fmt: skip
+    assert ulps(y, np.tanh(x64)).max() <= 3
+    w_ih = np.zeros((4 * H, H), np.float32)
+    w_ih[:H] = np.eye(H)
+    b_ih = np.zeros(4 * H, np.float32)
+    b_ih[2 * H : 3 * H] = 20
+    c_n = R.rnn_forward("lstm", x, None, [w_ih, np.zeros((4 * H, H), np.float32), b_ih, np.zeros(4 * H, np.float32)], 1)[2]
+    sig = 1 / (1 + np.exp(-x64))
+    ref = sig[0] if T == 1 else 0.5 * sig[0] + sig[1]
+    assert ulps(c_n[0], ref).max() <= 3
+
+
 def test_threads_give_identical_results(rng):
     m = torch_module("lstm", 8, 40, 1)
     p = [w.detach().numpy() for w in m._flat_weights]
