@@ -30,6 +30,7 @@ struct RnnStepF32 {
   float* gates = nullptr;       // [B][GH] saved activations, or null
   float* tanhc = nullptr;       // [B][H] LSTM saved tanh(c), or null
   float* hn = nullptr;          // [B][H] GRU saved W_hn h + b_hn, or null
+  bool reverse = false;         // panels p1-1 down to p0 (serpentine order across steps)
 };
 
 struct RnnBackF32 {
@@ -38,6 +39,7 @@ struct RnnBackF32 {
   const float* dg = nullptr;     // [B][Kd]
   const float* add = nullptr;    // [B][N] added to the product, or null
   float* out = nullptr;          // [B][N]
+  bool reverse = false;          // panels q1-1 down to q0
 };
 
 using RnnStepFn = void (*)(const RnnStepF32&, int64_t p0, int64_t p1);
