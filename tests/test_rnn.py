@@ -420,6 +420,10 @@ def test_bad_input_other():
         R.lstm_cell(np.ones((3, 4), np.float32), (np.ones((5, 6), np.float32),) * 2, *p)
     with pytest.raises(ValueError, match=r"Expected input to be 1D or 2D, got 3D"):
         R.gru_cell(np.ones((1, 3, 4), np.float32), None, *_gru_cell_params())
+    with pytest.raises(ValueError, match=r"b_hh must have shape \(24,\), got \(23,\)"):
+        R.lstm_cell(np.ones((3, 4), np.float32), None, p[0], p[1], p[2], p[3][:23])
+    with pytest.raises(TypeError, match="b_ih must have dtype float32"):
+        R.lstm_cell(np.ones((3, 4), np.float32), None, p[0], p[1], p[2].astype(np.float64), p[3])
     # the binding's own checks (second line of defence)
     with pytest.raises(ValueError, match="output must be"):
         _C.rnn_layer_forward(0, False, x, None, None, *p, None, None, np.empty((2, 3, 5), np.float32), 0,

@@ -12,6 +12,7 @@
 #include "cpu/rnn.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -174,11 +175,17 @@ void portable_step(const StepArgs<T>& s, int64_t u0, int64_t u1) {
   }
 }
 
-// Serpentine order: item i of n at step s, reversed on odd steps. A thread streams the same
-// W_hh rows every step, and at batch 1-8 (LSTM(300, 512, 2): 2 MiB per thread per step, as big
+// Serpentine order: a thread streams the same weight rows every step (and a cell the same rows
+// every call), and at batch 1-8 (LSTM(300, 512, 2): 2 MiB of W_hh per thread per step, as big
 // as the L2) a pass in the same direction finds each line evicted by the lines after it, while
-// the reversed pass starts with the lines just used. Forward, T=30 B=1, same runs: 3.5 -> 2.8 ms.
-inline int64_t serpentine(int64_t i, int64_t n, int64_t s) { return (s & 1) ? n - 1 - i : i; }
+// a reversed pass starts with the lines just used. So every other pass runs backwards: item i
+// of n is n-1-i when `reverse`. The direction alternates per pass process-wide (also across
+// calls); the order never changes a result. Forward, T=30 B=1, same runs: 3.5 -> 2.8 ms.
+inline int64_t serpentine(int64_t i, int64_t n, bool reverse) { return reverse ? n - 1 - i : i; }
+bool next_pass_reversed() {
+  static std::atomic<unsigned> passes{0};
+  return passes.fetch_add(1, std::memory_order_relaxed) & 1u;
+}
 
 // Forward panels for the float32 ISA kernels (layout in rnn_kernels.h).
 struct FwdPanels {
@@ -343,24 +350,20 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     copy_rows(c.data(), c0, B * H);
   }
   if (Tn > 0 && B > 0) {
-    // 1. input projection of every step, biases folded in (GRU: b_hn stays inside r*(...))
+    // 1. input projection of every step, biases folded in (GRU: b_hn stays inside r*(...)), in
+    // one GEMM (a single step: inside the step, see 2.)
     std::vector<T> bsum(GH, T(0));
     std::unique_ptr<T[]> pre = scratch<T>(checked_mul(Tn * B, GH, "rnn pre"));  // [T*B][GH]
     for (int64_t r = 0; r < GH; ++r) {
       if (L.b_ih) bsum[r] += L.b_ih[r];
       if (L.b_hh && !(gru && r >= 2 * H)) bsum[r] += L.b_hh[r];
     }
-    GemmEpilogue<T> ep;
-    ep.bias = bsum.data();
-    ep.bias_kind = BiasKind::col;
-    gemm<T>(false, true, Tn * B, GH, I, T(1), x, I, L.w_ih, I, T(0), pre.get(), GH, ep);
-    const T* b_hn = (gru && L.b_hh) ? L.b_hh + 2 * H : nullptr;
-
-    // 2. the recurrence
-    // float32 ISA kernels: for a sequence, pack W_hh once (gate-interleaved panels) and fuse the
-    // product with the gate formulas. For one step (cells) packing would be an extra pass over
-    // W_hh, so h W_hh^T comes from the GEMM engine's small-M path (unpacked W_hh) and only the
-    // gate formulas are fused.
+    // 2. (the loop below) the recurrence
+    // float32 ISA kernels: from batch pack_min_batch(), pack W_hh once (gate-interleaved panels)
+    // and fuse the product with the gate formulas. Below, packing would be an extra pass over
+    // W_hh for too little reuse: each thread takes h W_hh^T for its units from the GEMM engine's
+    // small-M path (unpacked W_hh) and then their gate formulas, in one region per step; a
+    // single step (cells) takes its input projection there too (own units, same region).
     const RnnKernelsF32* vk = nullptr;
     FwdPanels panels;
     bool packed = false;
@@ -378,6 +381,15 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
         }
       }
     }
+    const bool input_in_step = vk && !packed && Tn == 1;
+    if (!input_in_step) {
+      GemmEpilogue<T> ep;
+      ep.bias = bsum.data();
+      ep.bias_kind = BiasKind::col;
+      gemm<T>(false, true, Tn * B, GH, I, T(1), x, I, L.w_ih, I, T(0), pre.get(), GH, ep);
+    }
+    const T* b_hn = (gru && L.b_hh) ? L.b_hh + 2 * H : nullptr;
+
     for (int64_t s = 0; s < Tn; ++s) {
       const int64_t t = L.reverse ? Tn - 1 - s : s;
       const int64_t row0 = t * B;
@@ -407,7 +419,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
           if (packed) {
             fs.Kd = K;
             fs.wp = panels.data.data();
-            fs.reverse = s & 1;  // panels in serpentine order
+            fs.reverse = next_pass_reversed();  // panels in serpentine order
           } else {
             fs.rec = rec.data();
           }
@@ -415,20 +427,30 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
           fs.h_out = sa.h_out, fs.c_out = sa.c_out, fs.gates = sa.gates, fs.tanhc = sa.tanhc, fs.hn = sa.hn;
           RnnStepFn fn = vk->step;
           const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // hidden units per panel
-          split_run(panels.count, B * GH * K, [&](int64_t p0, int64_t p1) {
+          const bool reverse = packed ? false : next_pass_reversed();
+          split_run(panels.count, (B * GH * K) << int(input_in_step), [&](int64_t p0, int64_t p1) {
             if (!packed) {
-              // this thread's units of every gate, rec[:, g*H + u0 .. g*H + u1) = h W_hh[g*H + u0 ..]^T,
-              // in the same region as their gate formulas (one region per step, the same W_hh rows
-              // on the same thread every step), in chunks of 64 units in serpentine order
+              // this thread's units [u0, u1) of every gate, in chunks of 64 units in serpentine
+              // order: rec[:, g*H + c0 .. g*H + c1) = h W_hh[g*H + c0 .. g*H + c1)^T (and for a
+              // single step first pre[...] = x W_ih[...]^T + bias)
               const int64_t u0 = p0 * units, u1 = std::min(H, p1 * units);
               constexpr int64_t chunk = 64;
-              const int64_t nch = (u1 - u0 + chunk - 1) / chunk, n = G * nch;
+              const int64_t nch = (u1 - u0 + chunk - 1) / chunk, nrec = G * nch, n = nrec << int(input_in_step);
               for (int64_t i = 0; i < n; ++i) {
-                const int64_t j = serpentine(i, n, s);
-                const int g = static_cast<int>(j / nch);
-                const int64_t c0 = u0 + (j % nch) * chunk, c1 = std::min(u1, c0 + chunk);
-                gemm<T>(false, true, B, c1 - c0, K, T(1), h.data(), K, L.w_hh + (g * H + c0) * K, K, T(0),
-                        rec.data() + g * H + c0, GH, {}, 1);
+                const int64_t j = serpentine(i, n, reverse);
+                const bool input = j >= nrec;  // (only when input_in_step)
+                const int g = static_cast<int>((j % nrec) / nch);
+                const int64_t c0 = u0 + (j % nch) * chunk, c1 = std::min(u1, c0 + chunk), col = g * H + c0;
+                if (input) {
+                  GemmEpilogue<T> ep_own;
+                  ep_own.bias = bsum.data() + col;
+                  ep_own.bias_kind = BiasKind::col;
+                  gemm<T>(false, true, B, c1 - c0, I, T(1), x, I, L.w_ih + col * I, I, T(0), pre.get() + col, GH,
+                          ep_own, 1);
+                } else {
+                  gemm<T>(false, true, B, c1 - c0, K, T(1), h.data(), K, L.w_hh + col * K, K, T(0), rec.data() + col,
+                          GH, {}, 1);
+                }
               }
             }
             fn(fs, p0, p1);
@@ -559,7 +581,7 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
       if (vk) {
         RnnBackF32 bs;
         bs.B = B, bs.N = K, bs.Kd = GH, bs.wp = bpanels.data(), bs.dg = gh, bs.add = add, bs.out = dh_next.data();
-        bs.reverse = s & 1;  // panels in serpentine order
+        bs.reverse = next_pass_reversed();  // panels in serpentine order
         RnnBackFn fn = vk->back;
         split_run(nq, B * GH * K, [&](int64_t q0, int64_t q1) { fn(bs, q0, q1); });
         done = true;

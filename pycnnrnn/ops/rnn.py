@@ -377,7 +377,12 @@ def _cell(mode, input, hx, w_ih, w_hh, b_ih, b_hh):
         raise ValueError(f"input has inconsistent input_size: got {x.shape[-1]} expected {w_ih.shape[1]}")
     if (b_ih is None) != (b_hh is None):
         raise ValueError("b_ih and b_hh must both be given or both be None")
-    bias = b_ih is not None
+    if b_ih is not None:
+        b_ih = as_float_array(b_ih, "b_ih", x.dtype)
+        b_hh = as_float_array(b_hh, "b_hh", x.dtype)
+        for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
+            if b.shape != (G * H,):
+                raise ValueError(f"{name} must have shape {(G * H,)}, got {b.shape}")
     batched = x.ndim == 2
     B = x.shape[0] if batched else 1
     states = []
@@ -394,14 +399,19 @@ def _cell(mode, input, hx, w_ih, w_hh, b_ih, b_hh):
                 raise ValueError(f"Input batch size {B} doesn't match hidden{i} batch size {h.shape[0]}")
             if h.shape[-1] != H:
                 raise ValueError(f"hidden{i} has inconsistent hidden_size: got {h.shape[-1]}, expected {H}")
-            h = h.reshape(1, B, H)
+            h = h.reshape(B, H)  # contiguous: as_float_array made it so
         states.append(h)
-    params = [w_ih, w_hh] + ([b_ih, b_hh] if bias else [])
-    xs = x.reshape(1, B, x.shape[-1])
-    out, h_n, c_n, _ = rnn_forward(mode, xs, tuple(states) if mode == "lstm" else states[0], params, 1, bias)
-    shape = (B, H) if batched else (H,)
-    h1 = h_n.reshape(shape)
-    return (h1, c_n.reshape(shape)) if mode == "lstm" else h1
+    # everything is checked: one step of the layer kernel, straight (rnn_forward would check again)
+    h_1 = _C.empty((B, H), x.dtype)
+    c_1 = _C.empty((B, H), x.dtype) if mode == "lstm" else None
+    _C.rnn_layer_forward(
+        MODES[mode], False, x.reshape(1, B, x.shape[-1]), states[0], states[1] if mode == "lstm" else None,
+        w_ih, w_hh, b_ih, b_hh, None, None, _C.empty((1, B, H), x.dtype), 0, h_1, c_1, None,
+    )  # fmt: skip
+    if not batched:
+        h_1 = h_1.reshape(H)
+        c_1 = None if c_1 is None else c_1.reshape(H)
+    return (h_1, c_1) if mode == "lstm" else h_1
 
 
 def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
