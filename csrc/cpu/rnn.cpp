@@ -1,11 +1,13 @@
 // rnn.cpp — recurrent layers (LSTM, GRU, RNN): the naive oracle, then the fast driver.
 //
 // Forward of one layer-direction (rnn.h):
-//   1. pre[T*B][GH] = X W_ih^T + (b_ih + b_hh)  — one GEMM over all steps (GRU keeps b_hn apart)
-//   2. per step t: the recurrent product h_prev W_hh^T and the gate formulas fused per panel
-//      of hidden units (float32: the ISA kernels of cpu/rnn_vec.inc on packed W_hh; float64
-//      and PYCNNRNN_ISA=scalar: the portable step below), threads splitting the units;
-//      LSTM projection: h = h_raw W_hr^T (a small GEMM per step).
+//   1. pre[T*B][GH] = X W_ih^T + (b_ih + b_hh)  — one GEMM over all steps (GRU keeps b_hn apart;
+//      a single step, i.e. a cell, computes it inside step 2 instead)
+//   2. per step t: the recurrent product h_prev W_hh^T and the gate formulas per panel of
+//      hidden units, threads splitting the units (float32: the ISA kernels of cpu/rnn_vec.inc,
+//      fused with the product on packed W_hh from batch 8, after each thread's own small-M
+//      product below; float64 and PYCNNRNN_ISA=scalar: the portable step below); weight rows
+//      in serpentine order across steps; LSTM projection: h = h_raw W_hr^T (a small GEMM).
 // Backward (BPTT), steps in reverse: fused pointwise gate gradients dG_t, then
 // dh_prev = dG_t W_hh (packed W_hh for float32 ISA kernels); after the loop the merged GEMMs
 // dW_ih = dG^T X, dW_hh = dG^T H_prev, dX = dG W_ih, db = column sums of dG.
