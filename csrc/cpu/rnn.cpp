@@ -418,10 +418,11 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
           RnnStepF32 fs;
           fs.mode = static_cast<int>(mode);
           fs.B = B, fs.H = H, fs.K = K;
+          const bool reverse = next_pass_reversed();  // serpentine order: packed panels or own rows
           if (packed) {
             fs.Kd = K;
             fs.wp = panels.data.data();
-            fs.reverse = next_pass_reversed();  // panels in serpentine order
+            fs.reverse = reverse;
           } else {
             fs.rec = rec.data();
           }
@@ -429,7 +430,6 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
           fs.h_out = sa.h_out, fs.c_out = sa.c_out, fs.gates = sa.gates, fs.tanhc = sa.tanhc, fs.hn = sa.hn;
           RnnStepFn fn = vk->step;
           const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // hidden units per panel
-          const bool reverse = packed ? false : next_pass_reversed();
           split_run(panels.count, (B * GH * K) << int(input_in_step), [&](int64_t p0, int64_t p1) {
             if (!packed) {
               // this thread's units [u0, u1) of every gate, in chunks of 64 units in serpentine
