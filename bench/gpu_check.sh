@@ -105,8 +105,8 @@ tests() {
   # every test is marked cuda and skips without a GPU: make sure this is not silently the case
   PYTHONPATH="$STAGE" "$PY" -P -c 'import pycnnrnn, sys; ok = pycnnrnn.cuda_available(); print("cuda_available:", ok, pycnnrnn._C.cuda_device_name(0) if ok else ""); sys.exit(0 if ok else 3)' ||
     { echo "pycnnrnn.cuda_available() is False: the cuda tests would all skip"; return 3; }
-  PYTHONPATH="$STAGE" "$PY" -P -m pytest -q -m cuda tests/test_cuda.py -p no:cacheprovider -rfE \
-    -o faulthandler_timeout=170 --maxfail=30
+  PYTHONPATH="$STAGE" "$PY" -P -m pytest -q -m cuda tests/test_cuda.py tests/test_torch_ops.py -p no:cacheprovider \
+    -rfE -o faulthandler_timeout=120 --maxfail=30 --durations=8
 }
 
 sanitizer() {
@@ -135,13 +135,13 @@ export ROOT LOG WORK STAGE PY
 export -f versions build tests sanitizer benchmark
 stage versions 30 versions
 cat "$LOG/versions.log"
-if stage build 300 build; then
+if stage build 240 build; then
   tail -n 3 "$LOG/build.log"
-  stage tests 170 tests
+  stage tests 130 tests
   show_tail tests 40
-  stage sanitizer 100 sanitizer
+  stage sanitizer 75 sanitizer
   show_tail sanitizer 15
-  stage bench 260 benchmark
+  stage bench 220 benchmark
   show_tail bench 60
 else
   show_tail build 60

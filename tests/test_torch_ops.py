@@ -501,6 +501,8 @@ def test_compile_inductor_fullgraph_equals_eager():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_cuda_ops_match_torch(dtype):
     dev = "cuda"
+    torch.backends.cudnn.allow_tf32 = False  # the reference conv in strict float32 (cuDNN's default is TF32)
+    torch.backends.cuda.matmul.allow_tf32 = False
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else {}
     x = torch.randn(2, 4, 9, 8, dtype=dtype, device=dev, requires_grad=True)
     w = torch.randn(6, 4, 3, 3, dtype=dtype, device=dev, requires_grad=True)
