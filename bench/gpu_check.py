@@ -139,7 +139,22 @@ def bench_pool():
     err = rel(gx, tb())
     mo, so = bench(lambda: pcc.max_pool2d_backward(gy, idx, x.shape, 2, 2))
     mt, _ = bench(tb)
-    row("max_pool2d bwd (gather)", mo, mt, nbytes=12 * nout + 4 * nin, err=err, spread=so)
+    row("max_pool2d bwd 2x2/2 (window path)", mo, mt, nbytes=12 * nout + 4 * nin, err=err, spread=so)
+    # overlapping 3x3/2 pad 1 (ResNet stem): the generic forward and the gather backward
+    args = (3, 2, 1)
+    yi, idx = pcc.max_pool2d(x, *args, return_indices=True)
+    ry, ridx = F.max_pool2d(x, *args, return_indices=True)
+    err = 0.0 if (torch.equal(yi, ry) and torch.equal(idx, ridx)) else float("nan")
+    nout3 = ry.numel()
+    mo, so = bench(lambda: pcc.max_pool2d(x, *args, return_indices=True))
+    mt, _ = bench(lambda: F.max_pool2d(x, *args, return_indices=True))
+    row("max_pool2d fwd 3x3/2 p1 +idx", mo, mt, nbytes=4 * nin + 12 * nout3, err=err, spread=so)
+    gy = torch.randn_like(ry)
+    tb = lambda: torch.ops.aten.max_pool2d_with_indices_backward(gy, x, [3, 3], [2, 2], [1, 1], [1, 1], False, ridx)  # noqa: E731
+    err = rel(pcc.max_pool2d_backward(gy, idx, x.shape, *args), tb())
+    mo, so = bench(lambda: pcc.max_pool2d_backward(gy, idx, x.shape, *args))
+    mt, _ = bench(tb)
+    row("max_pool2d bwd 3x3/2 p1 (gather)", mo, mt, nbytes=12 * nout3 + 4 * nin, err=err, spread=so)
 
 
 def bench_gemm():

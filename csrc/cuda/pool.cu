@@ -10,6 +10,7 @@
 // covers it (ascending output order, the order torch's CPU loop accumulates in) and sums the
 // gradients whose saved index points at it. No atomics, every element of grad_input written
 // once, bit-for-bit deterministic, no zero-fill pass.
+#include <algorithm>
 #include <cmath>
 
 #include <type_traits>
@@ -157,6 +158,38 @@ __global__ void max_pool2d_bwd_gather(const T* __restrict__ gy, const int64_t* _
   }
 }
 
+// Non-overlapping windows (stride == kernel, no padding or dilation, every window inside the
+// input: VGG's 2x2/2): one thread per output writes its whole kH x kW window, gy where the saved
+// index points and 0 elsewhere, and the threads of the last output row / column also zero the
+// input rows / columns no window covers. Each input element lies in at most one window, so this
+// equals the gather above, with one read of idx and gy per output and no division per element.
+// Grid: x covers OW (one thread per output column), y strides over the planes * OH output rows.
+template <typename T>
+__global__ void max_pool2d_bwd_window(const T* __restrict__ gy, const int64_t* __restrict__ idx,
+                                      T* __restrict__ gx, PoolGeom g) {
+  const int ow = blockIdx.x * blockDim.x + threadIdx.x;
+  if (ow >= g.OW) return;
+  const int64_t out_rows = g.planes * g.OH;
+  for (int64_t orow = blockIdx.y; orow < out_rows; orow += gridDim.y) {
+    const int64_t plane = orow / g.OH;
+    const int oh = static_cast<int>(orow - plane * g.OH);
+    const int64_t o = orow * g.OW + ow;
+    const int64_t target = idx[o];
+    const T v = gy[o];
+    T* gx_plane = gx + plane * (int64_t)g.H * g.W;
+    const int ih_win = (oh + 1) * g.kH, iw_win = (ow + 1) * g.kW;  // end of this output's window
+    const int ih_end = oh == g.OH - 1 ? g.H : ih_win;  // the last row / column also takes the uncovered rest
+    const int iw_end = ow == g.OW - 1 ? g.W : iw_win;
+    for (int ih = oh * g.kH; ih < ih_end; ++ih) {
+      for (int iw = ow * g.kW; iw < iw_end; ++iw) {
+        const int64_t self = (int64_t)ih * g.W + iw;
+        const bool in_window = ih < ih_win && iw < iw_win;
+        gx_plane[self] = (in_window && self == target) ? v : T(0);
+      }
+    }
+  }
+}
+
 PoolGeom make_geom(int64_t planes, int64_t H, int64_t W, int64_t kH, int64_t kW, int64_t sH,
                    int64_t sW, int64_t pH, int64_t pW, int64_t dH, int64_t dW, bool ceil_mode) {
   PYC_CHECK(kH > 0 && kW > 0, "kernel_size must be positive, got (", kH, ", ", kW, ")");
@@ -222,9 +255,23 @@ void max_pool2d_bwd(int dtype, uintptr_t gy, uintptr_t idx, uintptr_t gx, int64_
   const PoolGeom g = make_geom(planes, H, W, kH, kW, sH, sW, pH, pW, dH, dW, ceil_mode);
   const int64_t total = g.planes * g.H * g.W;
   if (total == 0) return;
+  cudaStream_t s = as_stream(stream);
+  const bool windows_tile = g.kH == g.sH && g.kW == g.sW && g.pH == 0 && g.pW == 0 && g.dH == 1 &&
+                            g.dW == 1 && (int64_t)g.OH * g.kH <= g.H && (int64_t)g.OW * g.kW <= g.W;
+  if (windows_tile) {
+    const int threads = std::min(256, 32 * ((g.OW + 31) / 32));
+    const dim3 grid((g.OW + threads - 1) / threads, (unsigned)std::min<int64_t>(g.planes * g.OH, 65535));
+    if (dtype == kFloat32)
+      max_pool2d_bwd_window<float><<<grid, threads, 0, s>>>(as_ptr<const float>(gy), as_ptr<const int64_t>(idx), as_ptr<float>(gx), g);
+    else if (dtype == kFloat64)
+      max_pool2d_bwd_window<double><<<grid, threads, 0, s>>>(as_ptr<const double>(gy), as_ptr<const int64_t>(idx), as_ptr<double>(gx), g);
+    else
+      PYC_CHECK(false, "max_pool2d_backward: dtype must be float32 or float64");
+    PYC_CUDA_LAUNCH_CHECK("max_pool2d_bwd_window");
+    return;
+  }
   const int threads = 256;
   const unsigned blocks = grid_1d(total, threads);
-  cudaStream_t s = as_stream(stream);
   if (dtype == kFloat32)
     max_pool2d_bwd_gather<float><<<blocks, threads, 0, s>>>(as_ptr<const float>(gy), as_ptr<const int64_t>(idx), as_ptr<float>(gx), g);
   else if (dtype == kFloat64)

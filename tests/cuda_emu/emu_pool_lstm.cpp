@@ -50,6 +50,11 @@ void test_pool(int planes, int H, int W, int k, int s, int p, int d, bool ceil, 
   for (int64_t o = 0; o < no; ++o) ref[(o / (g.OH * g.OW)) * H * W + i1[o]] += gy[o];
   emu_launch({2, 1, 1}, 64, [&] { max_pool2d_bwd_gather<float>(gy.data(), i1.data(), gx.data(), g); });
   for (size_t e = 0; e < gx.size(); ++e) if (!(gx[e] == ref[e])) bad = true;
+  if (k == s && p == 0 && d == 1 && g.OH * k <= H && g.OW * k <= W) {  // the non-overlapping window path
+    std::fill(gx.begin(), gx.end(), NAN);
+    emu_launch({(unsigned)((g.OW + 31) / 32), 3, 1}, 32, [&] { max_pool2d_bwd_window<float>(gy.data(), i1.data(), gx.data(), g); });
+    for (size_t e = 0; e < gx.size(); ++e) if (!(gx[e] == ref[e])) bad = true;
+  }
   printf("%s pool path%d %dx%dx%d k%d s%d p%d d%d ceil%d\n", bad ? "FAIL" : "ok  ", path, planes, H, W, k, s, p, d, ceil);
   fails += bad;
 }
@@ -152,6 +157,10 @@ int main() {
   test_pool(2, 13, 11, 3, 2, 1, 1, true, 0);
   test_pool(2, 17, 15, 3, 1, 1, 2, true, 0);
   test_pool(2, 10, 12, 3, 3, 1, 2, false, 0);
+  test_pool(2, 9, 7, 2, 2, 0, 1, false, 0);  // window path with an uncovered row and column
+  test_pool(2, 10, 11, 3, 3, 0, 1, false, 0);
+  test_pool(1, 5, 81, 2, 2, 0, 1, false, 0);  // two blocks across OW
+  test_pool(2, 6, 6, 3, 3, 0, 1, true, 0);
   test_lstm<true>(3, 2, 5, 8);
   test_lstm<false>(3, 2, 5, 7);
   test_lstm<true>(2, 9, 3, 12);
