@@ -126,35 +126,54 @@ __global__ void max_pool2d_fwd_2x2_pair(const float* __restrict__ x, float* __re
   }
 }
 
+// Outputs o (along one axis) whose window covers input position i: o * st - pad + r * dil == i
+// for some tap r in [0, k). Candidates are lo..hi; with dilation > 1 a candidate also needs
+// (i + pad - o * st) % dil == 0.
+__device__ __forceinline__ void covering_outputs(int i, int pad, int k, int st, int dil, int n_out, int* lo,
+                                                 int* hi) {
+  const int first = i + pad - (k - 1) * dil;  // o * st >= first
+  *lo = first <= 0 ? 0 : (first + st - 1) / st;
+  *hi = min(n_out - 1, (i + pad) / st);
+}
+
+// Overlapping (or padded, dilated) windows: each input element sums the gradients of the
+// outputs whose window covers it and whose saved index points at it, in ascending output
+// order like torch's CPU loop. Grid: x covers W (one input column per thread, its output
+// columns decoded once), y strides over the planes * H input rows.
 template <typename T>
 __global__ void max_pool2d_bwd_gather(const T* __restrict__ gy, const int64_t* __restrict__ idx,
                                       T* __restrict__ gx, PoolGeom g) {
-  const int64_t total = g.planes * g.H * g.W;
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total;
-       e += (int64_t)gridDim.x * blockDim.x) {
-    const int iw = static_cast<int>(e % g.W);
-    const int64_t t = e / g.W;
-    const int ih = static_cast<int>(t % g.H);
-    const int64_t plane = t / g.H;
+  const int iw = blockIdx.x * blockDim.x + threadIdx.x;
+  if (iw >= g.W) return;
+  int ow_lo, ow_hi;
+  covering_outputs(iw, g.pW, g.kW, g.sW, g.dW, g.OW, &ow_lo, &ow_hi);
+  const int64_t rows = g.planes * g.H;
+  // (plane, ih) of this thread's row, advanced by gridDim.y rows per pass without a division
+  const int step_h = static_cast<int>(gridDim.y % g.H);
+  const int64_t step_planes = gridDim.y / g.H;
+  int64_t plane = blockIdx.y / g.H;
+  int ih = static_cast<int>(blockIdx.y % g.H);
+  for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
+    int oh_lo, oh_hi;
+    covering_outputs(ih, g.pH, g.kH, g.sH, g.dH, g.OH, &oh_lo, &oh_hi);
     const int64_t self = (int64_t)ih * g.W + iw;
     const int64_t obase = plane * (int64_t)g.OH * g.OW;
     T acc = T(0);
-    // outputs oh with oh*sH - pH + r*dH == ih; r descending gives oh ascending
-    for (int r = g.kH - 1; r >= 0; --r) {
-      const int nh = ih + g.pH - r * g.dH;
-      if (nh < 0 || nh % g.sH != 0) continue;
-      const int oh = nh / g.sH;
-      if (oh >= g.OH) continue;
-      for (int s = g.kW - 1; s >= 0; --s) {
-        const int nw = iw + g.pW - s * g.dW;
-        if (nw < 0 || nw % g.sW != 0) continue;
-        const int ow = nw / g.sW;
-        if (ow >= g.OW) continue;
+    for (int oh = oh_lo; oh <= oh_hi; ++oh) {
+      if (g.dH != 1 && (ih + g.pH - oh * g.sH) % g.dH != 0) continue;
+      for (int ow = ow_lo; ow <= ow_hi; ++ow) {
+        if (g.dW != 1 && (iw + g.pW - ow * g.sW) % g.dW != 0) continue;
         const int64_t o = obase + (int64_t)oh * g.OW + ow;
         if (idx[o] == self) acc += gy[o];
       }
     }
-    gx[e] = acc;
+    gx[row * g.W + iw] = acc;
+    ih += step_h;
+    plane += step_planes;
+    if (ih >= g.H) {
+      ih -= g.H;
+      ++plane;
+    }
   }
 }
 
@@ -270,12 +289,12 @@ void max_pool2d_bwd(int dtype, uintptr_t gy, uintptr_t idx, uintptr_t gx, int64_
     PYC_CUDA_LAUNCH_CHECK("max_pool2d_bwd_window");
     return;
   }
-  const int threads = 256;
-  const unsigned blocks = grid_1d(total, threads);
+  const int threads = std::min(256, 32 * ((g.W + 31) / 32));
+  const dim3 grid((g.W + threads - 1) / threads, (unsigned)std::min<int64_t>(g.planes * g.H, 65535));
   if (dtype == kFloat32)
-    max_pool2d_bwd_gather<float><<<blocks, threads, 0, s>>>(as_ptr<const float>(gy), as_ptr<const int64_t>(idx), as_ptr<float>(gx), g);
+    max_pool2d_bwd_gather<float><<<grid, threads, 0, s>>>(as_ptr<const float>(gy), as_ptr<const int64_t>(idx), as_ptr<float>(gx), g);
   else if (dtype == kFloat64)
-    max_pool2d_bwd_gather<double><<<blocks, threads, 0, s>>>(as_ptr<const double>(gy), as_ptr<const int64_t>(idx), as_ptr<double>(gx), g);
+    max_pool2d_bwd_gather<double><<<grid, threads, 0, s>>>(as_ptr<const double>(gy), as_ptr<const int64_t>(idx), as_ptr<double>(gx), g);
   else
     PYC_CHECK(false, "max_pool2d_backward: dtype must be float32 or float64");
   PYC_CUDA_LAUNCH_CHECK("max_pool2d_bwd");

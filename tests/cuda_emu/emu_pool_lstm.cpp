@@ -48,7 +48,7 @@ void test_pool(int planes, int H, int W, int k, int s, int p, int d, bool ceil, 
   std::vector<float> gy(no), gx(planes * H * W, NAN), ref(planes * H * W, 0.f);
   for (auto& v : gy) v = (float)(rng() % 1000) / 100.f;
   for (int64_t o = 0; o < no; ++o) ref[(o / (g.OH * g.OW)) * H * W + i1[o]] += gy[o];
-  emu_launch({2, 1, 1}, 64, [&] { max_pool2d_bwd_gather<float>(gy.data(), i1.data(), gx.data(), g); });
+  emu_launch({(unsigned)((W + 31) / 32), 5, 1}, 32, [&] { max_pool2d_bwd_gather<float>(gy.data(), i1.data(), gx.data(), g); });
   for (size_t e = 0; e < gx.size(); ++e) if (!(gx[e] == ref[e])) bad = true;
   if (k == s && p == 0 && d == 1 && g.OH * k <= H && g.OW * k <= W) {  // the non-overlapping window path
     std::fill(gx.begin(), gx.end(), NAN);
