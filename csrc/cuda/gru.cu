@@ -5,13 +5,14 @@
 // launch per step (recurrent product for a CTA's HJ hidden units and all three gates, then
 // the cell update). Training saves [r, z, n, W_hn h + b_hn] per step. Backward per step: a
 // fused pointwise kernel (gate grads on the input side and the recurrent side, and the direct
-// dh * z term), then dh_{t-1} = dzh_t W_hh + direct (deterministic small-batch kernel or
+// dh * z term), then dh_{t-1} = dzh_t W_hh + direct (rnn_dh.cuh at B <= 64, else the
 // SGEMM); after the loop the bulk dW_ih, dW_hh, dx GEMMs and column sums for both biases.
 #include <type_traits>
 
 #include "core/errors.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
+#include "cuda/rnn_dh.cuh"
 
 namespace pycnnrnn::cuda {
 namespace {
@@ -121,44 +122,6 @@ __global__ void gru_step_bwd_pointwise(int64_t B, int64_t H, const T* __restrict
   }
 }
 
-// dh[b, k] = add[b, k] + sum_n g[b, n] W_hh[n, k], n < 3H (deterministic; see lstm_dh_kernel)
-template <typename T>
-__global__ void __launch_bounds__(WARPS * 32)
-    gru_dh_kernel(int B, int H, const T* __restrict__ gz, const T* __restrict__ R, const T* __restrict__ add,
-                  T* __restrict__ dh) {
-  __shared__ T part[WARPS][BB][33];
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int k = blockIdx.x * 32 + lane;
-  const int b0 = blockIdx.y * BB;
-  const int nb = min(BB, B - b0);
-  const int N3 = 3 * H;
-  T acc[BB];
-#pragma unroll
-  for (int bb = 0; bb < BB; ++bb) acc[bb] = T(0);
-  if (k < H) {
-    const T* gb = gz + (int64_t)b0 * N3;
-    for (int n = warp; n < N3; n += WARPS) {
-      const T w = __ldg(R + (int64_t)n * H + k);
-#pragma unroll
-      for (int bb = 0; bb < BB; ++bb)
-        if (bb < nb) acc[bb] += gb[(int64_t)bb * N3 + n] * w;
-    }
-  }
-#pragma unroll
-  for (int bb = 0; bb < BB; ++bb) part[warp][bb][lane] = acc[bb];
-  __syncthreads();
-  if (tid < BB * 32) {
-    const int bb = tid >> 5, kk = blockIdx.x * 32 + (tid & 31);
-    if (bb < nb && kk < H) {
-      T sum = part[0][bb][tid & 31];
-#pragma unroll
-      for (int w = 1; w < WARPS; ++w) sum += part[w][bb][tid & 31];
-      const int64_t e = (int64_t)(b0 + bb) * H + kk;
-      dh[e] = add[e] + sum;
-    }
-  }
-}
-
 template <typename T>
 void gru_fwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_t x, uintptr_t h0, uintptr_t w_ih,
                uintptr_t w_hh, uintptr_t b_ih, uintptr_t b_hh, uintptr_t y, uintptr_t saved, uintptr_t xproj,
@@ -196,11 +159,11 @@ void gru_bwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_t
         as_ptr<T>(dhd));
     PYC_CUDA_LAUNCH_CHECK("gru_step_bwd_pointwise");
     if (B <= 64) {
-      dim3 g2(static_cast<unsigned>(ceil_div(H, 32)), static_cast<unsigned>(ceil_div(B, BB)));
-      gru_dh_kernel<T><<<g2, WARPS * 32, 0, s>>>(static_cast<int>(B), static_cast<int>(H),
-                                                 as_ptr<const T>(dhg + t * B * H3 * es), as_ptr<const T>(w_hh),
-                                                 as_ptr<const T>(dhd), as_ptr<T>(dh));
-      PYC_CUDA_LAUNCH_CHECK("gru_dh_kernel");
+      const dim3 g2(static_cast<unsigned>(ceil_div(H, DH_COLS)), static_cast<unsigned>(ceil_div(B, DH_BB)));
+      recurrent_dh_kernel<T><<<g2, DH_THREADS, 0, s>>>(static_cast<int>(B), static_cast<int>(H), static_cast<int>(H3),
+                                                       as_ptr<const T>(dhg + t * B * H3 * es), as_ptr<const T>(w_hh),
+                                                       as_ptr<const T>(dhd), as_ptr<T>(dh));
+      PYC_CUDA_LAUNCH_CHECK("recurrent_dh_kernel");
     } else {
       PYC_CUDA_CHECK(cudaMemcpyAsync(as_ptr<void>(dh), as_ptr<const void>(dhd), B * H * es, cudaMemcpyDeviceToDevice, s));
       gemm(dtype, false, false, B, H, H3, 1.0, dhg + t * B * H3 * es, H3, w_hh, H, 1.0, dh, H, stream);

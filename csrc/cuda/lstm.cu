@@ -9,7 +9,7 @@
 // the activated gates [T,B,4H] and every cell state [T,B,H].
 //
 // Backward: per step (t = T-1 .. 0) a fused pointwise kernel (dh = dy_t + R^T-term, dc chain,
-// gate pre-activation grads dz_t, dc_{t-1}) and the recurrent dh_{t-1} = dz_t W_hh (lstm_dh_kernel
+// gate pre-activation grads dz_t, dc_{t-1}) and the recurrent dh_{t-1} = dz_t W_hh (rnn_dh.cuh
 // for B <= 64, the SGEMM above); after the loop dW_ih = dz^T x, dW_hh = dz_{1..}^T h_{0..T-2} + dz_0^T h0,
 // dx = dz W_ih (SGEMM) and db = column sums of dz (deterministic reduction). No atomics:
 // results are bit-identical run to run.
@@ -18,6 +18,7 @@
 #include "core/errors.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
+#include "cuda/rnn_dh.cuh"
 
 namespace pycnnrnn::cuda {
 namespace {
@@ -158,45 +159,6 @@ __global__ void lstm_step_bwd_pointwise(int64_t B, int64_t H, const T* __restric
   }
 }
 
-// dh_{t-1}[b, k] = sum_n dz_t[b, n] W_hh[n, k]  (n < 4H): the recurrent backward product for
-// small batches, where a 128x128 GEMM tile would leave most of the GPU idle. A CTA owns 32
-// consecutive k (one per lane: W_hh rows are read coalesced) and BB batch rows; its 8 warps
-// split n (interleaved) and their partial sums are added in a fixed order (deterministic).
-template <typename T>
-__global__ void __launch_bounds__(WARPS * 32)
-    lstm_dh_kernel(int B, int H, const T* __restrict__ dz, const T* __restrict__ R, T* __restrict__ dh) {
-  __shared__ T part[WARPS][BB][33];
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int k = blockIdx.x * 32 + lane;
-  const int b0 = blockIdx.y * BB;
-  const int nb = min(BB, B - b0);
-  const int N4 = 4 * H;
-  T acc[BB];
-#pragma unroll
-  for (int bb = 0; bb < BB; ++bb) acc[bb] = T(0);
-  if (k < H) {
-    const T* dzb = dz + (int64_t)b0 * N4;
-    for (int n = warp; n < N4; n += WARPS) {
-      const T w = __ldg(R + (int64_t)n * H + k);
-#pragma unroll
-      for (int bb = 0; bb < BB; ++bb)
-        if (bb < nb) acc[bb] += dzb[(int64_t)bb * N4 + n] * w;
-    }
-  }
-#pragma unroll
-  for (int bb = 0; bb < BB; ++bb) part[warp][bb][lane] = acc[bb];
-  __syncthreads();
-  if (tid < BB * 32) {
-    const int bb = tid >> 5, kk = blockIdx.x * 32 + (tid & 31);
-    if (bb < nb && kk < H) {
-      T sum = part[0][bb][tid & 31];
-#pragma unroll
-      for (int w = 1; w < WARPS; ++w) sum += part[w][bb][tid & 31];
-      dh[(int64_t)(b0 + bb) * H + kk] = sum;
-    }
-  }
-}
-
 template <typename T>
 void lstm_fwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_t x, uintptr_t h0, uintptr_t c0,
                 uintptr_t w_ih, uintptr_t w_hh, uintptr_t b_ih, uintptr_t b_hh, uintptr_t y, uintptr_t c_all,
@@ -239,11 +201,11 @@ void lstm_bwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_
     PYC_CUDA_LAUNCH_CHECK("lstm_step_bwd_pointwise");
     // dh_{t-1} = dz_t [B,4H] @ W_hh [4H,H]: a dedicated kernel for small B, the SGEMM otherwise
     if (B <= 64) {
-      dim3 g2(static_cast<unsigned>(ceil_div(H, 32)), static_cast<unsigned>(ceil_div(B, BB)));
-      lstm_dh_kernel<T><<<g2, WARPS * 32, 0, s>>>(static_cast<int>(B), static_cast<int>(H),
-                                                  as_ptr<const T>(dz + t * B * H4 * es), as_ptr<const T>(w_hh),
-                                                  as_ptr<T>(dh));
-      PYC_CUDA_LAUNCH_CHECK("lstm_dh_kernel");
+      const dim3 g2(static_cast<unsigned>(ceil_div(H, DH_COLS)), static_cast<unsigned>(ceil_div(B, DH_BB)));
+      recurrent_dh_kernel<T><<<g2, DH_THREADS, 0, s>>>(static_cast<int>(B), static_cast<int>(H), static_cast<int>(H4),
+                                                       as_ptr<const T>(dz + t * B * H4 * es), as_ptr<const T>(w_hh),
+                                                       nullptr, as_ptr<T>(dh));
+      PYC_CUDA_LAUNCH_CHECK("recurrent_dh_kernel");
     } else {
       gemm(dtype, false, false, B, H, H4, 1.0, dz + t * B * H4 * es, H4, w_hh, H, 0.0, dh, H, stream);
     }

@@ -1,5 +1,6 @@
 // GRU kernels under host emulation: forward vs a float64 reference, backward vs finite differences.
 #include "cuda_emu.h"
+#include "cuda/rnn_dh.cuh"
 #include <cstdio>
 #include <random>
 namespace pycnnrnn::cuda {
@@ -59,8 +60,8 @@ void test_gru(int T, int B, int I, int H) {
     const float* hp = t == 0 ? h0.data() : y.data() + (t - 1) * B * H;
     emu_launch({2, 1, 1}, 32, [&] { gru_step_bwd_pointwise<float>(B, H, dyf.data() + t * B * H, dh.data(), hp,
                                      saved.data() + t * B * 4 * H, dxg.data() + t * B * H3, dhg.data() + t * B * H3, dhd.data()); });
-    emu_launch({(unsigned)((H + 31) / 32), (unsigned)((B + BB - 1) / BB), 1}, WARPS * 32, [&] {
-      gru_dh_kernel<float>(B, H, dhg.data() + t * B * H3, whh.data(), dhd.data(), dh.data()); });
+    emu_launch({(unsigned)((H + DH_COLS - 1) / DH_COLS), (unsigned)((B + DH_BB - 1) / DH_BB), 1}, DH_THREADS, [&] {
+      recurrent_dh_kernel<float>(B, H, H3, dhg.data() + t * B * H3, whh.data(), dhd.data(), dh.data()); });
   }
   std::vector<double> dwih(H3 * I, 0), dwhh(H3 * H, 0), dbi(H3, 0), dbh(H3, 0), dx(T * B * I, 0);
   for (int t = 0; t < T; ++t) for (int b = 0; b < B; ++b) for (int n = 0; n < H3; ++n) {

@@ -1,4 +1,5 @@
 #include "cuda_emu.h"
+#include "cuda/rnn_dh.cuh"
 #include <cstdio>
 #include <random>
 #include <limits>
@@ -120,8 +121,8 @@ void test_lstm(int T, int B, int I, int H) {
     const float* cprev = t == 0 ? c0.data() : call.data() + (t - 1) * B * H;
     emu_launch({2, 1, 1}, 32, [&] { lstm_step_bwd_pointwise<float>(B, H, dyf.data() + t * B * H, dh.data(), dc.data(),
                                      call.data() + t * B * H, cprev, gates.data() + t * B * H4, dz.data() + t * B * H4); });
-    emu_launch({(unsigned)((H + 31) / 32), (unsigned)((B + BB - 1) / BB), 1}, WARPS * 32, [&] {
-      lstm_dh_kernel<float>(B, H, dz.data() + t * B * H4, whh.data(), dh.data()); });
+    emu_launch({(unsigned)((H + DH_COLS - 1) / DH_COLS), (unsigned)((B + DH_BB - 1) / DH_BB), 1}, DH_THREADS, [&] {
+      recurrent_dh_kernel<float>(B, H, H4, dz.data() + t * B * H4, whh.data(), nullptr, dh.data()); });
   }
   std::vector<double> dwih(H4 * I, 0), dwhh(H4 * H, 0), db(H4, 0), dx(T * B * I, 0);
   for (int t = 0; t < T; ++t) for (int b = 0; b < B; ++b) for (int n = 0; n < H4; ++n) {
