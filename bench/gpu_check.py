@@ -223,7 +223,7 @@ def bench_conv(N=32, bwd_layers=("conv2_2", "conv3_2", "conv4_2")):
 def bench_lstm():
     I = H = 512
     T = 100
-    for B in (1, 8, 64):
+    for B in (1, 8, 16, 64):
         torch.manual_seed(0)
         m = torch.nn.LSTM(I, H).to(DEV)
         x = torch.randn(T, B, I, device=DEV)

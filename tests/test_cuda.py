@@ -197,7 +197,8 @@ def _torch_lstm(I, H, dtype, device, seed):
     return m
 
 
-LSTM_CASES = [(1, 1, 8, 16), (5, 3, 10, 16), (17, 8, 32, 128), (4, 11, 7, 20), (3, 2, 5, 129)]
+LSTM_CASES = [(1, 1, 8, 16), (5, 3, 10, 16), (17, 8, 32, 128), (4, 11, 7, 20), (3, 2, 5, 129),
+              (3, 16, 12, 64), (4, 33, 9, 37), (2, 64, 16, 136)]  # B >= 16: the register-tiled step
 
 
 @pytest.mark.parametrize("T,B,I,H", LSTM_CASES)
@@ -223,10 +224,11 @@ def test_lstm_forward(T, B, I, H, with_state):
     gate(cn, rc[0], tc[0], tol=1e-5, what="lstm c_n")
 
 
-def test_lstm_forward_float64_no_bias():
+@pytest.mark.parametrize("B", [4, 20])  # both step kernels
+def test_lstm_forward_float64_no_bias(B):
     torch.manual_seed(3)
     m = torch.nn.LSTM(6, 24, bias=False).double()
-    x = torch.randn(7, 4, 6, dtype=torch.float64)
+    x = torch.randn(7, B, 6, dtype=torch.float64)
     ref, (rh, rc) = m(x)
     y, hn, cn, _ = pcc.lstm_forward(x.to(DEV), None, None, m.weight_ih_l0.to(DEV), m.weight_hh_l0.to(DEV))
     assert rel_err(y, ref) < 1e-12 and rel_err(cn, rc[0]) < 1e-12

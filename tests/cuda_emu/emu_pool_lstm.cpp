@@ -63,11 +63,14 @@ void test_pool(int planes, int H, int W, int k, int s, int p, int d, bool ceil, 
 // ---- LSTM: emulated forward/backward vs double naive forward + finite differences
 struct Lstm { int T, B, I, H; std::vector<double> x, h0, c0, wih, whh, bih, bhh; };
 double sig(double z) { return 1 / (1 + std::exp(-z)); }
-// returns loss = sum(gy*y) + sum(ghn*hn) + sum(gcn*cn) and fills y
+// returns loss = sum(gy*y) + sum(ghn*hn) + sum(gcn*cn) and fills y (and every c_t, the activated gates)
 double fwd64(const Lstm& m, const std::vector<double>& gy, const std::vector<double>& ghn, const std::vector<double>& gcn,
-             std::vector<double>* yout = nullptr) {
+             std::vector<double>* yout = nullptr, std::vector<double>* call = nullptr,
+             std::vector<double>* gates = nullptr) {
   int T = m.T, B = m.B, I = m.I, H = m.H;
   std::vector<double> h = m.h0, c = m.c0, y(T * B * H);
+  if (call) call->resize(T * B * H);
+  if (gates) gates->resize(T * B * 4 * H);
   for (int t = 0; t < T; ++t) {
     std::vector<double> hn(B * H), cn(B * H);
     for (int b = 0; b < B; ++b) for (int j = 0; j < H; ++j) {
@@ -81,6 +84,11 @@ double fwd64(const Lstm& m, const std::vector<double>& gy, const std::vector<dou
       double ig = sig(z[0]), fg = sig(z[1]), gg = std::tanh(z[2]), og = sig(z[3]);
       cn[b * H + j] = fg * c[b * H + j] + ig * gg;
       hn[b * H + j] = og * std::tanh(cn[b * H + j]);
+      if (call) (*call)[(t * B + b) * H + j] = cn[b * H + j];
+      if (gates) {
+        double* gr = gates->data() + (t * B + b) * 4 * H;
+        gr[j] = ig; gr[H + j] = fg; gr[2 * H + j] = gg; gr[3 * H + j] = og;
+      }
     }
     h = hn; c = cn;
     for (int e = 0; e < B * H; ++e) y[t * B * H + e] = h[e];
@@ -150,6 +158,55 @@ void test_lstm(int T, int B, int I, int H) {
   fails += bad;
 }
 
+// The register-tiled forward step (B >= 16) vs the float64 forward, in float and double, for
+// tails in H (units per CTA, k-chunks), B (batch tile) and every optional input missing.
+template <typename T, bool VEC>
+void test_lstm_tiled(int T_, int B, int I, int H, bool with_h0, bool with_c0, bool with_bias, bool save_gates) {
+  std::normal_distribution<double> nd(0, 0.5);
+  Lstm m{T_, B, I, H};
+  auto fill = [&](std::vector<double>& v, size_t n, bool present = true) {
+    v.assign(n, 0.0);
+    if (present) for (auto& e : v) e = nd(rng);
+  };
+  fill(m.x, T_ * B * I); fill(m.h0, B * H, with_h0); fill(m.c0, B * H, with_c0); fill(m.wih, 4 * H * I);
+  fill(m.whh, 4 * H * H); fill(m.bih, 4 * H, with_bias); fill(m.bhh, 4 * H, with_bias);
+  std::vector<double> yref, cref, gref, none(T_ * B * H, 0.0), none_n(B * H, 0.0);
+  fwd64(m, none, none_n, none_n, &yref, &cref, &gref);
+  auto cast = [](const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); };
+  auto x = cast(m.x), h0 = cast(m.h0), c0 = cast(m.c0), wih = cast(m.wih), whh = cast(m.whh), bih = cast(m.bih),
+       bhh = cast(m.bhh);
+  int H4 = 4 * H;
+  std::vector<T> xproj(T_ * B * H4), y(T_ * B * H, NAN), call(T_ * B * H, NAN), gates(T_ * B * H4, NAN);
+  for (int r = 0; r < T_ * B; ++r) for (int n = 0; n < H4; ++n) {
+    double a = 0; for (int i = 0; i < I; ++i) a += (double)x[r * I + i] * wih[n * I + i]; xproj[r * H4 + n] = (T)a;
+  }
+  const unsigned grid = (unsigned)(((H + TJ - 1) / TJ) * ((B + TB - 1) / TB));
+  for (int t = 0; t < T_; ++t) {
+    const T* hp = t > 0 ? y.data() + (t - 1) * B * H : with_h0 ? h0.data() : nullptr;
+    const T* cp = t > 0 ? call.data() + (t - 1) * B * H : with_c0 ? c0.data() : nullptr;
+    emu_launch({grid, 1, 1}, TILED_THREADS, [&] {
+      lstm_step_fwd_tiled<T, VEC>(B, H, xproj.data() + t * B * H4, hp, cp, whh.data(), with_bias ? bih.data() : nullptr,
+                                  with_bias ? bhh.data() : nullptr, y.data() + t * B * H, call.data() + t * B * H,
+                                  save_gates ? gates.data() + t * B * H4 : nullptr); });
+  }
+  auto max_err = [](const std::vector<T>& got, const std::vector<double>& ref) {
+    double e = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+      e = std::max(e, std::isnan(got[i]) ? 1e30 : std::fabs(got[i] - ref[i]) / (1 + std::fabs(ref[i])));
+    return e;
+  };
+  const double ey = max_err(y, yref), ec = max_err(call, cref);
+  double eg = 0;
+  if (save_gates) eg = max_err(gates, gref);
+  else for (T v : gates) if (!std::isnan(v)) eg = 1e30;  // gates == nullptr: nothing written
+  const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
+  bool bad = !(ey <= tol && ec <= tol && eg <= tol);
+  printf("%s lstm tiled %s VEC%d T%d B%d I%d H%d h0%d c0%d bias%d gates%d: max err y %.1e c %.1e gates %.1e\n",
+         bad ? "FAIL" : "ok  ", sizeof(T) == 4 ? "f32" : "f64", VEC, T_, B, I, H, with_h0, with_c0, with_bias,
+         save_gates, ey, ec, eg);
+  fails += bad;
+}
+
 int main() {
   test_pool(3, 8, 8, 2, 2, 0, 1, false, 2);
   test_pool(3, 8, 10, 2, 2, 0, 1, false, 1);
@@ -167,6 +224,16 @@ int main() {
   test_lstm<true>(2, 9, 3, 12);
   test_lstm<false>(4, 10, 3, 6);
   test_lstm<true>(2, 17, 2, 36);
+  // tiled step: (T, B, I, H, with h0, with c0, with biases, saves gates)
+  test_lstm_tiled<float, false>(2, 17, 3, 12, true, true, true, true);
+  test_lstm_tiled<float, true>(2, 40, 5, 36, false, true, false, true);
+  test_lstm_tiled<float, true>(3, 64, 4, 8, true, false, true, false);
+  test_lstm_tiled<float, false>(2, 33, 3, 100, false, false, false, true);  // 2 k-chunks, the 2nd partial
+  test_lstm_tiled<float, true>(2, 20, 2, 136, true, true, true, true);      // 3 k-chunks
+  test_lstm_tiled<float, true>(2, 16, 3, 64, true, true, true, true);       // exactly one chunk, one unit tile row
+  test_lstm_tiled<double, true>(2, 17, 3, 36, true, true, true, true);      // 2 k-chunks (32 doubles each)
+  test_lstm_tiled<double, false>(2, 35, 4, 37, false, true, true, false);
+  test_lstm_tiled<double, true>(3, 64, 2, 70, true, false, false, true);
   printf("%d failures\n", fails);
   return fails;
 }
