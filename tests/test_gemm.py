@@ -87,7 +87,9 @@ def test_naive_oracle_matches_numpy(rng, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_multi_block_shapes_both_thread_splits(rng, dtype):
     # several KC blocks, several NC blocks per thread, several MC blocks; split N and split M
-    for m, n, k in [(300, 1100, 600), (1000, 70, 520), (145, 2100, 257), (3, 17000, 37), (8, 300, 2100)]:
+    # (30, 700, 600), (48, 130, 260): few rows, B packed panel by panel across KC blocks
+    for m, n, k in [(300, 1100, 600), (1000, 70, 520), (145, 2100, 257), (3, 17000, 37), (8, 300, 2100),
+                    (30, 700, 600), (48, 130, 260)]:
         for ta, tb in [(False, False), (True, True)]:
             a, b = _operands(rng, m, n, k, ta, tb, dtype)
             for nt in (1, 2):
