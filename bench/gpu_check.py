@@ -285,6 +285,24 @@ def bench_lstm():
             row(f"lstm fwd+bwd T=100 B={B}", mo, mt, flops=3 * flops, err=err, spread=so)
 
 
+def bench_gru():
+    I = H = 512
+    T = 100
+    for B in (8, 64):
+        torch.manual_seed(0)
+        m = torch.nn.GRU(I, H).to(DEV)
+        x = torch.randn(T, B, I, device=DEV)
+        args = [p.detach() for p in m.parameters()]
+        y, _, _ = pcc.gru_forward(x, None, *args)
+        with torch.no_grad():
+            ref, _ = m(x)
+            err = rel(y, ref)
+            mo, so = bench(lambda: pcc.gru_forward(x, None, *args), reps=20)
+            mt, _ = bench(lambda: m(x), reps=20)
+        row(f"gru fwd 512/512 T=100 B={B}", mo, mt, flops=T * B * (2 * 3 * H * (I + H)), err=err, spread=so,
+            note=f"{1000 * mo / T:.1f} us/step ours")
+
+
 def print_table(ceil):
     print("\n" + "=" * 118)
     print(f"GPU: {torch.cuda.get_device_name(0)} | torch {torch.__version__} | cuDNN {torch.backends.cudnn.version()} | "
@@ -346,7 +364,7 @@ def main():
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--json", default=None)
-    ap.add_argument("--only", default="pool,gemm,lstm,conv")
+    ap.add_argument("--only", default="pool,gemm,lstm,gru,conv")
     args = ap.parse_args()
     print(f"pycnnrnn {pycnnrnn.__version__} cuda_available={pycnnrnn.cuda_available()} "
           f"device={pycnnrnn._C.cuda_device_name(0) if pycnnrnn.cuda_available() else None}")
@@ -357,7 +375,7 @@ def main():
     settings = strict_fp32()
     ceil = ceilings()
     failed = []
-    stages = {"pool": bench_pool, "gemm": bench_gemm, "lstm": bench_lstm, "conv": bench_conv}
+    stages = {"pool": bench_pool, "gemm": bench_gemm, "lstm": bench_lstm, "gru": bench_gru, "conv": bench_conv}
     for name in args.only.split(","):
         print(f"--- bench {name}", flush=True)
         t0 = time.perf_counter()

@@ -198,7 +198,7 @@ def _torch_lstm(I, H, dtype, device, seed):
 
 
 LSTM_CASES = [(1, 1, 8, 16), (5, 3, 10, 16), (17, 8, 32, 128), (4, 11, 7, 20), (3, 2, 5, 129),
-              (3, 16, 12, 64), (4, 33, 9, 37), (2, 64, 16, 136)]  # B >= 16: the register-tiled step
+              (3, 16, 12, 64), (4, 33, 9, 37), (2, 64, 16, 136)]  # B >= 16 (70 too): the register-tiled step
 
 
 @pytest.mark.parametrize("T,B,I,H", LSTM_CASES)
@@ -262,7 +262,8 @@ def test_lstm_backward(T, B, I, H):
         assert torch.equal(o, o2), "lstm backward not deterministic"
 
 
-GRU_CASES = [(1, 1, 8, 16), (5, 3, 10, 16), (9, 8, 32, 128), (4, 11, 7, 21), (2, 70, 6, 20)]
+GRU_CASES = [(1, 1, 8, 16), (5, 3, 10, 16), (9, 8, 32, 128), (4, 11, 7, 21), (2, 70, 6, 20),
+             (3, 16, 12, 64), (4, 33, 9, 37), (2, 64, 16, 136)]  # B >= 16 (70 too): the register-tiled step
 
 
 @pytest.mark.parametrize("T,B,I,H", GRU_CASES)
@@ -297,10 +298,11 @@ def test_gru_forward_backward(T, B, I, H):
         assert torch.equal(o, o2), "gru backward not deterministic"
 
 
-def test_gru_float64_no_state():
+@pytest.mark.parametrize("B,bias", [(3, True), (20, True), (20, False)])  # both step kernels
+def test_gru_float64_no_state(B, bias):
     torch.manual_seed(4)
-    m = torch.nn.GRU(5, 12).double()
-    x = torch.randn(6, 3, 5, dtype=torch.float64)
+    m = torch.nn.GRU(5, 12, bias=bias).double()
+    x = torch.randn(6, B, 5, dtype=torch.float64)
     ref, _ = m(x)
     w = [p.detach().to(DEV) for p in m.parameters()]
     y, _, _ = pcc.gru_forward(x.to(DEV), None, *w)

@@ -2,17 +2,25 @@
 // n = tanh(W_in x + b_in + r * (W_hn h + b_hn)) ("linear before reset"), h' = (1-z) n + z h.
 //
 // Same machinery as lstm.cu: xproj = x W_ih^T over all T steps in one SGEMM, then one fused
-// launch per step (recurrent product for a CTA's HJ hidden units and all three gates, then
-// the cell update). Training saves [r, z, n, W_hn h + b_hn] per step. Backward per step: a
-// fused pointwise kernel (gate grads on the input side and the recurrent side, and the direct
-// dh * z term), then dh_{t-1} = dzh_t W_hh + direct (rnn_dh.cuh at B <= 64, else the
-// SGEMM); after the loop the bulk dW_ih, dW_hh, dx GEMMs and column sums for both biases.
+// launch per step: the recurrent product for a CTA's hidden units and all three of their gates,
+// then the cell update (gru_cell_update, one place for the formula):
+//  - B < 16: gru_step_fwd (GEMV-shaped), HJ units per CTA, a warp per gate row.
+//  - B >= 16: rnn_step_fwd_tiled (rnn_step_tiled.cuh, shared with lstm.cu; GEMM-shaped) with
+//    GruCell as its epilogue, 16 units (48 gate rows) x 16 batch columns per CTA, each thread a
+//    3 gates x 4 batch columns register tile over shared-memory k-chunks of W_hh and h_{t-1}.
+// Training saves [r, z, n, W_hn h + b_hn] per step.
+//
+// Backward per step: a fused pointwise kernel (gate grads on the input side and the recurrent
+// side, and the direct dh * z term), then dh_{t-1} = dzh_t W_hh + direct (rnn_dh.cuh at
+// B <= 64, else the SGEMM); after the loop the bulk dW_ih, dW_hh, dx GEMMs and column sums for
+// both biases.
 #include <type_traits>
 
 #include "core/errors.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/rnn_dh.cuh"
+#include "cuda/rnn_step_tiled.cuh"
 
 namespace pycnnrnn::cuda {
 namespace {
@@ -27,6 +35,52 @@ __device__ __forceinline__ T sigmoid_(T z) {
   return T(1) / (T(1) + exp(-z));
 }
 
+// The cell update of batch row b, unit j (both step kernels), rec[g] = (h_{t-1} W_hh^T)[b, g*H + j]:
+// r, z = sigmoid(x_g + b_ig + rec[g] + b_hg), n = tanh(x_n + b_in + r (rec[2] + b_hn)),
+// h = (1 - z) n + z h_{t-1}; training saves [r, z, n, rec[2] + b_hn].
+template <typename T>
+__device__ __forceinline__ void gru_cell_update(const T rec[3], int b, int j, int H, const T* __restrict__ xp,
+                                                const T* __restrict__ h_prev, const T* __restrict__ b_ih,
+                                                const T* __restrict__ b_hh, T* __restrict__ h_out,
+                                                T* __restrict__ saved) {
+  const T* xrow = xp + (int64_t)b * 3 * H;
+  T hh[3], xx[3];
+#pragma unroll
+  for (int g = 0; g < 3; ++g) {
+    const int64_t r = (int64_t)g * H + j;
+    hh[g] = rec[g] + (b_hh ? b_hh[r] : T(0));
+    xx[g] = xrow[r] + (b_ih ? b_ih[r] : T(0));
+  }
+  const T rg = sigmoid_(xx[0] + hh[0]), zg = sigmoid_(xx[1] + hh[1]);
+  const T ng = tanh(xx[2] + rg * hh[2]);
+  const int64_t e = (int64_t)b * H + j;
+  const T hp = h_prev ? h_prev[e] : T(0);
+  h_out[e] = (T(1) - zg) * ng + zg * hp;
+  if (saved) {
+    T* sr = saved + (int64_t)b * 4 * H;
+    sr[j] = rg;
+    sr[(int64_t)H + j] = zg;
+    sr[2LL * H + j] = ng;
+    sr[3LL * H + j] = hh[2];
+  }
+}
+
+// The epilogue of the register-tiled step (rnn_step_tiled.cuh): gru_cell_update on this step's
+// tensors.
+template <typename T>
+struct GruCell {
+  static constexpr int GATES = 3;
+  const T* xp;
+  const T* h_prev;
+  const T* b_ih;
+  const T* b_hh;
+  T* h_out;
+  T* saved;
+  __device__ __forceinline__ void operator()(const T rec[3], int b, int j, int H) const {
+    gru_cell_update(rec, b, j, H, xp, h_prev, b_ih, b_hh, h_out, saved);
+  }
+};
+
 template <typename T>
 __global__ void __launch_bounds__(WARPS * 32)
     gru_step_fwd(int B, int H, const T* __restrict__ xp, const T* __restrict__ h_prev, const T* __restrict__ R,
@@ -35,7 +89,6 @@ __global__ void __launch_bounds__(WARPS * 32)
   __shared__ T pre[ROWS][BB];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int j0 = blockIdx.x * HJ;
-  const int64_t H3 = 3LL * H;
   for (int b0 = 0; b0 < B; b0 += BB) {
     const int nb = min(BB, B - b0);
     for (int lr = warp; lr < ROWS; lr += WARPS) {
@@ -70,26 +123,10 @@ __global__ void __launch_bounds__(WARPS * 32)
       const int jj = tid % HJ, bb = tid / HJ;
       const int j = j0 + jj, b = b0 + bb;
       if (j < H && b < B) {
-        const T* xrow = xp + (int64_t)b * H3;
-        T hh[3], xx[3];
+        T rec[3];
 #pragma unroll
-        for (int g = 0; g < 3; ++g) {
-          const int64_t r = (int64_t)g * H + j;
-          hh[g] = pre[g * HJ + jj][bb] + (b_hh ? b_hh[r] : T(0));
-          xx[g] = xrow[r] + (b_ih ? b_ih[r] : T(0));
-        }
-        const T rg = sigmoid_(xx[0] + hh[0]), zg = sigmoid_(xx[1] + hh[1]);
-        const T ng = tanh(xx[2] + rg * hh[2]);
-        const int64_t e = (int64_t)b * H + j;
-        const T hp = h_prev ? h_prev[e] : T(0);
-        h_out[e] = (T(1) - zg) * ng + zg * hp;
-        if (saved) {
-          T* sr = saved + (int64_t)b * 4 * H;
-          sr[j] = rg;
-          sr[(int64_t)H + j] = zg;
-          sr[2LL * H + j] = ng;
-          sr[3LL * H + j] = hh[2];
-        }
+        for (int g = 0; g < 3; ++g) rec[g] = pre[g * HJ + jj][bb];
+        gru_cell_update(rec, b, j, H, xp, h_prev, b_ih, b_hh, h_out, saved);
       }
     }
     __syncthreads();
@@ -130,14 +167,28 @@ void gru_fwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_t
   const int64_t H3 = 3 * H;
   const size_t es = sizeof(T);
   gemm(dtype, false, true, T_ * B, H3, I, 1.0, x, I, w_ih, I, 0.0, xproj, H3, stream);
-  const unsigned grid = static_cast<unsigned>(ceil_div(H, HJ));
+  // B >= 16: the register-tiled step kernel (16-byte recurrent loads when H % (16 / sizeof(T))
+  // == 0 and W_hh, y and h0 are 16-byte aligned); below, the GEMV-shaped one.
+  const bool tiled = B >= 16;
+  const bool vec = H % Vec16<T>::N == 0 && w_hh % 16 == 0 && y % 16 == 0 && h0 % 16 == 0;
+  using Tile = RnnTiledShape<T, GruCell<T>::GATES>;
+  auto tiled_kern = vec ? rnn_step_fwd_tiled<T, true, GruCell<T>> : rnn_step_fwd_tiled<T, false, GruCell<T>>;
+  const unsigned tiled_grid = static_cast<unsigned>(ceil_div(H, Tile::UNITS) * ceil_div(B, Tile::BATCH));
+  const unsigned gemv_grid = static_cast<unsigned>(ceil_div(H, HJ));
   for (int64_t t = 0; t < T_; ++t) {
     const T* hp = t == 0 ? as_ptr<const T>(h0) : as_ptr<const T>(y + (t - 1) * B * H * es);
+    const T* xp = as_ptr<const T>(xproj + t * B * H3 * es);
+    T* ht = as_ptr<T>(y + t * B * H * es);
     T* sv = saved ? as_ptr<T>(saved + t * B * 4 * H * es) : nullptr;
-    gru_step_fwd<T><<<grid, WARPS * 32, 0, s>>>(static_cast<int>(B), static_cast<int>(H),
-                                                as_ptr<const T>(xproj + t * B * H3 * es), hp, as_ptr<const T>(w_hh),
-                                                as_ptr<const T>(b_ih), as_ptr<const T>(b_hh),
-                                                as_ptr<T>(y + t * B * H * es), sv);
+    if (tiled) {
+      const GruCell<T> cell{xp, hp, as_ptr<const T>(b_ih), as_ptr<const T>(b_hh), ht, sv};
+      tiled_kern<<<tiled_grid, RNN_TILED_THREADS, 0, s>>>(static_cast<int>(B), static_cast<int>(H), hp,
+                                                          as_ptr<const T>(w_hh), cell);
+    } else {
+      gru_step_fwd<T><<<gemv_grid, WARPS * 32, 0, s>>>(static_cast<int>(B), static_cast<int>(H), xp, hp,
+                                                       as_ptr<const T>(w_hh), as_ptr<const T>(b_ih),
+                                                       as_ptr<const T>(b_hh), ht, sv);
+    }
     PYC_CUDA_LAUNCH_CHECK("gru_step_fwd");
   }
 }

@@ -7,8 +7,9 @@
 //  - B < 16: lstm_step_fwd (GEMV-shaped), HJ units per CTA. Each warp owns gate rows; lanes
 //    stride over k and keep BB batch accumulators in registers; a warp shuffle reduces them into
 //    shared memory; then HJ*BB threads apply biases, activations and the cell update.
-//  - B >= 16: lstm_step_fwd_tiled (GEMM-shaped), TJ units x TB batch columns per CTA. k-chunks
-//    of the W_hh rows and of h_{t-1} are staged in shared memory and each thread accumulates a
+//  - B >= 16: rnn_step_fwd_tiled (rnn_step_tiled.cuh, shared with gru.cu; GEMM-shaped) with
+//    LstmCell as its epilogue, 8 units (32 gate rows) x 32 batch columns per CTA. k-chunks of
+//    the W_hh rows and of h_{t-1} are staged in shared memory and each thread accumulates a
 //    4 gates x 4 batch columns register tile, so h is no longer re-read for every gate row.
 // Training saves the activated gates [T,B,4H] and every cell state [T,B,H].
 //
@@ -23,6 +24,7 @@
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 #include "cuda/rnn_dh.cuh"
+#include "cuda/rnn_step_tiled.cuh"
 
 namespace pycnnrnn::cuda {
 namespace {
@@ -153,175 +155,22 @@ __global__ void __launch_bounds__(WARPS * 32)
   }
 }
 
-// lstm_step_fwd_tiled: the forward step for B >= 16, a small GEMM with the cell update as its
-// epilogue. (lstm_step_fwd is GEMV-shaped: every gate row re-reads the whole h tile, so at
-// larger batch it is bound by L1/L2 loads.) Shapes, with KV = 16 / sizeof(T) elements per
-// 16-byte vector:
-//   CTA tile: TJ = 8 hidden units with all 4 gates (TROWS = 32 rows g*H + j of W_hh) x TB = 32
-//     batch columns; a 1-D grid of ceil(H/TJ) * ceil(B/TB) CTAs, unit tile fastest
-//     (H = 512, B = 64: 128 CTAs).
-//   k loop: chunks of KC = 16 * KV k (256 bytes of a row: 64 floats, 32 doubles). Shared memory
-//     holds two buffers (double buffering) of w[TROWS][LD] (row lr = g * TJ + u) and
-//     h[TB][LD] (h_{t-1} rows), both row-major along k with LD = KC + KV: the 16-byte padding
-//     makes the 16-byte stores of the staging and the 16-byte reads of the multiply
-//     conflict-free. Each thread fetches 2 + 2 vectors of the next chunk into registers (zeros
-//     past H, B or the valid units) while the current chunk is multiplied, then stores them:
-//     one __syncthreads per chunk.
-//   Threads: 256 = KSPLIT (4) k-slices x 64 tile threads. A tile thread owns the 4 gates of unit
-//     u x the batch columns bg, bg + 8, bg + 16, bg + 24: a 4x4 register tile, fed by 4 + 4
-//     16-byte shared loads per 16 * KV fmas, k ascending through its quarter of every chunk.
-//   Epilogue: the k-slice partial tiles go through shared memory (part[KSPLIT][4][TB][TJ], in
-//     the staging buffers), summed in slice order; then each of the 256 threads finishes one
-//     (unit, batch) cell like lstm_step_fwd: biases, xproj, activations, c/h and the gates.
-//   Shared memory: 34816 bytes for float and double.
-constexpr int TJ = 8;                                   // hidden units per CTA
-constexpr int TROWS = 4 * TJ;                           // gate rows per CTA
-constexpr int TB = 32;                                  // batch columns per CTA
-constexpr int TBG = TB / 4;                             // batch groups (a tile thread has 4 columns)
-constexpr int KSPLIT = 4;                               // k-slices per CTA
-constexpr int TILED_THREADS = KSPLIT * TJ * TBG;        // 256
-static_assert(TILED_THREADS == TJ * TB, "the epilogue gives each thread one (unit, batch) cell");
-
+// The epilogue of the register-tiled step (rnn_step_tiled.cuh): lstm_cell_update on this
+// step's tensors.
 template <typename T>
-struct alignas(16) Vec16 {  // 16 bytes of consecutive k
-  static constexpr int N = 16 / sizeof(T);
-  T v[N];
-};
-
-template <typename T>
-struct TiledShape {
-  static constexpr int KV = Vec16<T>::N;
-  static constexpr int KC = 16 * KV;                    // k per staged chunk
-  static constexpr int LD = KC + KV;                    // padded row stride of the staged chunks
-  static constexpr int ROW_VECS = KC / KV;              // vectors per staged row
-  static constexpr int SLICE_VECS = ROW_VECS / KSPLIT;  // vectors per k-slice and chunk
-  static constexpr int W_FETCH = TROWS * ROW_VECS / TILED_THREADS;  // vectors each thread stages
-  static constexpr int H_FETCH = TB * ROW_VECS / TILED_THREADS;
-  static_assert(TILED_THREADS % ROW_VECS == 0 && ROW_VECS % KSPLIT == 0, "staging layout");
-};
-
-template <typename T>
-union alignas(16) TiledSmem {
-  struct {
-    T w[2][TROWS][TiledShape<T>::LD];
-    T h[2][TB][TiledShape<T>::LD];
-  } stage;
-  T part[KSPLIT][4][TB][TJ];  // k-slice partial sums [slice][gate][batch column][unit]
-};
-
-// KV consecutive elements row[k..]: zeros for a missing row (nullptr) and past H.
-// VEC: one 16-byte load (H % KV == 0 and 16-byte aligned rows, checked on the host).
-template <typename T, bool VEC>
-__device__ __forceinline__ Vec16<T> load_k_vec(const T* row, int k, int H) {
-  if constexpr (VEC) {
-    if (row != nullptr && k < H) return *reinterpret_cast<const Vec16<T>*>(row + k);
-    return Vec16<T>{};
-  } else {
-    Vec16<T> r;
-#pragma unroll
-    for (int e = 0; e < Vec16<T>::N; ++e) r.v[e] = row != nullptr && k + e < H ? row[k + e] : T(0);
-    return r;
-  }
-}
-
-template <typename T, bool VEC>
-__global__ void __launch_bounds__(TILED_THREADS)
-    lstm_step_fwd_tiled(int B, int H, const T* __restrict__ xp, const T* __restrict__ h_prev,
-                        const T* __restrict__ c_prev, const T* __restrict__ R, const T* __restrict__ b_ih,
-                        const T* __restrict__ b_hh, T* __restrict__ h_out, T* __restrict__ c_out,
-                        T* __restrict__ gates) {
-  using S = TiledShape<T>;
-  __shared__ TiledSmem<T> sm;
-  const int tid = threadIdx.x;
-  const int unit_tiles = (H + TJ - 1) / TJ;
-  const int j0 = static_cast<int>(blockIdx.x % unit_tiles) * TJ;
-  const int b0 = static_cast<int>(blockIdx.x / unit_tiles) * TB;
-
-  // multiply role: k-slice ks, unit u, batch columns bg + TBG * bi
-  const int ks = tid / (TJ * TBG), u = tid % TJ, bg = tid / TJ % TBG;
-  T acc[4][4] = {};  // [gate][bi]
-
-  if (h_prev != nullptr) {  // else the recurrent term is zero (t = 0 without h0)
-    // staging role: vectors tid + i * TILED_THREADS of the chunk, all at k offset fetch_k
-    const int fetch_k = tid % S::ROW_VECS * S::KV;
-    const T* w_src[S::W_FETCH];
-    const T* h_src[S::H_FETCH];
-#pragma unroll
-    for (int i = 0; i < S::W_FETCH; ++i) {
-      const int lr = (tid + i * TILED_THREADS) / S::ROW_VECS, j = j0 + lr % TJ;
-      w_src[i] = j < H ? R + ((int64_t)(lr / TJ) * H + j) * H : nullptr;
-    }
-#pragma unroll
-    for (int i = 0; i < S::H_FETCH; ++i) {
-      const int b = b0 + (tid + i * TILED_THREADS) / S::ROW_VECS;
-      h_src[i] = b < B ? h_prev + (int64_t)b * H : nullptr;
-    }
-    Vec16<T> w_next[S::W_FETCH], h_next[S::H_FETCH];
-    auto fetch = [&](int k0) {
-#pragma unroll
-      for (int i = 0; i < S::W_FETCH; ++i) w_next[i] = load_k_vec<T, VEC>(w_src[i], k0 + fetch_k, H);
-#pragma unroll
-      for (int i = 0; i < S::H_FETCH; ++i) h_next[i] = load_k_vec<T, VEC>(h_src[i], k0 + fetch_k, H);
-    };
-    auto stash = [&](int buf) {
-#pragma unroll
-      for (int i = 0; i < S::W_FETCH; ++i)
-        *reinterpret_cast<Vec16<T>*>(&sm.stage.w[buf][(tid + i * TILED_THREADS) / S::ROW_VECS][fetch_k]) = w_next[i];
-#pragma unroll
-      for (int i = 0; i < S::H_FETCH; ++i)
-        *reinterpret_cast<Vec16<T>*>(&sm.stage.h[buf][(tid + i * TILED_THREADS) / S::ROW_VECS][fetch_k]) = h_next[i];
-    };
-
-    const int chunks = (H + S::KC - 1) / S::KC;
-    fetch(0);
-    stash(0);
-    __syncthreads();
-    for (int c = 0; c < chunks; ++c) {
-      const int buf = c & 1;
-      if (c + 1 < chunks) fetch((c + 1) * S::KC);
-#pragma unroll
-      for (int s = 0; s < S::SLICE_VECS; ++s) {
-        const int k = (ks * S::SLICE_VECS + s) * S::KV;
-        Vec16<T> w[4], h[4];
-#pragma unroll
-        for (int g = 0; g < 4; ++g) w[g] = *reinterpret_cast<const Vec16<T>*>(&sm.stage.w[buf][g * TJ + u][k]);
-#pragma unroll
-        for (int bi = 0; bi < 4; ++bi)
-          h[bi] = *reinterpret_cast<const Vec16<T>*>(&sm.stage.h[buf][bg + TBG * bi][k]);
-#pragma unroll
-        for (int e = 0; e < S::KV; ++e)
-#pragma unroll
-          for (int g = 0; g < 4; ++g)
-#pragma unroll
-            for (int bi = 0; bi < 4; ++bi) acc[g][bi] = fma(w[g].v[e], h[bi].v[e], acc[g][bi]);
-      }
-      // buf ^ 1 was last read in chunk c - 1, before the previous __syncthreads
-      if (c + 1 < chunks) stash(buf ^ 1);
-      __syncthreads();  // after the last chunk: the staging buffers are free for part
-    }
-  }
-
-#pragma unroll
-  for (int g = 0; g < 4; ++g)
-#pragma unroll
-    for (int bi = 0; bi < 4; ++bi) sm.part[ks][g][bg + TBG * bi][u] = acc[g][bi];
-  __syncthreads();
-
-  // epilogue: one (unit, batch column) cell per thread
-  const int eu = tid % TJ, eb = tid / TJ;
-  const int j = j0 + eu, b = b0 + eb;
-  if (j < H && b < B) {
-    T rec[4];
-#pragma unroll
-    for (int g = 0; g < 4; ++g) {
-      T v = sm.part[0][g][eb][eu];
-#pragma unroll
-      for (int s = 1; s < KSPLIT; ++s) v += sm.part[s][g][eb][eu];
-      rec[g] = v;
-    }
+struct LstmCell {
+  static constexpr int GATES = 4;
+  const T* xp;
+  const T* c_prev;
+  const T* b_ih;
+  const T* b_hh;
+  T* h_out;
+  T* c_out;
+  T* gates;
+  __device__ __forceinline__ void operator()(const T rec[4], int b, int j, int H) const {
     lstm_cell_update(rec, b, j, H, xp, c_prev, b_ih, b_hh, h_out, c_out, gates);
   }
-}
+};
 
 template <typename T>
 __global__ void lstm_step_bwd_pointwise(int64_t B, int64_t H, const T* __restrict__ dy, T* __restrict__ dh,
@@ -361,17 +210,27 @@ void lstm_fwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_
   // GEMV-shaped kernel: float only)
   const bool aligned = w_hh % 16 == 0 && y % 16 == 0 && h0 % 16 == 0;
   const bool vec = tiled ? H % Vec16<T>::N == 0 && aligned : std::is_same<T, float>::value && H % 4 == 0 && aligned;
-  auto kern = tiled ? (vec ? lstm_step_fwd_tiled<T, true> : lstm_step_fwd_tiled<T, false>)
-                    : (vec ? lstm_step_fwd<T, true> : lstm_step_fwd<T, false>);
-  const unsigned grid = static_cast<unsigned>(tiled ? ceil_div(H, TJ) * ceil_div(B, TB) : ceil_div(H, HJ));
-  const unsigned threads = tiled ? TILED_THREADS : WARPS * 32;
+  using Tile = RnnTiledShape<T, LstmCell<T>::GATES>;
+  auto tiled_kern = vec ? rnn_step_fwd_tiled<T, true, LstmCell<T>> : rnn_step_fwd_tiled<T, false, LstmCell<T>>;
+  auto gemv_kern = vec ? lstm_step_fwd<T, true> : lstm_step_fwd<T, false>;
+  const unsigned tiled_grid = static_cast<unsigned>(ceil_div(H, Tile::UNITS) * ceil_div(B, Tile::BATCH));
+  const unsigned gemv_grid = static_cast<unsigned>(ceil_div(H, HJ));
   for (int64_t t = 0; t < T_; ++t) {
     const T* hp = t == 0 ? as_ptr<const T>(h0) : as_ptr<const T>(y + (t - 1) * B * H * es);
     const T* cp = t == 0 ? as_ptr<const T>(c0) : as_ptr<const T>(c_all + (t - 1) * B * H * es);
+    const T* xp = as_ptr<const T>(xproj + t * B * H4 * es);
+    T* ht = as_ptr<T>(y + t * B * H * es);
+    T* ct = as_ptr<T>(c_all + t * B * H * es);
     T* gt = gates ? as_ptr<T>(gates + t * B * H4 * es) : nullptr;
-    kern<<<grid, threads, 0, s>>>(static_cast<int>(B), static_cast<int>(H), as_ptr<const T>(xproj + t * B * H4 * es),
-                                  hp, cp, as_ptr<const T>(w_hh), as_ptr<const T>(b_ih), as_ptr<const T>(b_hh),
-                                  as_ptr<T>(y + t * B * H * es), as_ptr<T>(c_all + t * B * H * es), gt);
+    if (tiled) {
+      const LstmCell<T> cell{xp, cp, as_ptr<const T>(b_ih), as_ptr<const T>(b_hh), ht, ct, gt};
+      tiled_kern<<<tiled_grid, RNN_TILED_THREADS, 0, s>>>(static_cast<int>(B), static_cast<int>(H), hp,
+                                                          as_ptr<const T>(w_hh), cell);
+    } else {
+      gemv_kern<<<gemv_grid, WARPS * 32, 0, s>>>(static_cast<int>(B), static_cast<int>(H), xp, hp, cp,
+                                                 as_ptr<const T>(w_hh), as_ptr<const T>(b_ih), as_ptr<const T>(b_hh),
+                                                 ht, ct, gt);
+    }
     PYC_CUDA_LAUNCH_CHECK("lstm_step_fwd");
   }
 }

@@ -1,6 +1,7 @@
 // GRU kernels under host emulation: forward vs a float64 reference, backward vs finite differences.
 #include "cuda_emu.h"
 #include "cuda/rnn_dh.cuh"
+#include "cuda/rnn_step_tiled.cuh"
 #include <cstdio>
 #include <random>
 namespace pycnnrnn::cuda {
@@ -11,9 +12,12 @@ std::mt19937 rng(9);
 int fails = 0;
 struct Gru { int T, B, I, H; std::vector<double> x, h0, wih, whh, bih, bhh; };
 double sig(double z) { return 1 / (1 + std::exp(-z)); }
-double fwd64(const Gru& m, const std::vector<double>& gy, const std::vector<double>& ghn, std::vector<double>* yout = nullptr) {
+// returns loss = sum(gy*y) + sum(ghn*hn) and fills y (and the saved [r, z, n, W_hn h + b_hn])
+double fwd64(const Gru& m, const std::vector<double>& gy, const std::vector<double>& ghn, std::vector<double>* yout = nullptr,
+             std::vector<double>* saved = nullptr) {
   int T = m.T, B = m.B, I = m.I, H = m.H;
   std::vector<double> h = m.h0, y(T * B * H);
+  if (saved) saved->resize(T * B * 4 * H);
   for (int t = 0; t < T; ++t) {
     std::vector<double> hn(B * H);
     for (int b = 0; b < B; ++b) for (int j = 0; j < H; ++j) {
@@ -25,6 +29,10 @@ double fwd64(const Gru& m, const std::vector<double>& gy, const std::vector<doub
       }
       double rg = sig(xs[0] + hs[0]), zg = sig(xs[1] + hs[1]), ng = std::tanh(xs[2] + rg * hs[2]);
       hn[b * H + j] = (1 - zg) * ng + zg * h[b * H + j];
+      if (saved) {
+        double* sr = saved->data() + (t * B + b) * 4 * H;
+        sr[j] = rg; sr[H + j] = zg; sr[2 * H + j] = ng; sr[3 * H + j] = hs[2];
+      }
     }
     h = hn;
     for (int e = 0; e < B * H; ++e) y[t * B * H + e] = h[e];
@@ -86,10 +94,68 @@ void test_gru(int T, int B, int I, int H) {
   printf("%s gru T%d B%d I%d H%d: fwd max err %.1e, grad vs finite diff %.1e\n", bad ? "FAIL" : "ok  ", T, B, I, H, ey, worst);
   fails += bad;
 }
+// The register-tiled forward step (B >= 16, rnn_step_tiled.cuh with GruCell) vs the float64
+// forward, in float and double, for tails in H (units per CTA, k-chunks), B (batch tile) and
+// every optional input missing.
+template <typename T, bool VEC>
+void test_gru_tiled(int T_, int B, int I, int H, bool with_h0, bool with_bias, bool save) {
+  std::normal_distribution<double> nd(0, 0.5);
+  Gru m{T_, B, I, H};
+  auto fill = [&](std::vector<double>& v, size_t n, bool present = true) {
+    v.assign(n, 0.0);
+    if (present) for (auto& e : v) e = nd(rng);
+  };
+  fill(m.x, T_ * B * I); fill(m.h0, B * H, with_h0); fill(m.wih, 3 * H * I); fill(m.whh, 3 * H * H);
+  fill(m.bih, 3 * H, with_bias); fill(m.bhh, 3 * H, with_bias);
+  std::vector<double> yref, sref, none(T_ * B * H, 0.0), none_n(B * H, 0.0);
+  fwd64(m, none, none_n, &yref, &sref);
+  auto cast = [](const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); };
+  auto x = cast(m.x), h0 = cast(m.h0), wih = cast(m.wih), whh = cast(m.whh), bih = cast(m.bih), bhh = cast(m.bhh);
+  int H3 = 3 * H;
+  std::vector<T> xproj(T_ * B * H3), y(T_ * B * H, NAN), saved(T_ * B * 4 * H, NAN);
+  for (int r = 0; r < T_ * B; ++r) for (int n = 0; n < H3; ++n) {
+    double a = 0; for (int i = 0; i < I; ++i) a += (double)x[r * I + i] * wih[n * I + i]; xproj[r * H3 + n] = (T)a;
+  }
+  using Tile = RnnTiledShape<T, 3>;
+  const unsigned grid = (unsigned)(((H + Tile::UNITS - 1) / Tile::UNITS) * ((B + Tile::BATCH - 1) / Tile::BATCH));
+  for (int t = 0; t < T_; ++t) {
+    const T* hp = t > 0 ? y.data() + (t - 1) * B * H : with_h0 ? h0.data() : nullptr;
+    const GruCell<T> cell{xproj.data() + t * B * H3, hp, with_bias ? bih.data() : nullptr,
+                          with_bias ? bhh.data() : nullptr, y.data() + t * B * H,
+                          save ? saved.data() + t * B * 4 * H : nullptr};
+    emu_launch({grid, 1, 1}, RNN_TILED_THREADS, [&] { rnn_step_fwd_tiled<T, VEC>(B, H, hp, whh.data(), cell); });
+  }
+  auto max_err = [](const std::vector<T>& got, const std::vector<double>& ref) {
+    double e = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+      e = std::max(e, std::isnan(got[i]) ? 1e30 : std::fabs(got[i] - ref[i]) / (1 + std::fabs(ref[i])));
+    return e;
+  };
+  const double ey = max_err(y, yref);
+  double es = 0;
+  if (save) es = max_err(saved, sref);
+  else for (T v : saved) if (!std::isnan(v)) es = 1e30;  // saved == nullptr: nothing written
+  const double tol = sizeof(T) == 4 ? 1e-5 : 1e-12;
+  bool bad = !(ey <= tol && es <= tol);
+  printf("%s gru tiled %s VEC%d T%d B%d I%d H%d h0%d bias%d saved%d: max err y %.1e saved %.1e\n", bad ? "FAIL" : "ok  ",
+         sizeof(T) == 4 ? "f32" : "f64", VEC, T_, B, I, H, with_h0, with_bias, save, ey, es);
+  fails += bad;
+}
+
 int main() {
   test_gru(3, 2, 5, 8);
   test_gru(2, 9, 3, 7);
   test_gru(4, 3, 4, 36);
+  // tiled step: (T, B, I, H, with h0, with biases, saves [r, z, n, W_hn h + b_hn])
+  test_gru_tiled<float, false>(2, 17, 3, 12, true, true, true);
+  test_gru_tiled<float, true>(2, 40, 5, 36, false, false, true);
+  test_gru_tiled<float, true>(3, 64, 4, 8, true, true, false);
+  test_gru_tiled<float, false>(2, 33, 3, 100, false, true, true);  // 2 k-chunks, the 2nd partial
+  test_gru_tiled<float, true>(2, 20, 2, 136, true, true, true);    // 3 k-chunks
+  test_gru_tiled<float, true>(2, 16, 3, 64, true, false, true);    // exactly one chunk, one batch tile
+  test_gru_tiled<double, true>(2, 17, 3, 36, true, true, true);    // 2 k-chunks (32 doubles each)
+  test_gru_tiled<double, false>(2, 35, 4, 37, false, true, false);
+  test_gru_tiled<double, true>(3, 64, 2, 70, true, false, true);
   printf("%d failures\n", fails);
   return fails;
 }

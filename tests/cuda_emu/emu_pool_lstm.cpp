@@ -1,5 +1,6 @@
 #include "cuda_emu.h"
 #include "cuda/rnn_dh.cuh"
+#include "cuda/rnn_step_tiled.cuh"
 #include <cstdio>
 #include <random>
 #include <limits>
@@ -180,14 +181,15 @@ void test_lstm_tiled(int T_, int B, int I, int H, bool with_h0, bool with_c0, bo
   for (int r = 0; r < T_ * B; ++r) for (int n = 0; n < H4; ++n) {
     double a = 0; for (int i = 0; i < I; ++i) a += (double)x[r * I + i] * wih[n * I + i]; xproj[r * H4 + n] = (T)a;
   }
-  const unsigned grid = (unsigned)(((H + TJ - 1) / TJ) * ((B + TB - 1) / TB));
+  using Tile = RnnTiledShape<T, 4>;
+  const unsigned grid = (unsigned)(((H + Tile::UNITS - 1) / Tile::UNITS) * ((B + Tile::BATCH - 1) / Tile::BATCH));
   for (int t = 0; t < T_; ++t) {
     const T* hp = t > 0 ? y.data() + (t - 1) * B * H : with_h0 ? h0.data() : nullptr;
     const T* cp = t > 0 ? call.data() + (t - 1) * B * H : with_c0 ? c0.data() : nullptr;
-    emu_launch({grid, 1, 1}, TILED_THREADS, [&] {
-      lstm_step_fwd_tiled<T, VEC>(B, H, xproj.data() + t * B * H4, hp, cp, whh.data(), with_bias ? bih.data() : nullptr,
-                                  with_bias ? bhh.data() : nullptr, y.data() + t * B * H, call.data() + t * B * H,
-                                  save_gates ? gates.data() + t * B * H4 : nullptr); });
+    const LstmCell<T> cell{xproj.data() + t * B * H4, cp, with_bias ? bih.data() : nullptr,
+                           with_bias ? bhh.data() : nullptr, y.data() + t * B * H, call.data() + t * B * H,
+                           save_gates ? gates.data() + t * B * H4 : nullptr};
+    emu_launch({grid, 1, 1}, RNN_TILED_THREADS, [&] { rnn_step_fwd_tiled<T, VEC>(B, H, hp, whh.data(), cell); });
   }
   auto max_err = [](const std::vector<T>& got, const std::vector<double>& ref) {
     double e = 0;
