@@ -115,6 +115,11 @@ void pack_a_block(bool ta, const T* A, int64_t lda, int64_t m0, int64_t mc, int6
     T* d = dst + p * kc;
     if (ta) {  // op(A)(m, k) = A[k][m]: MR contiguous elements per k
       const T* s = A + k0 * lda + m0 + p;
+      if (rows == 6 && mr == 6) {  // a full panel of the AVX-512/AVX2 MR: a fixed-size copy
+        // (vectorized; the element loop below cost 9% of an LSTM forward+backward in dW = dG^T x)
+        for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * 6, s + k * lda, 6 * sizeof(T));
+        continue;
+      }
       for (int64_t k = 0; k < kc; ++k) {
         const T* sk = s + k * lda;
         T* dk = d + k * mr;
