@@ -212,7 +212,10 @@ void lstm_fwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_
   const bool vec = tiled ? H % Vec16<T>::N == 0 && aligned : std::is_same<T, float>::value && H % 4 == 0 && aligned;
   using Tile = RnnTiledShape<T, LstmCell<T>::GATES>;
   auto tiled_kern = vec ? rnn_step_fwd_tiled<T, true, LstmCell<T>> : rnn_step_fwd_tiled<T, false, LstmCell<T>>;
-  auto gemv_kern = vec ? lstm_step_fwd<T, true> : lstm_step_fwd<T, false>;
+  auto gemv_kern = lstm_step_fwd<T, false>;
+  if constexpr (std::is_same<T, float>::value) {  // its float4 loads exist for float only
+    if (vec) gemv_kern = lstm_step_fwd<T, true>;
+  }
   const unsigned tiled_grid = static_cast<unsigned>(ceil_div(H, Tile::UNITS) * ceil_div(B, Tile::BATCH));
   const unsigned gemv_grid = static_cast<unsigned>(ceil_div(H, HJ));
   for (int64_t t = 0; t < T_; ++t) {
