@@ -273,9 +273,8 @@ class ImageCols {
     T* xp = buf_->data.data();
     for (int64_t ci = 0; ci < s_.Cg(); ++ci)
       for (int64_t ih = 0; ih < s_.H; ++ih) {
-        T* row = xp + (ci * g_.Hp + s_.pt + ih) * g_.Wp + s_.pl;
         const T* src = xg + (ci * s_.H + ih) * s_.W;
-        for (int64_t iw = 0; iw < s_.W; ++iw) row[iw] = src[iw];
+        std::copy(src, src + s_.W, xp + (ci * g_.Hp + s_.pt + ih) * g_.Wp + s_.pl);
       }
   }
 
@@ -377,8 +376,7 @@ class ImageGrad {
     for (int64_t ci = 0; ci < s_.Cg(); ++ci)
       for (int64_t ih = 0; ih < s_.H; ++ih) {
         const T* row = buf_->data() + (ci * g_.Hp + s_.pt + ih) * g_.Wp + s_.pl;
-        T* dst = dxg_ + (ci * s_.H + ih) * s_.W;
-        for (int64_t iw = 0; iw < s_.W; ++iw) dst[iw] = row[iw];
+        std::copy(row, row + s_.W, dxg_ + (ci * s_.H + ih) * s_.W);
       }
   }
 

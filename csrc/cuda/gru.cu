@@ -169,7 +169,7 @@ void gru_fwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_t
   gemm(dtype, false, true, T_ * B, H3, I, 1.0, x, I, w_ih, I, 0.0, xproj, H3, stream);
   // B >= 16: the register-tiled step kernel (16-byte recurrent loads when H % (16 / sizeof(T))
   // == 0 and W_hh, y and h0 are 16-byte aligned); below, the GEMV-shaped one.
-  const bool tiled = B >= 16;
+  const bool tiled = B >= RNN_TILED_MIN_BATCH;
   const bool vec = H % Vec16<T>::N == 0 && w_hh % 16 == 0 && y % 16 == 0 && h0 % 16 == 0;
   using Tile = RnnTiledShape<T, GruCell<T>::GATES>;
   auto tiled_kern = vec ? rnn_step_fwd_tiled<T, true, GruCell<T>> : rnn_step_fwd_tiled<T, false, GruCell<T>>;

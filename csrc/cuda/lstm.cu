@@ -205,7 +205,7 @@ void lstm_fwd_t(int dtype, int64_t T_, int64_t B, int64_t I, int64_t H, uintptr_
   gemm(dtype, false, true, T_ * B, H4, I, 1.0, x, I, w_ih, I, 0.0, xproj, H4, stream);
   const size_t es = sizeof(T);
   // B >= 16: the register-tiled step kernel; below, the GEMV-shaped one (fewer, fuller CTAs).
-  const bool tiled = B >= 16;
+  const bool tiled = B >= RNN_TILED_MIN_BATCH;
   // 16-byte recurrent loads: H % (16 / sizeof(T)) == 0, W_hh, y and h0 16-byte aligned (the
   // GEMV-shaped kernel: float only)
   const bool aligned = w_hh % 16 == 0 && y % 16 == 0 && h0 % 16 == 0;

@@ -38,6 +38,7 @@
 namespace pycnnrnn::cuda {
 
 constexpr int RNN_TILED_THREADS = 256;
+constexpr int RNN_TILED_MIN_BATCH = 16;  // batch from which lstm.cu and gru.cu launch this kernel
 
 template <typename T>
 struct alignas(16) Vec16 {  // 16 bytes of consecutive k
