@@ -94,6 +94,9 @@ CASES = [
     ("large_K", (1, 64, 10, 10), (16, 64, 3, 3), {"padding": 1}),
     ("auto_winograd_32ch", (2, 32, 22, 21), (32, 32, 3, 3), {"padding": 1}),
     ("small_map_32ch_gemm", (2, 32, 10, 9), (32, 32, 3, 3), {"padding": 1}),
+    # dilated 3x3 where auto takes Winograd per phase (>= 32 channels, 20x20 outputs per phase)
+    ("auto_winograd_dilated", (2, 32, 42, 41), (32, 32, 3, 3), {"padding": 2, "dilation": 2}),
+    ("auto_winograd_dil23_reflect", (1, 40, 62, 45), (36, 40, 3, 3), {"padding": (2, 3), "dilation": (2, 3), "padding_mode": "reflect"}),
     # grad_input through col2im (fewer input than output channels), odd widths, 'same' split,
     # row stride and dilation (the padded-copy im2col/col2im take any stride/dilation along H)
     ("col2im_3to16", (3, 3, 13, 19), (16, 3, 3, 3), {"padding": 1}),
@@ -177,13 +180,8 @@ def test_forward_backward_error_gate(case, rng):
     assert y.shape == y32.shape and y.dtype == np.float32
     assert_error_gate(y, y64, y32, what=f"{name} forward")
     algos = ["gemm"] + (["depthwise"] if kw.get("groups", 1) == xs[-3] and xs[-3] > 1 else [])
-    if (
-        ws[2:] == (3, 3)
-        and kw.get("stride", 1) == 1
-        and kw.get("dilation", 1) == 1
-        and kw.get("groups", 1) == 1
-    ):
-        algos.append("winograd")
+    if ws[2:] == (3, 3) and kw.get("stride", 1) == 1 and kw.get("groups", 1) == 1:
+        algos.append("winograd")  # any dilation: one Winograd layer per phase
     for algo in algos:
         assert_error_gate(F.conv2d(x, w, b, algorithm=algo, **kw), y64, y32, what=f"{name} forward {algo}")
     gx, gw, gb = F.conv2d_backward(gy, x, w, **kw)
@@ -637,6 +635,9 @@ def test_conv2d_relu_is_relu_of_conv2d_bit_for_bit(xs, ws, kw, dtype, rng):
         ((1, 33, 16, 16), 35, {"padding": 1, "padding_mode": "circular"}),
         ((2, 32, 15, 15), 32, {"padding": 2, "padding_mode": "replicate"}),
         ((8, 64, 20, 20), 64, {"padding": 1}),  # long reduction: N * 400 positions
+        ((2, 32, 38, 35), 32, {"padding": 2, "dilation": 2}),  # dilated: 4 phases, odd sizes
+        ((1, 32, 50, 37), 40, {"padding": (1, 3), "dilation": (2, 3), "padding_mode": "reflect"}),
+        ((1, 33, 52, 36), 32, {"padding": "same", "dilation": (3, 2), "padding_mode": "circular"}),
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -654,6 +655,57 @@ def test_winograd_grad_weight_matches_torch(xs, co, kw, dtype, rng):
     else:
         _, _, gw32, _ = torch_conv(x, w, None, dtype=np.float32, grad_output=gy, **kw)
         assert_error_gate(gw, gw64, gw32, what=f"winograd grad_weight {xs} {kw}")
+
+
+# ---------------------------------------------------------------- dilated Winograd (phases)
+DILATED_GRID = [
+    # (input shape, dilation, padding, padding_mode): odd sizes, phases of unequal size, fewer
+    # output rows/columns than the dilation (empty phases), asymmetric 'same' splits
+    ((2, 5, 13, 12), (2, 2), 2, "zeros"),
+    ((1, 4, 11, 17), (2, 3), (1, 3), "zeros"),
+    ((2, 3, 9, 8), (3, 1), "same", "reflect"),
+    ((1, 6, 7, 10), (1, 2), (2, 1), "replicate"),
+    ((1, 4, 9, 9), (4, 4), "same", "circular"),
+    ((2, 3, 6, 14), (5, 2), (4, 2), "zeros"),
+    ((1, 2, 12, 5), (2, 5), (1, 4), "circular"),
+]
+
+
+@pytest.mark.parametrize("xs,dil,pad,mode", DILATED_GRID)
+def test_dilated_winograd_matches_naive_oracle_float64(xs, dil, pad, mode, rng):
+    """Forced Winograd on dilated layers (the layer split into dilation_h * dilation_w dense
+    phases, conv2d_winograd.cpp) against the naive float64 loop, every padding mode."""
+    x, w, b = make_inputs(rng, xs, (4, xs[1], 3, 3), dtype=np.float64)
+    kw = {"padding": pad, "dilation": dil, "padding_mode": mode}
+    y = F.conv2d(x, w, b, algorithm="winograd", **kw)
+    ref = F.conv2d(x, w, b, algorithm="gemm", **kw)
+    if not isinstance(pad, str):
+        ref_naive = _C.conv2d_forward_naive(x, w, b, *_oracle_args(x, w, kw))
+        np.testing.assert_allclose(ref, ref_naive, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+
+
+@needs_torch
+@pytest.mark.torch
+@pytest.mark.parametrize("dil", [2, (2, 3), (3, 2)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auto_dilated_winograd_within_twice_torch_without_floor(dil, seed):
+    """The dilated benchmark layer's shape class (128 channels, dilation 2, 'same' padding):
+    auto takes Winograd per phase, bit for bit the forced algorithm, and stays within 2x
+    torch's float32 error with no absolute floor (forward and the Winograd grad_weight)."""
+    rng = np.random.default_rng(seed)
+    d = (dil, dil) if isinstance(dil, int) else dil
+    x, w, b = make_inputs(rng, (2, 128, 45, 44), (128, 128, 3, 3), relu=True)
+    kw = {"padding": d, "dilation": dil}
+    y64, *_ = torch_conv(x, w, b, dtype=np.float64, **kw)
+    gy = rng.standard_normal(y64.shape).astype(np.float32)
+    y32, _, gw32, _ = torch_conv(x, w, b, grad_output=gy, **kw)
+    _, _, gw64, _ = torch_conv(x, w, b, dtype=np.float64, grad_output=gy, **kw)
+    y = F.conv2d(x, w, b, **kw)
+    np.testing.assert_array_equal(y, F.conv2d(x, w, b, algorithm="winograd", **kw))
+    assert_error_gate(y, y64, y32, floor=0.0, what=f"dilated auto winograd {dil}")
+    _, gw, _ = F.conv2d_backward(gy, x, w, **kw, output_mask=(False, True, False))
+    assert_error_gate(gw, gw64, gw32, what=f"dilated winograd grad_weight {dil}")
 
 
 def test_small_maps_keep_structural_zeros_in_grad_weight(rng):

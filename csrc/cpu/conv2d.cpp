@@ -628,9 +628,11 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
 // same run, time ratio GEMM / Winograd: 256@28 1.5-1.6, 512@14 1.1-1.4, 64@56 1.3, 128@16
 // 1.2, 64@16 1.06, but 32@16 0.84, 512@7 0.57 and 0.62-0.69 on 8x8 maps at 32-64 channels:
 // on small maps the transforms cost more than the 2.25x fewer multiplies save.
+// A dilated layer is judged by one phase's map (winograd_phase_outputs): that is what the
+// tiles cover.
 bool winograd_preferred(const Conv2dShape& s) {
   if (!winograd_applies(s)) return false;
-  const int64_t outputs = s.OH * s.OW, channels = std::min(s.C, s.Co);
+  const int64_t outputs = winograd_phase_outputs(s), channels = std::min(s.C, s.Co);
   if (outputs < WINOGRAD_MIN_OUTPUTS) return false;
   return channels >= (outputs < WINOGRAD_SMALL_OUTPUTS ? WINOGRAD_MIN_CHANNELS_SMALL : WINOGRAD_MIN_CHANNELS);
 }
@@ -646,9 +648,8 @@ ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested) {
                 ", in_channels=", s.C, ")");
       return ConvAlgo::depthwise;
     case ConvAlgo::winograd:
-      PYC_CHECK(winograd_applies(s), "algorithm='winograd' needs a 3x3 kernel, stride 1, dilation 1 and groups 1, ",
-                "got kernel (", s.KH, ", ", s.KW, "), stride (", s.sh, ", ", s.sw, "), dilation (", s.dh, ", ",
-                s.dw, "), groups ", s.groups);
+      PYC_CHECK(winograd_applies(s), "algorithm='winograd' needs a 3x3 kernel, stride 1 and groups 1, ",
+                "got kernel (", s.KH, ", ", s.KW, "), stride (", s.sh, ", ", s.sw, "), groups ", s.groups);
       return ConvAlgo::winograd;
   }
   throw std::invalid_argument("algorithm: unknown value");
@@ -737,7 +738,7 @@ void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, 
     // whose products are all zero comes out as +-1e-10-sized rounding residue of G^T M G
     // instead of 0, which Adam turns into a full-size step. Kept to maps of at least 16x16
     // outputs, where it pays (VGG layers); small maps take the zero-exact GEMM path.
-    if (winograd_preferred(s) && s.N > 0 && s.OH * s.OW >= WINOGRAD_GRAD_WEIGHT_MIN_OUTPUTS)
+    if (winograd_preferred(s) && s.N > 0 && winograd_phase_outputs(s) >= WINOGRAD_GRAD_WEIGHT_MIN_OUTPUTS)
       winograd_backward_weight(s, gy, x, gw);
     else
       backward_weight_gemm(s, gy, x, gw);

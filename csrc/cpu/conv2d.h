@@ -14,7 +14,8 @@
 //             gemm_provided_b (the im2col block is generated inside the engine's packing);
 //             1x1 / stride 1 / unpadded runs as a plain gemm on x itself.
 //   depthwise groups == C (any channel multiplier): a direct loop along W (no GEMM).
-//   winograd  F(2x2, 3x3) for 3x3 / stride 1 / dilation 1 / groups 1 (conv2d_winograd.cpp).
+//   winograd  F(2x2, 3x3) for 3x3 / stride 1 / groups 1, any dilation: a dilated layer is
+//             dh * dw dense ones on interleaved sub-grids, its phases (conv2d_winograd.cpp).
 //   auto      depthwise when it applies; winograd where it applies and is faster (wide enough
 //             channels, see conv2d_choose_algo); else gemm.
 // Backward:
@@ -91,6 +92,8 @@ GemmEpilogue<T> conv_gemm_options() {
 }
 
 bool winograd_applies(const Conv2dShape& s);
+// Outputs of the largest phase: ceil(OH / dh) * ceil(OW / dw) (OH * OW without dilation).
+int64_t winograd_phase_outputs(const Conv2dShape& s);
 template <typename T>
 void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu);
 // grad_weight of a Winograd-shaped layer (winograd_applies) through the same transforms.

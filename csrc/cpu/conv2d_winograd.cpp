@@ -1,6 +1,6 @@
 // conv2d_winograd.cpp — Winograd F(2x2, 3x3) forward and grad_weight for 3x3, stride 1,
-// dilation 1, groups 1 (Lavin & Gray, CVPR 2016). Any per-side padding and any padding mode (the input tiles are
-// gathered through pad_source_index, like im2col).
+// groups 1, any dilation (Lavin & Gray, CVPR 2016). Any per-side padding and any padding mode
+// (the input tiles are gathered through pad_source_index, like im2col).
 //
 //   Y_tile(2x2) = A^T [ (G g G^T) .* (B^T d B) ] A        d: 4x4 input tile, g: 3x3 filter
 //
@@ -17,6 +17,17 @@
 //   y              = A^T M A + bias, clipped at the bottom/right edge
 // 2.25x fewer multiplies than direct. The transforms live in cpu/winograd_transforms.inc,
 // built per ISA; with short GEMM sums the float32 error is within torch's (see the tests).
+//
+// Dilation (dh, dw) splits the layer into dh * dw independent dilation-1 layers, its phases:
+// output rows a, a + dh, a + 2 dh, ... read only the padded input rows a + dh * j (j = m + kh
+// for output m of the phase), so phase (a, b) is a dense 3x3 convolution of the sub-grid
+//   x_ab[j][k] = padded x[a + dh * j][b + dw * k]
+// with the same weights, and Winograd tiles each phase on its own: tile (th, tw) of phase
+// (a, b) reads padded rows a + dh (2 th + i), columns b + dw (2 tw + j), and writes output rows
+// a + dh (2 th + u), columns b + dw (2 tw + v). A unit of work takes one row phase a with all
+// its column phases side by side in one row of tiles (ColumnPlan): each padded input row is
+// fetched once, each output row written whole, and the transforms run over full-length rows.
+// Dilation 1 is the single phase (0, 0).
 #include <algorithm>
 #include <memory>
 #include <vector>
@@ -30,10 +41,83 @@
 namespace pycnnrnn {
 
 bool winograd_applies(const Conv2dShape& s) {
-  return s.KH == 3 && s.KW == 3 && s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.groups == 1;
+  return s.KH == 3 && s.KW == 3 && s.sh == 1 && s.sw == 1 && s.groups == 1;
+}
+
+int64_t winograd_phase_outputs(const Conv2dShape& s) {
+  return ((s.OH + s.dh - 1) / s.dh) * ((s.OW + s.dw - 1) / s.dw);
 }
 
 namespace {
+
+// The phases of one axis (output size O, dilation d): outputs p, p + d, p + 2d, ... (see the
+// top of the file); dilation 1 has the single phase p = 0.
+struct AxisPhase {
+  int64_t p;        // first output
+  int64_t outputs;  // ceil((O - p) / d)
+  int64_t tiles;    // (outputs + 1) / 2
+};
+
+std::vector<AxisPhase> axis_phases(int64_t O, int64_t d) {
+  std::vector<AxisPhase> out;
+  for (int64_t p = 0; p < std::min(d, O); ++p) {
+    const int64_t outputs = (O - p + d - 1) / d;
+    out.push_back({p, outputs, (outputs + 1) / 2});
+  }
+  return out;
+}
+
+// The column phases, laid side by side in every tile row: phase b's padded columns follow
+// phase b-1's, so the transforms see one row of row_tiles tiles in which the tile straddling
+// two phases is junk, computed and never used (one tile in ~2 OW / dw). Dilation 1 is one
+// phase of (OW + 1) / 2 tiles and no junk.
+struct ColumnPlan {
+  std::vector<AxisPhase> cols;
+  std::vector<int64_t> first_tile;  // of column phase b within a tile row
+  int64_t row_tiles = 0;            // tiles per tile row, junk included
+  int64_t span = 0;                 // padded input columns 0 .. span-1 the tiles read
+  explicit ColumnPlan(const Conv2dShape& s) : cols(axis_phases(s.OW, s.dw)) {
+    int64_t next = 0;
+    for (const AxisPhase& c : cols) {
+      first_tile.push_back(next);
+      row_tiles = next + c.tiles;
+      next = row_tiles + 1;  // the junk tile
+      span = std::max(span, c.p + s.dw * (2 * c.tiles + 1) + 1);
+    }
+  }
+};
+
+// A unit of work: tile rows [th0, th1) of row phase `row` of image n, every column phase.
+struct Chunk {
+  int64_t n;
+  const AxisPhase* row;
+  int64_t th0, th1;
+};
+
+// Every image's row phases cut into chunks of about target_tiles tiles (whole tile rows), in
+// image, phase, row order.
+std::vector<Chunk> chunks(const Conv2dShape& s, const std::vector<AxisPhase>& rows, int64_t row_tiles,
+                          int64_t target_tiles) {
+  std::vector<Chunk> out;
+  const int64_t per_chunk = std::max<int64_t>(1, (target_tiles + row_tiles - 1) / row_tiles);
+  for (int64_t n = 0; n < s.N; ++n)
+    for (const AxisPhase& r : rows)
+      for (int64_t th0 = 0; th0 < r.tiles; th0 += per_chunk)
+        out.push_back({n, &r, th0, std::min(r.tiles, th0 + per_chunk)});
+  return out;
+}
+
+int64_t max_chunk_rows(const std::vector<Chunk>& cs) {
+  int64_t m = 0;
+  for (const Chunk& c : cs) m = std::max(m, c.th1 - c.th0);
+  return m;
+}
+
+// Source of padded coordinate i along a dim of size n padded by (lo, hi): pad_source_index,
+// and -1 (a zero) past the padded extent, where a tile cut by the output edge may read.
+int64_t tile_source_index(int64_t i, int64_t n, int64_t lo, int64_t hi, PadMode mode) {
+  return i < -lo || i >= n + hi ? -1 : pad_source_index(i, n, mode);
+}
 
 // Grow-only scratch per thread and slot (pool threads are persistent): no page faults and no
 // zero-fill on every call. Contents are garbage on entry; callers write before reading.
@@ -91,61 +175,90 @@ void transform_weights(const Conv2dShape& s, const T* w, T* U) {
   });
 }
 
-// V[xi][ci][t - t0] for tiles of rows [th0, th1) of one image xn [C][H][W].
+// V[xi][ci][t] for the tiles t of rows [th0, th1) of row phase `row` of one image xn [C][H][W]
+// (t = (th - th0) * row_tiles + first_tile[b] + tw).
 template <typename T>
-void transform_input(const Conv2dShape& s, const T* xn, int64_t TW, int64_t th0, int64_t th1, T* V, int64_t tc) {
-  const int64_t PW = 2 * TW + 2;  // padded columns needed per tile row
-  const int64_t plane = s.C * tc;
-  const auto input_row = kernels<T>().input_row;
+void transform_input(const Conv2dShape& s, const ColumnPlan& cp, const AxisPhase& row, const T* xn, int64_t th0,
+                     int64_t th1, T* V, int64_t tc) {
+  const int64_t plane = s.C * tc, span = cp.span, dw = s.dw;
+  const int64_t PW = 2 * cp.row_tiles + 2;  // columns of a tile row (all phases)
+  // padded column c <-> input column c - pl; [lo, hi) lie inside the input
+  const int64_t lo = std::min(span, s.pl), hi = std::max(lo, std::min(span, s.W + s.pl));
+  const auto& K = kernels<T>();
   parallel_for(s.C, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> buf(static_cast<size_t>(4 * PW + 4 * (TW + 1)));
-    const T* r[4] = {buf.data(), buf.data() + PW, buf.data() + 2 * PW, buf.data() + 3 * PW};
-    T* scratch = buf.data() + 4 * PW;
+    // 4 padded rows (span columns), then (dw > 1) the phases' columns side by side, then the
+    // transform's scratch
+    std::vector<T> buf(static_cast<size_t>(4 * span + (dw > 1 ? 4 * PW : 0) + 4 * (cp.row_tiles + 1)));
+    T* padded = buf.data();
+    T* phase_rows = padded + 4 * span;
+    T* scratch = phase_rows + (dw > 1 ? 4 * PW : 0);
+    const T* r[4];
+    for (int i = 0; i < 4; ++i) r[i] = dw > 1 ? phase_rows + i * PW : padded + i * span;
     for (int64_t ci = c0; ci < c1; ++ci) {
       const T* xc = xn + ci * s.H * s.W;
       for (int64_t th = th0; th < th1; ++th) {
-        // the 4 padded input rows of this tile row, columns c = 0 .. PW-1 <-> input col c - pl
-        for (int i = 0; i < 4; ++i) {
-          const int64_t ih = pad_source_index(2 * th + i - s.pt, s.H, s.mode);
-          T* d = buf.data() + i * PW;
+        for (int i = 0; i < 4; ++i) {  // padded rows row.p + dh (2 th + i)
+          const int64_t ih = tile_source_index(row.p - s.pt + s.dh * (2 * th + i), s.H, s.pt, s.pb, s.mode);
+          T* d = padded + i * span;
           if (ih < 0) {
-            std::fill(d, d + PW, T(0));
-            continue;
+            std::fill(d, d + span, T(0));
+          } else {
+            const T* src = xc + ih * s.W;
+            for (int64_t c = 0; c < lo; ++c) {
+              const int64_t iw = tile_source_index(c - s.pl, s.W, s.pl, s.pr, s.mode);
+              d[c] = iw < 0 ? T(0) : src[iw];
+            }
+            std::copy(src + lo - s.pl, src + hi - s.pl, d + lo);
+            for (int64_t c = hi; c < span; ++c) {
+              const int64_t iw = tile_source_index(c - s.pl, s.W, s.pl, s.pr, s.mode);
+              d[c] = iw < 0 ? T(0) : src[iw];
+            }
           }
-          const T* row = xc + ih * s.W;
-          const int64_t lo = std::min<int64_t>(PW, std::max<int64_t>(0, s.pl)),
-                        hi = std::max<int64_t>(lo, std::min<int64_t>(PW, s.W + s.pl));
-          for (int64_t c = 0; c < lo; ++c) {
-            const int64_t iw = pad_source_index(c - s.pl, s.W, s.mode);
-            d[c] = iw < 0 ? T(0) : row[iw];
-          }
-          std::copy(row + lo - s.pl, row + hi - s.pl, d + lo);
-          for (int64_t c = hi; c < PW; ++c) {
-            const int64_t iw = pad_source_index(c - s.pl, s.W, s.mode);
-            d[c] = iw < 0 ? T(0) : row[iw];
-          }
+          if (dw > 1)  // phase b's columns col.p + dw * c (c < 2 tiles + 2) from column 2 first_tile[b]
+            for (size_t b = 0; b < cp.cols.size(); ++b)
+              K.strided_copy(d + cp.cols[b].p, dw, 2 * cp.cols[b].tiles + 2, phase_rows + i * PW + 2 * cp.first_tile[b]);
         }
-        const int64_t tb = (th - th0) * TW;  // first tile of this row in the chunk
-        input_row(r, TW, V + ci * tc + tb, plane, scratch);
+        K.input_row(r, cp.row_tiles, V + ci * tc + (th - th0) * cp.row_tiles, plane, scratch);
       }
     }
   });
 }
 
-// y[co][2th + a][2tw + b] = (A^T M A)[a][b] + bias[co] (then max(., 0) if relu), clipped to OH x OW.
+// Output rows row.p + dh (2 th + u), u < 2, of the chunk's tiles: y[co][.][col.p + dw (2 tw + v)]
+// = (A^T M A)[u][v] + bias[co] (then max(., 0) if relu), clipped to the output.
 template <typename T>
-void transform_output(const Conv2dShape& s, const T* M, int64_t TW, int64_t th0, int64_t th1, int64_t tc,
-                      const T* b, bool relu, T* yn) {
-  const int64_t plane = s.Co * tc;
-  const auto output_row = kernels<T>().output_row;
+void transform_output(const Conv2dShape& s, const ColumnPlan& cp, const AxisPhase& row, const T* M, int64_t th0,
+                      int64_t th1, int64_t tc, const T* b, bool relu, T* yn) {
+  const int64_t plane = s.Co * tc, dw = s.dw, OWt = 2 * cp.row_tiles;  // columns of a tile row
+  const auto& K = kernels<T>();
   parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> scratch(static_cast<size_t>(8 * TW));
+    // the transform's scratch, then (dw > 1) the two rows of all phases side by side
+    std::vector<T> buf(static_cast<size_t>(8 * cp.row_tiles + (dw > 1 ? 2 * OWt : 0)));
+    T* scratch = buf.data();
+    T* phase_out[2] = {scratch + 8 * cp.row_tiles, scratch + 8 * cp.row_tiles + OWt};
     for (int64_t co = c0; co < c1; ++co) {
       const T bias = b ? b[co] : T(0);
       for (int64_t th = th0; th < th1; ++th) {
-        T* out0 = yn + (co * s.OH + 2 * th) * s.OW;
-        T* out1 = 2 * th + 1 < s.OH ? out0 + s.OW : nullptr;
-        output_row(M + co * tc + (th - th0) * TW, plane, TW, bias, relu, out0, out1, s.OW, scratch.data());
+        T* out[2] = {yn + (co * s.OH + row.p + s.dh * 2 * th) * s.OW, nullptr};
+        if (2 * th + 1 < row.outputs) out[1] = out[0] + s.dh * s.OW;
+        const T* m = M + co * tc + (th - th0) * cp.row_tiles;
+        if (dw == 1) {
+          K.output_row(m, plane, cp.row_tiles, bias, relu, out[0], out[1], s.OW, scratch);
+          continue;
+        }
+        K.output_row(m, plane, cp.row_tiles, bias, relu, phase_out[0], out[1] ? phase_out[1] : nullptr, OWt, scratch);
+        for (int u = 0; u < 2; ++u) {
+          if (!out[u]) continue;
+          const T* o = phase_out[u];  // phase b's outputs from column 2 first_tile[b]
+          if (dw == 2 && cp.cols.size() == 2) {  // out[2k] = phase 0, out[2k + 1] = phase 1
+            K.interleave(o, o + 2 * cp.first_tile[1], cp.cols[1].outputs, out[u]);
+            if (cp.cols[0].outputs > cp.cols[1].outputs) out[u][s.OW - 1] = o[cp.cols[0].outputs - 1];
+            continue;
+          }
+          for (size_t ph = 0; ph < cp.cols.size(); ++ph)
+            for (int64_t k = 0; k < cp.cols[ph].outputs; ++k)
+              out[u][cp.cols[ph].p + dw * k] = o[2 * cp.first_tile[ph] + k];
+        }
       }
     }
   });
@@ -155,10 +268,9 @@ void transform_output(const Conv2dShape& s, const T* M, int64_t TW, int64_t th0,
 
 template <typename T>
 void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu) {
-  const int64_t TH = (s.OH + 1) / 2, TW = (s.OW + 1) / 2;
   const int nt = get_num_threads();
-  // The 16 transformed weight matrices U[xi] [Co][C], once for all images and chunks; the
-  // GEMMs read them in place as their row-major A.
+  // The 16 transformed weight matrices U[xi] [Co][C], once for all images, phases and chunks;
+  // the GEMMs read them in place as their row-major A.
   std::unique_ptr<T[]> U(new T[static_cast<size_t>(16 * s.Co * s.C)]);  // fully written below
   transform_weights(s, w, U.get());
   auto gemms = [&](const T* V, T* M, int64_t tc, int64_t x0, int64_t x1) {
@@ -166,46 +278,41 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
       gemm<T>(false, false, s.Co, tc, s.C, T(1), U.get() + xi * s.Co * s.C, s.C, V + xi * s.C * tc, tc, T(0),
               M + xi * s.Co * tc, tc, conv_gemm_options<T>(), 1);
   };
-  // Chunks of tile rows. Wide images: each thread runs whole chunks end to end (transform,
-  // 16 GEMMs, output transform) in private, L2-sized buffers: one parallel region per call.
-  const int64_t rows_l2 = std::max<int64_t>(1, (192 + TW - 1) / TW);  // ~192 tiles per chunk
-  const int64_t chunks_per_image = (TH + rows_l2 - 1) / rows_l2;
-  if (s.N * chunks_per_image >= 4 * nt) {
-    const int64_t tc_max = rows_l2 * TW, total = s.N * chunks_per_image;
+  const ColumnPlan cp(s);
+  const std::vector<AxisPhase> rows = axis_phases(s.OH, s.dh);
+  auto run_chunk = [&](const Chunk& c, T* V, T* M, bool split_gemms) {
+    const int64_t tc = (c.th1 - c.th0) * cp.row_tiles;
+    transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V, tc);
+    if (split_gemms)
+      parallel_run(nt, [&](int tid, int nthr) {
+        int64_t g0, g1;
+        split_range(16, tid, nthr, 1, &g0, &g1);
+        gemms(V, M, tc, g0, g1);
+      });
+    else
+      gemms(V, M, tc, 0, 16);
+    transform_output(s, cp, *c.row, M, c.th0, c.th1, tc, b, relu, y + c.n * s.Co * s.OH * s.OW);
+  };
+  // Many chunks (~192 tiles each): each thread runs whole chunks end to end (transform, 16
+  // GEMMs, output transform) in private, L2-sized buffers: one parallel region per call.
+  std::vector<Chunk> work = chunks(s, rows, cp.row_tiles, 192);
+  if (static_cast<int64_t>(work.size()) >= 4 * nt) {
+    const int64_t tc_max = max_chunk_rows(work) * cp.row_tiles;
     parallel_run(nt, [&](int tid, int nthr) {
       T* V = scratch<T>(0, 16 * s.C * tc_max);
       T* M = scratch<T>(1, 16 * s.Co * tc_max);
       int64_t q0, q1;
-      split_range(total, tid, nthr, 1, &q0, &q1);
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t n = q / chunks_per_image, th0 = (q % chunks_per_image) * rows_l2;
-        const int64_t th1 = std::min(TH, th0 + rows_l2), tc = (th1 - th0) * TW;
-        transform_input(s, x + n * s.C * s.H * s.W, TW, th0, th1, V, tc);  // nested: runs serially
-        gemms(V, M, tc, 0, 16);
-        transform_output(s, M, TW, th0, th1, tc, b, relu, y + n * s.Co * s.OH * s.OW);
-      }
+      split_range(static_cast<int64_t>(work.size()), tid, nthr, 1, &q0, &q1);
+      for (int64_t q = q0; q < q1; ++q) run_chunk(work[q], V, M, false);  // nested regions run serially
     });
     return;
   }
-  // Small images: one chunk of up to ~256 tiles at a time, the 16 GEMMs split over threads.
-  const int64_t rows = std::min<int64_t>(TH, std::max<int64_t>(1, (256 + TW - 1) / TW));
-  const int64_t tc_max = rows * TW;
+  // Few, small images: one chunk of up to ~256 tiles at a time, the 16 GEMMs split over threads.
+  work = chunks(s, rows, cp.row_tiles, 256);
+  const int64_t tc_max = max_chunk_rows(work) * cp.row_tiles;
   std::unique_ptr<T[]> V(new T[static_cast<size_t>(16 * s.C * tc_max)]);
   std::unique_ptr<T[]> M(new T[static_cast<size_t>(16 * s.Co * tc_max)]);
-  for (int64_t n = 0; n < s.N; ++n) {
-    const T* xn = x + n * s.C * s.H * s.W;
-    T* yn = y + n * s.Co * s.OH * s.OW;
-    for (int64_t th0 = 0; th0 < TH; th0 += rows) {
-      const int64_t th1 = std::min(TH, th0 + rows), tc = (th1 - th0) * TW;
-      transform_input(s, xn, TW, th0, th1, V.get(), tc);
-      parallel_run(nt, [&](int tid, int nthr) {
-        int64_t x0, x1;
-        split_range(16, tid, nthr, 1, &x0, &x1);
-        gemms(V.get(), M.get(), tc, x0, x1);
-      });
-      transform_output(s, M.get(), TW, th0, th1, tc, b, relu, yn);
-    }
-  }
+  for (const Chunk& c : work) run_chunk(c, V.get(), M.get(), true);
 }
 
 // ---- grad_weight ---------------------------------------------------------------------------
@@ -220,19 +327,36 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
 //       [ 0 -1 ]
 namespace {
 
-// Z[xi][co][t] for the tiles of rows [th0, th1) of one image's output gradient gyn.
+// Z[xi][co][t] for the tiles of rows [th0, th1) of row phase `row` of one image's output
+// gradient gyn (t as in transform_input).
 template <typename T>
-void transform_output_grad(const Conv2dShape& s, const T* gyn, int64_t TW, int64_t th0, int64_t th1, T* Z,
-                           int64_t tc) {
-  const int64_t plane = s.Co * tc;
-  const auto output_grad_row = kernels<T>().output_grad_row;
+void transform_output_grad(const Conv2dShape& s, const ColumnPlan& cp, const AxisPhase& row, const T* gyn,
+                           int64_t th0, int64_t th1, T* Z, int64_t tc) {
+  const int64_t plane = s.Co * tc, dw = s.dw, OWt = 2 * cp.row_tiles;  // columns of a tile row
+  const auto& K = kernels<T>();
   parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
-    std::vector<T> scratch(static_cast<size_t>(6 * TW));
+    // the transform's scratch, then (dw > 1) the two rows with all phases side by side, zero
+    // past each phase's outputs (so the junk tiles' Z is 0)
+    std::vector<T> buf(static_cast<size_t>(6 * cp.row_tiles + (dw > 1 ? 2 * OWt : 0)));
+    T* scratch = buf.data();
+    T* phase_rows[2] = {scratch + 6 * cp.row_tiles, scratch + 6 * cp.row_tiles + OWt};
     for (int64_t co = c0; co < c1; ++co)
       for (int64_t th = th0; th < th1; ++th) {
-        const T* r0 = gyn + (co * s.OH + 2 * th) * s.OW;
-        const T* r1 = 2 * th + 1 < s.OH ? r0 + s.OW : nullptr;
-        output_grad_row(r0, r1, s.OW, TW, Z + co * tc + (th - th0) * TW, plane, scratch.data());
+        const T* src[2] = {gyn + (co * s.OH + row.p + s.dh * 2 * th) * s.OW, nullptr};
+        if (2 * th + 1 < row.outputs) src[1] = src[0] + s.dh * s.OW;
+        T* z = Z + co * tc + (th - th0) * cp.row_tiles;
+        if (dw == 1) {
+          K.output_grad_row(src[0], src[1], s.OW, cp.row_tiles, z, plane, scratch);
+          continue;
+        }
+        for (int u = 0; u < 2; ++u) {
+          if (!src[u]) continue;
+          T* d = phase_rows[u];
+          std::fill(d, d + OWt, T(0));
+          for (size_t ph = 0; ph < cp.cols.size(); ++ph)
+            K.strided_copy(src[u] + cp.cols[ph].p, dw, cp.cols[ph].outputs, d + 2 * cp.first_tile[ph]);
+        }
+        K.output_grad_row(phase_rows[0], src[1] ? phase_rows[1] : nullptr, OWt, cp.row_tiles, z, plane, scratch);
       }
   });
 }
@@ -241,27 +365,28 @@ void transform_output_grad(const Conv2dShape& s, const T* gyn, int64_t TW, int64
 
 template <typename T>
 void winograd_backward_weight(const Conv2dShape& s, const T* gy, const T* x, T* gw) {
-  const int64_t TH = (s.OH + 1) / 2, TW = (s.OW + 1) / 2, CoC = s.Co * s.C;
-  const int64_t rows = std::max<int64_t>(1, (192 + TW - 1) / TW);  // ~192 tiles per chunk
-  const int64_t tc_max = std::min(TH, rows) * TW;
+  const int64_t CoC = s.Co * s.C;
+  const ColumnPlan cp(s);
+  const std::vector<AxisPhase> rows = axis_phases(s.OH, s.dh);
+  const std::vector<Chunk> work = chunks(s, rows, cp.row_tiles, 192);  // ~192 tiles per chunk
+  const int64_t tc_max = max_chunk_rows(work) * cp.row_tiles;
   std::unique_ptr<T[]> V(new T[static_cast<size_t>(16 * s.C * tc_max)]);
   std::unique_ptr<T[]> Z(new T[static_cast<size_t>(16 * s.Co * tc_max)]);
   std::unique_ptr<T[]> M(new T[static_cast<size_t>(16 * CoC)]);
   bool first = true;
-  for (int64_t n = 0; n < s.N; ++n)
-    for (int64_t th0 = 0; th0 < TH; th0 += rows) {
-      const int64_t th1 = std::min(TH, th0 + rows), tc = (th1 - th0) * TW;
-      transform_input(s, x + n * s.C * s.H * s.W, TW, th0, th1, V.get(), tc);
-      transform_output_grad(s, gy + n * s.Co * s.OH * s.OW, TW, th0, th1, Z.get(), tc);
-      // The 16 products split over threads, each single-threaded: every M[xi] sums its tiles
-      // in the same order whatever the thread count.
-      parallel_for(16, 1, [&](int64_t x0, int64_t x1) {
-        for (int64_t xi = x0; xi < x1; ++xi)
-          gemm<T>(false, true, s.Co, s.C, tc, T(1), Z.get() + xi * s.Co * tc, tc, V.get() + xi * s.C * tc, tc,
-                  first ? T(0) : T(1), M.get() + xi * CoC, s.C, conv_gemm_options<T>(), 1);
-      });
-      first = false;
-    }
+  for (const Chunk& c : work) {
+    const int64_t tc = (c.th1 - c.th0) * cp.row_tiles;
+    transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V.get(), tc);
+    transform_output_grad(s, cp, *c.row, gy + c.n * s.Co * s.OH * s.OW, c.th0, c.th1, Z.get(), tc);
+    // The 16 products split over threads, each single-threaded: every M[xi] sums its tiles
+    // in the same order whatever the thread count.
+    parallel_for(16, 1, [&](int64_t x0, int64_t x1) {
+      for (int64_t xi = x0; xi < x1; ++xi)
+        gemm<T>(false, true, s.Co, s.C, tc, T(1), Z.get() + xi * s.Co * tc, tc, V.get() + xi * s.C * tc, tc,
+                first ? T(0) : T(1), M.get() + xi * CoC, s.C, conv_gemm_options<T>(), 1);
+    });
+    first = false;
+  }
   // gw[co][ci] = G^T M[.][co][ci] G (rows of G^T: (1 .5 .5 0), (0 .5 -.5 0), (0 .5 .5 1))
   parallel_for(CoC, 1024, [&](int64_t e0, int64_t e1) {
     for (int64_t e = e0; e < e1; ++e) {

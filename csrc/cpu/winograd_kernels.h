@@ -27,6 +27,10 @@ struct WinogradKernels {
   // tiles of output rows r0 (2 th) and r1 (2 th + 1, nullptr past the output), OW columns
   // (zero past them). scratch: 6 * TW elements.
   void (*output_grad_row)(const T* r0, const T* r1, int64_t OW, int64_t TW, T* z, int64_t plane, T* scratch);
+  // Dilated layers' phases: dst[j] = src[stride * j], j < n (a phase's columns of a row), and
+  // out[2k] = even[k], out[2k + 1] = odd[k], k < n (two column phases back into one row).
+  void (*strided_copy)(const T* src, int64_t stride, int64_t n, T* dst);
+  void (*interleave)(const T* even, const T* odd, int64_t n, T* out);
 };
 
 namespace winograd_avx512 {

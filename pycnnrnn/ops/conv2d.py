@@ -12,12 +12,13 @@ padding_mode="zeros", algorithm="auto")``
   (padding <= input size): applied inside the kernel's packing, no padded copy.
 - algorithm: "auto", "gemm" (implicit GEMM, im2col fused into the GEMM's packing; 1x1 stride-1
   unpadded runs as a plain GEMM), "depthwise" (direct kernel, groups == C only) or "winograd"
-  (F(2x2, 3x3): 3x3 kernel, stride 1, dilation 1, groups 1; 2.25x fewer multiplies). Every
+  (F(2x2, 3x3): 3x3 kernel, stride 1, groups 1, any dilation: a dilated layer runs as
+  dilation_h * dilation_w dense layers on interleaved sub-grids; 2.25x fewer multiplies). Every
   convolution GEMM sums in short float chains, which keeps both within torch's float32 error
   on long reductions (measured 0.7-1.2x torch's on VGG layers). "auto" takes depthwise when
   groups == C, Winograd for 3x3/stride-1 layers with C_in, C_out >= 32 on maps of at
   least 20x20 outputs (>= 64 channels from 12x12; never below: there the transforms cost more
-  than they save), else gemm.
+  than they save; a dilated layer counts the outputs of one sub-grid), else gemm.
 
 ``conv2d_backward(grad_output, input, weight, ...)`` returns (grad_input, grad_weight,
 grad_bias), None for entries switched off by output_mask. grad_weight sums the batch in a
