@@ -107,16 +107,15 @@ def _ort_session(case, w, b):
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_forward(benchmark, impl, case):
+def _forward(benchmark, impl, case, prepared):
     name, n, ci, co, hw, k, s, p, d, g = case
     x, w, b = _data(case)
-    benchmark.group = f"conv2d-fwd-{name}"
+    benchmark.group = f"conv2d-fwd-{'prepared-' if prepared else ''}{name}"
     benchmark.extra_info["flops"] = _flops(case)
     rounds = _rounds(case)
     if impl == "pycnnrnn":
-        fn, args = F.conv2d, (x, w, b, s, p, d, g)
+        weight = F.prepare_conv2d_weight(w) if prepared else w
+        fn, args = F.conv2d, (x, weight, b, s, p, d, g)
     elif impl == "torch":
         torch = pytest.importorskip("torch")
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
@@ -130,6 +129,24 @@ def test_forward(benchmark, impl, case):
         sess = _ort_session(case, w, b)
         fn, args = sess.run, (["y"], {"x": x})
     benchmark.pedantic(fn, args=args, rounds=rounds, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_forward(benchmark, impl, case):
+    _forward(benchmark, impl, case, prepared=False)
+
+
+# The VGG layers at N=1 once more with pycnnrnn on prepare_conv2d_weight (the Winograd matrices
+# kept from call to call, as onnxruntime keeps its session's prepacked initializers and as
+# Module.prepack() runs a model); torch eager has no such step.
+PREPARED_CASES = [c for c in CASES if c[0].startswith("vgg-") and c[1] == 1]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("case", PREPARED_CASES, ids=[c[0] for c in PREPARED_CASES])
+def test_forward_prepared(benchmark, impl, case):
+    _forward(benchmark, impl, case, prepared=True)
 
 
 @pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])

@@ -65,15 +65,20 @@ def ort_vgg16(torch_vgg16):
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("n", BATCHES, ids=lambda n: f"N{n}")
-def test_vgg16_forward(benchmark, request, vgg16, impl, n):
+@pytest.fixture(scope="module")
+def vgg16_prepacked(vgg16):
+    import copy
+
+    return copy.deepcopy(vgg16[0]).prepack()
+
+
+def _vgg16(benchmark, request, vgg16, impl, n, prepacked):
     model, macs = vgg16
     x = np.random.default_rng(1).random((n, 3, 224, 224), dtype=np.float32)
-    benchmark.group = f"vgg16-fwd-N{n}"
+    benchmark.group = f"vgg16-fwd-{'prepacked-' if prepacked else ''}N{n}"
     benchmark.extra_info["flops"] = 2.0 * macs * n
     if impl == "pycnnrnn":
-        fn, args = model, (x,)
+        fn, args = (request.getfixturevalue("vgg16_prepacked") if prepacked else model), (x,)
     elif impl == "torch":
         torch = pytest.importorskip("torch")
         tm, tx = request.getfixturevalue("torch_vgg16"), torch.from_numpy(x)
@@ -87,3 +92,17 @@ def test_vgg16_forward(benchmark, request, vgg16, impl, n):
         sess = request.getfixturevalue("ort_vgg16")
         fn, args = sess.run, (["y"], {"x": x})
     benchmark.pedantic(fn, args=args, rounds=5 if n == 1 else 3, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("n", BATCHES, ids=lambda n: f"N{n}")
+def test_vgg16_forward(benchmark, request, vgg16, impl, n):
+    _vgg16(benchmark, request, vgg16, impl, n, prepacked=False)
+
+
+# pycnnrnn after Module.prepack() (the Winograd matrices kept across calls, as onnxruntime keeps
+# its session's prepacked initializers); torch eager has no such step.
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("n", BATCHES, ids=lambda n: f"N{n}")
+def test_vgg16_forward_prepacked(benchmark, request, vgg16, impl, n):
+    _vgg16(benchmark, request, vgg16, impl, n, prepacked=True)

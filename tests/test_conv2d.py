@@ -723,3 +723,86 @@ def test_small_maps_keep_structural_zeros_in_grad_weight(rng):
     _, gw, _ = F.conv2d_backward(gy, x, w, padding=1, output_mask=(False, True, False))
     assert np.array_equal(gw[:, :, 0, :], np.zeros_like(gw[:, :, 0, :]))  # row 0 reads only the padding
     assert (gw[:, :, 1:, :] != 0).all()
+
+
+# ---------------------------------------------------------------- prepared weights
+PREPARED_CASES = [
+    # (input shape, weight shape, kwargs, algorithm)
+    ((2, 32, 22, 21), (32, 32, 3, 3), {"padding": 1}, "auto"),  # auto -> Winograd
+    ((1, 64, 14, 14), (48, 64, 3, 3), {"padding": 1}, "winograd"),
+    ((2, 32, 42, 41), (32, 32, 3, 3), {"padding": 2, "dilation": 2}, "auto"),  # dilated Winograd
+    ((1, 40, 7, 6), (36, 40, 3, 3), {"padding": "same", "padding_mode": "replicate"}, "winograd"),
+    ((2, 8, 9, 11), (6, 8, 3, 3), {"padding": 1, "stride": 2}, "auto"),  # implicit GEMM
+    ((2, 6, 7, 8), (12, 1, 3, 3), {"padding": 1, "groups": 6}, "auto"),  # depthwise
+    ((2, 8, 7, 7), (5, 8, 1, 1), {}, "gemm"),  # 1x1
+    ((32, 20, 19), (16, 32, 3, 3), {"padding": 1}, "winograd"),  # unbatched
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,ws,kw,algo", PREPARED_CASES)
+def test_prepared_weight_is_bit_identical_and_a_snapshot(xs, ws, kw, algo, dtype, rng):
+    """prepare_conv2d_weight: every algorithm gives exactly the plain array's result, on the
+    first call (which builds the derived weights) and after; the prepared weight is a read-only
+    snapshot that later writes to the original array do not reach."""
+    x, w, b = make_inputs(rng, xs, ws, dtype=dtype)
+    ref = F.conv2d(x, w, b, algorithm=algo, **kw)
+    pw = F.prepare_conv2d_weight(w)
+    assert pw.shape == w.shape and pw.dtype == w.dtype and not pw.weight.flags.writeable
+    for _ in range(2):
+        np.testing.assert_array_equal(F.conv2d(x, pw, b, algorithm=algo, **kw), ref)
+    np.testing.assert_array_equal(F.conv2d_relu(x, pw, b, **kw), F.conv2d_relu(x, w, b, **kw))
+    gy = rng.uniform(-1, 1, ref.shape).astype(dtype)
+    for got, want in zip(F.conv2d_backward(gy, x, pw, **kw), F.conv2d_backward(gy, x, w, **kw)):
+        np.testing.assert_array_equal(got, want)
+    w[...] = 0  # the snapshot keeps the values it was made from
+    np.testing.assert_array_equal(F.conv2d(x, pw, b, algorithm=algo, **kw), ref)
+    with pytest.raises(ValueError, match="read-only"):
+        pw.weight[0, 0, 0, 0] = 1
+
+
+def test_prepared_weight_errors_and_copies(rng):
+    x, w, b = make_inputs(rng, (1, 32, 20, 20), (32, 32, 3, 3))
+    pw = F.prepare_conv2d_weight(w)
+    with pytest.raises(TypeError, match=r"weight must have dtype float64"):
+        F.conv2d(x.astype(np.float64), pw, None, padding=1)
+    with pytest.raises(ValueError, match=r"weight must be 4-D"):
+        F.prepare_conv2d_weight(w[0])
+    with pytest.raises(TypeError, match=r"weight must be a numpy array"):
+        F.prepare_conv2d_weight([1.0])
+    # the binding: a prepared object only goes with the array it was made for
+    other = w.copy()
+    with pytest.raises(ValueError, match="different weight array"):
+        _C.conv2d_forward(x, other, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, 0, 0, False, pw._c)
+    with pytest.raises(ValueError, match="read-only"):
+        _C.Conv2dPrepared(w)  # a writable array could change under the derived weights
+    ref = F.conv2d(x, w, b, padding=1)
+    import copy
+    import pickle
+
+    for clone in (copy.deepcopy(pw), pickle.loads(pickle.dumps(pw))):
+        assert clone.weight is not pw.weight and not clone.weight.flags.writeable
+        np.testing.assert_array_equal(F.conv2d(x, clone, b, padding=1), ref)
+
+
+def test_prepared_weight_first_calls_from_many_threads(rng):
+    """The derived weights are built once even when several threads make the first call."""
+    import threading
+
+    x, w, b = make_inputs(rng, (1, 64, 28, 28), (64, 64, 3, 3))
+    ref = F.conv2d(x, w, b, padding=1)
+    pw = F.prepare_conv2d_weight(w)
+    out = [None] * 6
+    start = threading.Barrier(len(out))
+
+    def run(i):
+        start.wait()
+        out[i] = F.conv2d(x, pw, b, padding=1)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(out))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for y in out:
+        np.testing.assert_array_equal(y, ref)

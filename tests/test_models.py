@@ -214,3 +214,18 @@ def test_img_encoder_shares_a_given_vgg(vgg11_pair, rng):
     x = rng.standard_normal((1, 3, 32, 32)).astype(np.float32)
     feat = enc.model(x)
     np.testing.assert_array_equal(feat, vgg.classifier[:6](vgg.avgpool(vgg.features(x)).reshape(1, -1)))
+
+
+def test_vgg_prepack_is_bit_identical(vgg11_pair, rng):
+    """Module.prepack() on a whole VGG: the same output bit for bit, first call and after."""
+    ours, _ = vgg11_pair
+    x = rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
+    ref = ours(x)
+    ours.prepack()
+    try:
+        assert all(not m.weight.flags.writeable for m in ours.modules() if isinstance(m, nn.Conv2d))
+        np.testing.assert_array_equal(ours(x), ref)
+        np.testing.assert_array_equal(ours(x), ref)
+    finally:
+        ours.load_state_dict(ours.state_dict())  # writable arrays again for the other tests
+    assert all(m.weight.flags.writeable for m in ours.modules() if isinstance(m, nn.Conv2d))

@@ -594,3 +594,33 @@ def test_sequential_fuses_conv_relu_only_without_hooks():
     seq[0].forward_relu = lambda inp: calls.append(1) or nn.Conv2d.forward_relu(seq[0], inp)
     seq(x)
     assert calls == [1]  # fused again once the hook is gone
+
+
+def test_prepack_snapshot_semantics(rng):
+    """Module.prepack(): eval mode, bit-identical outputs, Conv2d weights become read-only
+    snapshots (in-place writes raise); assigning a new array or load_state_dict() takes
+    effect exactly as without prepack."""
+    nn.init.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 8, 3, padding=2, dilation=2))
+    x = rng.standard_normal((2, 32, 24, 23)).astype(np.float32)
+    ref = model.eval()(x)
+    state = {k: v.copy() for k, v in model.state_dict().items()}
+    assert model.train().prepack() is model and not model.training
+    conv = model[0]
+    assert not conv.weight.flags.writeable and conv._weight_arg() is conv._prepared
+    np.testing.assert_array_equal(model(x), ref)
+    np.testing.assert_array_equal(model(x), ref)  # second call: the kept Winograd matrices
+    assert list(model.state_dict()) == list(state)
+    with pytest.raises(ValueError, match="read-only"):
+        conv.weight[...] = 0
+    last = model[2]
+    last.weight = np.zeros_like(last.weight)  # a new array: the prepared form is dropped
+    assert last._weight_arg() is last.weight
+    np.testing.assert_array_equal(model(x), np.broadcast_to(last.bias[None, :, None, None], ref.shape))
+    model.prepack()
+    model.load_state_dict(state)  # replaces the read-only snapshots with writable arrays
+    assert conv.weight.flags.writeable and conv._weight_arg() is conv.weight
+    np.testing.assert_array_equal(model(x), ref)
+    clone = copy.deepcopy(model.prepack())
+    np.testing.assert_array_equal(clone(x), ref)
+    np.testing.assert_array_equal(clone.double()(x.astype(np.float64)), model.double()(x.astype(np.float64)))

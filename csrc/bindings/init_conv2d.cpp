@@ -43,19 +43,56 @@ Conv2dShape make_shape(const py::array& x, const py::array& w, I2 stride, I4 pad
   return s;
 }
 
+// The C++ half of pycnnrnn.functional.PreparedConv2dWeight: the read-only weight array it was
+// made for (kept alive here) and the derived weights, built on first use (Conv2dPrepared).
+struct PreparedConv2d {
+  py::array weight;
+  std::unique_ptr<Conv2dPrepared<float>> f32 = std::make_unique<Conv2dPrepared<float>>();
+  std::unique_ptr<Conv2dPrepared<double>> f64 = std::make_unique<Conv2dPrepared<double>>();
+
+  explicit PreparedConv2d(py::array w) : weight(std::move(w)) {
+    if (weight.ndim() != 4)
+      throw std::invalid_argument(concat("weight must be 4-D, got ", weight.ndim(), "-D"));
+    const bool f32_or_f64 = weight.dtype().kind() == 'f' && (weight.itemsize() == 4 || weight.itemsize() == 8);
+    if (!f32_or_f64) throw py::type_error("weight must have dtype float32 or float64");
+    const int flags = py::detail::array_proxy(weight.ptr())->flags;
+    if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+      throw std::invalid_argument("weight must be C-contiguous and aligned");
+    if (flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_)
+      throw std::invalid_argument("weight must be read-only (the prepared weights are derived from it once)");
+  }
+  template <typename T>
+  Conv2dPrepared<T>* get();
+};
+template <>
+Conv2dPrepared<float>* PreparedConv2d::get<float>() {
+  return f32.get();
+}
+template <>
+Conv2dPrepared<double>* PreparedConv2d::get<double>() {
+  return f64.get();
+}
+
 template <typename T>
 py::array forward_impl(const py::array& x, const py::array& w, const py::object& b, const Conv2dShape& s,
-                       ConvAlgo algo, bool relu) {
+                       ConvAlgo algo, bool relu, const py::object& prepared) {
   const T* xp = in_ptr<T>(x, "input", 4);
   const T* wp = in_ptr<T>(w, "weight", 4);
   const T* bp = opt_in_ptr<T>(b, "bias", 1);
   if (bp) check_shape(as_array(b, "bias"), "bias", {s.Co});
+  Conv2dPrepared<T>* prep = nullptr;
+  if (!prepared.is_none()) {
+    PreparedConv2d& p = prepared.cast<PreparedConv2d&>();
+    if (p.weight.data() != static_cast<const void*>(wp) || !p.weight.dtype().is(w.dtype()))
+      throw std::invalid_argument("prepared: made for a different weight array than the one passed");
+    prep = p.get<T>();
+  }
   conv2d_choose_algo(s, algo);  // a forced algorithm that does not apply raises here
   py::array_t<T> y = empty_array<T>({s.N, s.Co, s.OH, s.OW});
   T* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    conv2d_forward<T>(s, xp, wp, bp, yp, algo, relu);
+    conv2d_forward<T>(s, xp, wp, bp, yp, algo, relu, prep);
   }
   return std::move(y);
 }
@@ -94,18 +131,26 @@ py::tuple backward_impl(const py::array& gy, const py::array& x, const py::array
 }  // namespace
 
 void init_conv2d(py::module_& m) {
+  py::class_<PreparedConv2d>(m, "Conv2dPrepared",
+                             "Derived weights of one conv2d weight array, built on first use (use\n"
+                             "pycnnrnn.functional.prepare_conv2d_weight).")
+      .def(py::init<py::array>(), py::arg("weight"))
+      .def_readonly("weight", &PreparedConv2d::weight);
   m.def(
       "conv2d_forward",
       [](const py::array& x, const py::array& w, const py::object& b, I2 stride, I4 pad, I2 dil, int64_t groups,
-         int mode, int algo, bool relu) -> py::array {
+         int mode, int algo, bool relu, const py::object& prepared) -> py::array {
         const Conv2dShape s = make_shape(x, w, stride, pad, dil, groups, mode);
         if (algo < 0 || algo > 3) throw std::invalid_argument(concat("algorithm: unknown code ", algo));
-        if (is_f64(x)) return forward_impl<double>(x, w, b, s, static_cast<ConvAlgo>(algo), relu);
-        return forward_impl<float>(x, w, b, s, static_cast<ConvAlgo>(algo), relu);
+        const auto a = static_cast<ConvAlgo>(algo);
+        if (is_f64(x)) return forward_impl<double>(x, w, b, s, a, relu, prepared);
+        return forward_impl<float>(x, w, b, s, a, relu, prepared);
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algorithm"), py::arg("relu") = false,
-      "Batched conv2d forward (relu: max(y, 0) fused); padding = (top, bottom, left, right). Use\n"
+      py::arg("prepared") = py::none(),
+      "Batched conv2d forward (relu: max(y, 0) fused); padding = (top, bottom, left, right);\n"
+      "prepared: a Conv2dPrepared made for this very weight array, or None. Use\n"
       "pycnnrnn.functional.conv2d.");
   m.def(
       "conv2d_backward",

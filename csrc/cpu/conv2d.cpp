@@ -656,7 +656,8 @@ ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested) {
 }
 
 template <typename T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo, bool relu) {
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo, bool relu,
+                    Conv2dPrepared<T>* prepared) {
   if (s.N == 0) return;
   switch (conv2d_choose_algo(s, algo)) {
     case ConvAlgo::depthwise: {
@@ -669,7 +670,9 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
       }
       return;
     }
-    case ConvAlgo::winograd: winograd_forward(s, x, w, b, y, relu); return;
+    case ConvAlgo::winograd:
+      winograd_forward(s, x, w, b, y, relu, prepared ? prepared->winograd_u(s, w) : nullptr);
+      return;
     default: forward_gemm(s, x, w, b, y, relu); return;
   }
 }
@@ -752,9 +755,9 @@ void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, 
 }
 
 template void conv2d_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, ConvAlgo,
-                                    bool);
+                                    bool, Conv2dPrepared<float>*);
 template void conv2d_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,
-                                     ConvAlgo, bool);
+                                     ConvAlgo, bool, Conv2dPrepared<double>*);
 template void conv2d_backward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, float*,
                                      float*);
 template void conv2d_backward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,

@@ -27,6 +27,8 @@
 //   grad_bias   = sum over n, oh, ow of dY (float64 accumulation per channel)
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <mutex>
 
 #include "cpu/gemm.h"
 
@@ -72,11 +74,29 @@ void conv2d_forward_naive(const Conv2dShape& s, const double* x, const double* w
 void conv2d_backward_naive(const Conv2dShape& s, const double* gy, const double* x, const double* w, double* gx,
                            double* gw, double* gb);
 
+// ---- prepared weights ---------------------------------------------------------------------
+// What a forward call would otherwise derive from the weights every time, built on the first
+// call that needs it and reused after: the 16 Winograd matrices U[xi] [Co][C] (16/9 of the
+// weights; for 512 -> 512 3x3 writing them was half of a 14x14 layer at batch 1). The implicit
+// GEMM and depthwise paths read the weights in place and need nothing. The owner guarantees the
+// weights do not change while this object is used with them (pycnnrnn.functional.
+// prepare_conv2d_weight keeps a read-only copy). Thread-safe.
+template <typename T>
+class Conv2dPrepared {
+ public:
+  const T* winograd_u(const Conv2dShape& s, const T* w);
+
+ private:
+  std::once_flag winograd_once_;
+  std::unique_ptr<T[]> winograd_u_;
+};
+
 // ---- the fast driver ----------------------------------------------------------------------
 // relu: y = max(y, 0) fused into the output stage (NaN kept), as nn.Sequential(Conv2d, ReLU) runs.
+// prepared: this layer's weights' Conv2dPrepared (or nullptr: derive everything per call).
 template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo = ConvAlgo::auto_,
-                    bool relu = false);
+                    bool relu = false, Conv2dPrepared<T>* prepared = nullptr);
 
 template <typename T>
 void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb);
@@ -94,8 +114,10 @@ GemmEpilogue<T> conv_gemm_options() {
 bool winograd_applies(const Conv2dShape& s);
 // Outputs of the largest phase: ceil(OH / dh) * ceil(OW / dw) (OH * OW without dilation).
 int64_t winograd_phase_outputs(const Conv2dShape& s);
+// U: the layer's transformed weights from Conv2dPrepared, or nullptr (transformed here).
 template <typename T>
-void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu);
+void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu,
+                      const T* U = nullptr);
 // grad_weight of a Winograd-shaped layer (winograd_applies) through the same transforms.
 template <typename T>
 void winograd_backward_weight(const Conv2dShape& s, const T* gy, const T* x, T* gw);

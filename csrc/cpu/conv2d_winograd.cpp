@@ -267,15 +267,31 @@ void transform_output(const Conv2dShape& s, const ColumnPlan& cp, const AxisPhas
 }  // namespace
 
 template <typename T>
-void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu) {
+const T* Conv2dPrepared<T>::winograd_u(const Conv2dShape& s, const T* w) {
+  std::call_once(winograd_once_, [&] {
+    winograd_u_.reset(new T[static_cast<size_t>(16 * s.Co * s.C)]);
+    transform_weights(s, w, winograd_u_.get());
+  });
+  return winograd_u_.get();
+}
+template class Conv2dPrepared<float>;
+template class Conv2dPrepared<double>;
+
+template <typename T>
+void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu, const T* U) {
   const int nt = get_num_threads();
-  // The 16 transformed weight matrices U[xi] [Co][C], once for all images, phases and chunks;
-  // the GEMMs read them in place as their row-major A.
-  std::unique_ptr<T[]> U(new T[static_cast<size_t>(16 * s.Co * s.C)]);  // fully written below
-  transform_weights(s, w, U.get());
+  // The 16 transformed weight matrices U[xi] [Co][C], once for all images, phases and chunks
+  // (or once for the layer's lifetime: Conv2dPrepared); the GEMMs read them in place as their
+  // row-major A.
+  std::unique_ptr<T[]> U_call;
+  if (!U) {
+    U_call.reset(new T[static_cast<size_t>(16 * s.Co * s.C)]);  // fully written below
+    transform_weights(s, w, U_call.get());
+    U = U_call.get();
+  }
   auto gemms = [&](const T* V, T* M, int64_t tc, int64_t x0, int64_t x1) {
     for (int64_t xi = x0; xi < x1; ++xi)  // M[xi][Co][tc] = U[xi][Co][C] x V[xi][C][tc]
-      gemm<T>(false, false, s.Co, tc, s.C, T(1), U.get() + xi * s.Co * s.C, s.C, V + xi * s.C * tc, tc, T(0),
+      gemm<T>(false, false, s.Co, tc, s.C, T(1), U + xi * s.Co * s.C, s.C, V + xi * s.C * tc, tc, T(0),
               M + xi * s.Co * tc, tc, conv_gemm_options<T>(), 1);
   };
   const ColumnPlan cp(s);
@@ -410,8 +426,9 @@ void winograd_backward_weight(const Conv2dShape& s, const T* gy, const T* x, T* 
 template void winograd_backward_weight<float>(const Conv2dShape&, const float*, const float*, float*);
 template void winograd_backward_weight<double>(const Conv2dShape&, const double*, const double*, double*);
 
-template void winograd_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, bool);
+template void winograd_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, bool,
+                                      const float*);
 template void winograd_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,
-                                       bool);
+                                       bool, const double*);
 
 }  // namespace pycnnrnn

@@ -66,6 +66,7 @@ class Conv2d(Module):
             raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+        self._prepared = None  # F.PreparedConv2dWeight of self.weight, set by Module.prepack()
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.padding_mode = padding_mode
         self.output_padding = (0, 0)
@@ -86,10 +87,20 @@ class Conv2d(Module):
             bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
             init.uniform_(self.bias, -bound, bound)
 
+    def _prepack(self) -> None:
+        self._prepared = F.prepare_conv2d_weight(self.weight)
+        self.weight = self._prepared.weight  # the read-only snapshot is the parameter now
+
+    def _weight_arg(self):
+        """The prepared weight while it still is this layer's weight (prepack() and no new
+        array assigned since), else the plain array."""
+        p = getattr(self, "_prepared", None)
+        return p if p is not None and p.weight is self.weight else self.weight
+
     def forward(self, input: np.ndarray) -> np.ndarray:
         return F.conv2d(
             input,
-            self.weight,
+            self._weight_arg(),
             self.bias,
             self.stride,
             self.padding,
@@ -102,7 +113,7 @@ class Conv2d(Module):
         """ReLU()(self(input)) in one pass: the ReLU fused into the convolution's output stage
         (nn.Sequential takes it for a Conv2d followed by a ReLU when neither has hooks)."""
         return F.conv2d_relu(
-            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups, self.padding_mode
+            input, self._weight_arg(), self.bias, self.stride, self.padding, self.dilation, self.groups, self.padding_mode
         )
 
     def extra_repr(self) -> str:

@@ -90,6 +90,9 @@ class Module:
         self._check_name(name, "parameter")
         if param is not None and not isinstance(param, np.ndarray):
             raise TypeError(f"parameter {name!r} must be a numpy array or None, got {type(param).__name__}")
+        if name in self._parameters:  # a new value keeps its place in state_dict(), as in torch
+            self._parameters[name] = param
+            return
         self._forget(name)
         self._parameters[name] = param
 
@@ -313,11 +316,14 @@ class Module:
             if value.dtype.kind not in "biuf":
                 errors.append(f"{key}: expected a numeric array, got dtype {value.dtype}")
                 continue
-            updates.append((target, value))
+            updates.append((registry, name, target, value))
         if errors:
             raise ValueError(f"Error(s) in loading state_dict for {self._get_name()}: " + "; ".join(errors))
-        for target, value in updates:
-            np.copyto(target, value, casting="unsafe")
+        for registry, name, target, value in updates:
+            if target.flags.writeable:
+                np.copyto(target, value, casting="unsafe")
+            else:  # a prepack() snapshot: the loaded values become a new (writable) array
+                registry[name] = value.astype(target.dtype, copy=True)
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ modes and dtypes
@@ -330,6 +336,19 @@ class Module:
 
     def eval(self) -> Module:
         return self.train(False)
+
+    def prepack(self) -> Module:
+        """Prepare every layer for inference: eval mode, and each Conv2d's weight replaced by a
+        read-only snapshot whose derived forms (the Winograd transform) are built on the first
+        forward call and reused by every later one, as onnxruntime does for a session's
+        initializers. In-place writes to a snapshot raise; assigning a new weight array or
+        load_state_dict() drops the prepared form (the layer then runs on the new array as
+        before). Outputs are bit-identical to the unprepared model's. Returns self."""
+        self.eval()
+        for m in self.modules():
+            if hasattr(m, "_prepack"):
+                m._prepack()
+        return self
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Mark parameters trainable or frozen (only reported by summary: numpy has no autograd)."""

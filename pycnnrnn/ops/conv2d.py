@@ -20,6 +20,10 @@ padding_mode="zeros", algorithm="auto")``
   least 20x20 outputs (>= 64 channels from 12x12; never below: there the transforms cost more
   than they save; a dilated layer counts the outputs of one sub-grid), else gemm.
 
+``prepare_conv2d_weight(weight)`` -> PreparedConv2dWeight, accepted wherever ``weight`` is: a
+read-only snapshot of the weights plus what the kernels derive from them (the Winograd
+matrices), built on the first forward call that needs them and reused by every later one.
+
 ``conv2d_backward(grad_output, input, weight, ...)`` returns (grad_input, grad_weight,
 grad_bias), None for entries switched off by output_mask. grad_weight sums the batch in a
 fixed order (deterministic for a given thread count).
@@ -34,11 +38,56 @@ import numpy as np
 from .. import _C
 from ._validate import as_float_array, check_int, check_ndim, check_numel, pair
 
-__all__ = ["conv2d", "conv2d_backward", "conv2d_relu"]
+__all__ = ["PreparedConv2dWeight", "conv2d", "conv2d_backward", "conv2d_relu", "prepare_conv2d_weight"]
 
 _MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 _SIZE_LIMIT = 1 << 40  # spatial extents beyond this cannot index a real array and would overflow int64 maths
 _ALGOS = {"auto": 0, "gemm": 1, "depthwise": 2, "winograd": 3}
+
+
+class PreparedConv2dWeight:
+    """A conv2d weight prepared once for many forward calls (inference): ``weight`` is a
+    read-only copy of the array it was made from, and the transforms a forward call would
+    otherwise redo every time (Winograd's 16 matrices U = G g G^T, 16/9 of the weight's memory)
+    are built on the first call that takes that path and kept. Changes to the original array
+    are not seen (like torch.jit.freeze or an onnxruntime session's initializers): prepare
+    again after changing weights. Results are bit-identical to passing the plain array."""
+
+    __slots__ = ("weight", "_c")
+
+    def __init__(self, weight):
+        w = as_float_array(weight, "weight")
+        check_ndim(w, "weight", (4,), " (out_channels, in_channels/groups, kH, kW)")
+        snapshot = np.array(w, copy=True, order="C")
+        snapshot.flags.writeable = False
+        self.weight = snapshot
+        self._c = _C.Conv2dPrepared(snapshot)
+
+    @property
+    def shape(self):
+        return self.weight.shape
+
+    @property
+    def dtype(self):
+        return self.weight.dtype
+
+    def __reduce__(self):  # pickle / copy.deepcopy: prepare the copied weights afresh
+        return (PreparedConv2dWeight, (self.weight,))
+
+    def __repr__(self) -> str:
+        return f"PreparedConv2dWeight(shape={self.weight.shape}, dtype={self.weight.dtype})"
+
+
+def prepare_conv2d_weight(weight) -> PreparedConv2dWeight:
+    """``PreparedConv2dWeight(weight)``: pass the result as conv2d's ``weight``."""
+    return PreparedConv2dWeight(weight)
+
+
+def _unwrap(weight):
+    """(weight array, its Conv2dPrepared or None)."""
+    if isinstance(weight, PreparedConv2dWeight):
+        return weight.weight, weight._c
+    return weight, None
 
 
 class _Conv:
@@ -158,6 +207,7 @@ def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, group
 
 
 def _conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, relu):
+    weight, prepared = _unwrap(weight)
     cv = _Conv(input, weight, stride, padding, dilation, groups, padding_mode)
     if not isinstance(algorithm, str) or algorithm not in _ALGOS:
         raise ValueError(f"algorithm must be one of {sorted(_ALGOS)}, got {algorithm!r}")
@@ -173,7 +223,7 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode
             raise ValueError(f"bias must have shape ({co},) (out_channels), got {b.shape}")
     if cv.out_shape4[0] == 0:
         return np.empty(cv.out_shape, dtype=cv.x.dtype)
-    y = _C.conv2d_forward(cv.x4, cv.w, b, *cv.args(), _ALGOS[algorithm], relu)
+    y = _C.conv2d_forward(cv.x4, cv.w, b, *cv.args(), _ALGOS[algorithm], relu, prepared)
     return y if cv.batched else y[0]
 
 
@@ -189,7 +239,7 @@ def conv2d_backward(
     output_mask=(True, True, True),
 ):
     """Gradients of conv2d: (grad_input, grad_weight, grad_bias); None where output_mask is False."""
-    cv = _Conv(input, weight, stride, padding, dilation, groups, padding_mode)
+    cv = _Conv(input, _unwrap(weight)[0], stride, padding, dilation, groups, padding_mode)
     gy = as_float_array(grad_output, "grad_output", dtype=cv.x.dtype)
     if gy.shape != cv.out_shape:
         raise ValueError(f"grad_output must have the output's shape {cv.out_shape}, got {gy.shape}")
