@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             "are downloaded, so predictions are meaningless; the numbers below measure the kernels.\n"
             "Load real ones with --weights vgg16.pth (or .npz / .safetensors)."
         )
+    vgg.prepack()  # inference: the Winograd matrices built once, as onnxruntime prepacks a session
+    print("VGG16 prepacked for inference (Module.prepack()): eval mode, read-only weights.")
     if not args.no_summary:
         print("\nVGG16 summary, input (3, 224, 224):")
         summary(vgg, (3, 224, 224))

@@ -82,7 +82,11 @@ def save(state_dict: Mapping, path, *, metadata: Mapping[str, str] | None = None
     elif ext in _TORCH_SUFFIXES:
         torch = _import_torch(path)
         torch.save(
-            OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in arrays.items()), path
+            OrderedDict(
+                (k, torch.from_numpy(np.ascontiguousarray(v if v.flags.writeable else v.copy())))
+                for k, v in arrays.items()
+            ),
+            path,
         )
     else:
         raise ValueError(

@@ -4,6 +4,7 @@ with the same weights, end to end through the float64 error gate."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -216,7 +217,7 @@ def test_img_encoder_shares_a_given_vgg(vgg11_pair, rng):
     np.testing.assert_array_equal(feat, vgg.classifier[:6](vgg.avgpool(vgg.features(x)).reshape(1, -1)))
 
 
-def test_vgg_prepack_is_bit_identical(vgg11_pair, rng):
+def test_vgg_prepack_is_bit_identical(vgg11_pair, rng, tmp_path):
     """Module.prepack() on a whole VGG: the same output bit for bit, first call and after."""
     ours, _ = vgg11_pair
     x = rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
@@ -226,6 +227,12 @@ def test_vgg_prepack_is_bit_identical(vgg11_pair, rng):
         assert all(not m.weight.flags.writeable for m in ours.modules() if isinstance(m, nn.Conv2d))
         np.testing.assert_array_equal(ours(x), ref)
         np.testing.assert_array_equal(ours(x), ref)
+        with warnings.catch_warnings():  # read-only snapshots are copied, not shared, into torch
+            warnings.simplefilter("error")
+            twin = torch_twin(ours, lambda: R.vgg("vgg11", num_classes=10)).eval()
+            pycnnrnn.io.save(ours.features.state_dict(), tmp_path / "features.pt")
+        with torch.no_grad():
+            np.testing.assert_allclose(twin(torch.from_numpy(x)).numpy(), ref, rtol=1e-4, atol=1e-5)
     finally:
         ours.load_state_dict(ours.state_dict())  # writable arrays again for the other tests
     assert all(m.weight.flags.writeable for m in ours.modules() if isinstance(m, nn.Conv2d))

@@ -122,8 +122,14 @@ def load_from_numpy(model: nn.Module, state_dict, *, copy: bool = True) -> nn.Mo
     copy=False makes the torch parameters share the numpy arrays' memory (no copy; works on a
     model built under ``torch.device("meta")``, which skips torch's own initialisation)."""
     ref = model.state_dict()
+    # a read-only array (a prepack() snapshot) is copied: torch may write to what it shares
     tensors = OrderedDict(
-        (k, torch.from_numpy(np.ascontiguousarray(v)).to(ref[k].dtype if k in ref else torch.float32))
+        (
+            k,
+            torch.from_numpy(np.ascontiguousarray(v if v.flags.writeable else v.copy())).to(
+                ref[k].dtype if k in ref else torch.float32
+            ),
+        )
         for k, v in state_dict.items()
     )
     model.load_state_dict(tensors, strict=True, assign=not copy)
