@@ -774,6 +774,10 @@ def test_prepared_weight_errors_and_copies(rng):
     other = w.copy()
     with pytest.raises(ValueError, match="different weight array"):
         _C.conv2d_forward(x, other, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, 0, 0, False, pw._c)
+    same_memory = pw.weight.reshape(16, 64, 3, 3)  # same pointer and dtype, another shape
+    x64 = np.ascontiguousarray(np.concatenate([x, x], axis=1))
+    with pytest.raises(ValueError, match="different weight array"):
+        _C.conv2d_forward(x64, same_memory, None, (1, 1), (1, 1, 1, 1), (1, 1), 1, 0, 3, False, pw._c)
     with pytest.raises(ValueError, match="read-only"):
         _C.Conv2dPrepared(w)  # a writable array could change under the derived weights
     ref = F.conv2d(x, w, b, padding=1)

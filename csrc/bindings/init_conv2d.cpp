@@ -83,7 +83,10 @@ py::array forward_impl(const py::array& x, const py::array& w, const py::object&
   Conv2dPrepared<T>* prep = nullptr;
   if (!prepared.is_none()) {
     PreparedConv2d& p = prepared.cast<PreparedConv2d&>();
-    if (p.weight.data() != static_cast<const void*>(wp) || !p.weight.dtype().is(w.dtype()))
+    bool same = p.weight.data() == static_cast<const void*>(wp) && p.weight.dtype().is(w.dtype()) &&
+                p.weight.ndim() == w.ndim();
+    for (py::ssize_t d = 0; same && d < w.ndim(); ++d) same = p.weight.shape(d) == w.shape(d);
+    if (!same)  // the derived weights are built once, for the first shape they meet
       throw std::invalid_argument("prepared: made for a different weight array than the one passed");
     prep = p.get<T>();
   }
