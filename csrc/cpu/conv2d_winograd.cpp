@@ -44,8 +44,15 @@ bool winograd_applies(const Conv2dShape& s) {
   return s.KH == 3 && s.KW == 3 && s.sh == 1 && s.sw == 1 && s.groups == 1;
 }
 
+namespace {
+
+// Outputs p, p + d, p + 2d, ... below O (one axis of a phase, see the top of the file).
+int64_t phase_outputs(int64_t O, int64_t d, int64_t p) { return (O - p + d - 1) / d; }
+
+}  // namespace
+
 int64_t winograd_phase_outputs(const Conv2dShape& s) {
-  return ((s.OH + s.dh - 1) / s.dh) * ((s.OW + s.dw - 1) / s.dw);
+  return phase_outputs(s.OH, s.dh, 0) * phase_outputs(s.OW, s.dw, 0);
 }
 
 namespace {
@@ -61,7 +68,7 @@ struct AxisPhase {
 std::vector<AxisPhase> axis_phases(int64_t O, int64_t d) {
   std::vector<AxisPhase> out;
   for (int64_t p = 0; p < std::min(d, O); ++p) {
-    const int64_t outputs = (O - p + d - 1) / d;
+    const int64_t outputs = phase_outputs(O, d, p);
     out.push_back({p, outputs, (outputs + 1) / 2});
   }
   return out;

@@ -257,6 +257,24 @@ void pool_fwd_t(const PoolGeom& g, uintptr_t x, uintptr_t y, uintptr_t idx, cuda
   PYC_CUDA_LAUNCH_CHECK("max_pool2d_fwd");
 }
 
+template <typename T>
+void pool_bwd_t(const PoolGeom& g, uintptr_t gy, uintptr_t idx, uintptr_t gx, cudaStream_t s) {
+  if (g.planes * g.H * g.W == 0) return;
+  const bool windows_tile = g.kH == g.sH && g.kW == g.sW && g.pH == 0 && g.pW == 0 && g.dH == 1 &&
+                            g.dW == 1 && (int64_t)g.OH * g.kH <= g.H && (int64_t)g.OW * g.kW <= g.W;
+  if (windows_tile) {
+    const int threads = std::min(256, 32 * ((g.OW + 31) / 32));
+    const dim3 grid((g.OW + threads - 1) / threads, (unsigned)std::min<int64_t>(g.planes * g.OH, 65535));
+    max_pool2d_bwd_window<T><<<grid, threads, 0, s>>>(as_ptr<const T>(gy), as_ptr<const int64_t>(idx), as_ptr<T>(gx), g);
+    PYC_CUDA_LAUNCH_CHECK("max_pool2d_bwd_window");
+    return;
+  }
+  const int threads = std::min(256, 32 * ((g.W + 31) / 32));
+  const dim3 grid((g.W + threads - 1) / threads, (unsigned)std::min<int64_t>(g.planes * g.H, 65535));
+  max_pool2d_bwd_gather<T><<<grid, threads, 0, s>>>(as_ptr<const T>(gy), as_ptr<const int64_t>(idx), as_ptr<T>(gx), g);
+  PYC_CUDA_LAUNCH_CHECK("max_pool2d_bwd");
+}
+
 }  // namespace
 
 void max_pool2d_fwd(int dtype, uintptr_t x, uintptr_t y, uintptr_t idx, int64_t planes, int64_t H, int64_t W,
@@ -272,32 +290,9 @@ void max_pool2d_bwd(int dtype, uintptr_t gy, uintptr_t idx, uintptr_t gx, int64_
                     int64_t kH, int64_t kW, int64_t sH, int64_t sW, int64_t pH, int64_t pW, int64_t dH,
                     int64_t dW, bool ceil_mode, uintptr_t stream) {
   const PoolGeom g = make_geom(planes, H, W, kH, kW, sH, sW, pH, pW, dH, dW, ceil_mode);
-  const int64_t total = g.planes * g.H * g.W;
-  if (total == 0) return;
-  cudaStream_t s = as_stream(stream);
-  const bool windows_tile = g.kH == g.sH && g.kW == g.sW && g.pH == 0 && g.pW == 0 && g.dH == 1 &&
-                            g.dW == 1 && (int64_t)g.OH * g.kH <= g.H && (int64_t)g.OW * g.kW <= g.W;
-  if (windows_tile) {
-    const int threads = std::min(256, 32 * ((g.OW + 31) / 32));
-    const dim3 grid((g.OW + threads - 1) / threads, (unsigned)std::min<int64_t>(g.planes * g.OH, 65535));
-    if (dtype == kFloat32)
-      max_pool2d_bwd_window<float><<<grid, threads, 0, s>>>(as_ptr<const float>(gy), as_ptr<const int64_t>(idx), as_ptr<float>(gx), g);
-    else if (dtype == kFloat64)
-      max_pool2d_bwd_window<double><<<grid, threads, 0, s>>>(as_ptr<const double>(gy), as_ptr<const int64_t>(idx), as_ptr<double>(gx), g);
-    else
-      PYC_CHECK(false, "max_pool2d_backward: dtype must be float32 or float64");
-    PYC_CUDA_LAUNCH_CHECK("max_pool2d_bwd_window");
-    return;
-  }
-  const int threads = std::min(256, 32 * ((g.W + 31) / 32));
-  const dim3 grid((g.W + threads - 1) / threads, (unsigned)std::min<int64_t>(g.planes * g.H, 65535));
-  if (dtype == kFloat32)
-    max_pool2d_bwd_gather<float><<<grid, threads, 0, s>>>(as_ptr<const float>(gy), as_ptr<const int64_t>(idx), as_ptr<float>(gx), g);
-  else if (dtype == kFloat64)
-    max_pool2d_bwd_gather<double><<<grid, threads, 0, s>>>(as_ptr<const double>(gy), as_ptr<const int64_t>(idx), as_ptr<double>(gx), g);
-  else
-    PYC_CHECK(false, "max_pool2d_backward: dtype must be float32 or float64");
-  PYC_CUDA_LAUNCH_CHECK("max_pool2d_bwd");
+  if (dtype == kFloat32) pool_bwd_t<float>(g, gy, idx, gx, as_stream(stream));
+  else if (dtype == kFloat64) pool_bwd_t<double>(g, gy, idx, gx, as_stream(stream));
+  else PYC_CHECK(false, "max_pool2d_backward: dtype must be float32 or float64");
 }
 
 }  // namespace pycnnrnn::cuda
