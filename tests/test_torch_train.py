@@ -106,10 +106,13 @@ def test_pycnnrnn_model_trains_like_torch(fusion):
 
     cfg = VqaConfig(fusion=fusion)
     ours, ref = build_model("pycnnrnn", cfg, seed=1), build_model("torch", cfg, seed=1)
-    # every conv, pool, linear and LSTM runs on pycnnrnn's kernels
+    # every conv, pool, linear and LSTM runs on pycnnrnn's kernels (each Conv2d -> ReLU ->
+    # MaxPool2d run of the image encoder fused into its Conv2d)
     kinds = {type(m) for m in ours.modules()}
-    assert {pnn.Conv2d, pnn.MaxPool2d, pnn.Linear, pnn.LSTM} <= kinds
-    assert not kinds & {torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.Linear, torch.nn.LSTM}
+    assert {pnn.Conv2d, pnn.Linear, pnn.LSTM} <= kinds
+    assert not kinds & {torch.nn.Conv2d, torch.nn.MaxPool2d, torch.nn.ReLU, torch.nn.Linear, torch.nn.LSTM}
+    convs = [m for m in ours.modules() if isinstance(m, pnn.Conv2d)]
+    assert len(convs) == 3 and all(c.fused_relu and c.fused_pool == (2, 2, 0, 1, False) for c in convs)
     img, q, a = _batch()
     opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in (ours, ref)]
     for step in range(3):

@@ -29,12 +29,26 @@ __all__ = [
 
 
 class Conv2d(nn.Conv2d):
-    """torch.nn.Conv2d on pycnnrnn's conv2d (all padding modes are fused into the kernel)."""
+    """torch.nn.Conv2d on pycnnrnn's conv2d (all padding modes are fused into the kernel).
+
+    ``convert(model, fuse=True)`` may fuse the ReLU (and MaxPool2d) that followed it in an
+    nn.Sequential into it (``fused_pool``: None, or that pooling's (kernel_size, stride, padding,
+    dilation, ceil_mode)); its forward then returns their output."""
+
+    fused_relu: bool = False
+    fused_pool: tuple | None = None
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        return ops.conv2d(
-            input, weight, bias, self.stride, self.padding, self.dilation, self.groups, self.padding_mode
-        )
+        args = (self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
+        if self.fused_relu:
+            return ops.conv2d_relu_pool(input, weight, bias, *args, pool=self.fused_pool)
+        return ops.conv2d(input, weight, bias, *args)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.fused_relu:
+            s += ", fused=ReLU" + ("" if self.fused_pool is None else f"+MaxPool2d{tuple(self.fused_pool)}")
+        return s
 
 
 class MaxPool2d(nn.MaxPool2d):

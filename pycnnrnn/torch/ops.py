@@ -41,7 +41,7 @@ from ..ops import linear as _lin
 from ..ops import pool2d as _pool
 from ..ops import rnn as _rnn
 
-__all__ = ["conv2d", "linear", "max_pool2d", "max_unpool2d", "rnn"]
+__all__ = ["conv2d", "conv2d_relu_pool", "linear", "max_pool2d", "max_unpool2d", "rnn"]
 
 _lib = torch.library
 
@@ -325,6 +325,73 @@ def _pool_backward(ctx, grad, _grad_indices):
 
 max_pool2d_with_indices_op.register_autograd(_pool_backward, setup_context=_pool_setup)
 _MaxPool2dEager = _eager_function("_MaxPool2dEager", _max_pool2d_cpu, _pool_setup, _pool_backward)
+
+
+# ================================ fused Conv2d -> ReLU (-> MaxPool2d) =================================
+# What pycnnrnn.torch.convert(model, fuse=True) makes of those runs in an nn.Sequential (eager
+# CPU calls only; everywhere else the same three ops run one after the other). Forward: the ReLU
+# is the convolution's output stage (no pass of its own), the pooling reads its output. Backward:
+# max(relu(z)) over a window is relu(max(z)) and its gradient reaches z only at the argmax and
+# only where that maximum is positive, so the ReLU's mask is applied to the pooled gradient
+# (a quarter of the elements for 2x2 pooling) before the pooling's scatter; without a pooling,
+# to the full gradient. Results are bit-identical to the unfused modules.
+class _ConvReluPoolEager(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, conv_args, pool_args):
+        stride, padding, dilation, groups, padding_mode = conv_args
+        pad = _conv_padding_arg(padding, weight.shape[2:], dilation)
+        y = _conv.conv2d_relu(
+            _np(input), _np(weight), _opt_np(bias), stride, pad, dilation, groups, padding_mode
+        )
+        ctx.conv_args, ctx.pool_args, ctx.has_bias = conv_args, pool_args, bias is not None
+        if pool_args is None:
+            out = _t(y)
+            ctx.save_for_backward(input, weight, out)
+            return out
+        p, idx = _pool.max_pool2d(y, *pool_args, return_indices=True)
+        out = _t(p)
+        ctx.save_for_backward(input, weight, out, _t(y), _t(idx))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, weight, out, *pool_saved = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        mask = [need[0], need[1], ctx.has_bias and need[2]]
+        if not any(mask):
+            return None, None, None, None, None
+        # the ReLU's backward (torch's threshold_backward: zero where the output is <= 0, so a NaN
+        # output passes its gradient), on the pooled gradient
+        g = torch.where(out <= 0, 0.0, grad)
+        if ctx.pool_args is not None:
+            y, idx = pool_saved
+            g = _max_pool2d_backward_cpu(g.contiguous(), y, idx, *ctx.pool_args)
+        gx, gw, gb = _conv2d_backward_cpu(g.contiguous(), input, weight, *ctx.conv_args, mask)
+        return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None, None)
+
+
+def conv2d_relu_pool(input, weight, bias, stride, padding, dilation, groups, padding_mode, pool=None):
+    """relu(conv2d(...)), then max_pool2d(..., *pool) when pool = (kernel_size, stride, padding,
+    dilation, ceil_mode) is given: one fused autograd node on eager CPU calls, the three ops
+    otherwise. Arguments as nn.Conv2d / nn.MaxPool2d hold them."""
+    if _eager_ok(input, weight, bias) and not isinstance(padding, str):
+        ph, pw = _pair(padding, "padding")
+        conv_args = (
+            _pair(stride, "stride"),
+            [ph, ph, pw, pw],
+            _pair(dilation, "dilation"),
+            groups,
+            padding_mode,
+        )
+        pool_args = None
+        if pool is not None:
+            k, s, pp, d, ceil_mode = pool
+            k = _pair(k, "kernel_size")
+            s = k if s is None or (isinstance(s, (list, tuple)) and len(s) == 0) else _pair(s, "stride")
+            pool_args = (k, s, _pair(pp, "padding"), _pair(d, "dilation"), bool(ceil_mode))
+        return _ConvReluPoolEager.apply(input, weight, bias, conv_args, pool_args)
+    y = torch.relu(conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode))
+    return y if pool is None else max_pool2d(y, *pool)
 
 
 @torch.library.custom_op("pycnnrnn::max_unpool2d", mutates_args=(), device_types="cpu")

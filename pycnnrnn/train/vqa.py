@@ -105,7 +105,7 @@ def build_model(backend: str, cfg: VqaConfig | None = None, seed: int = 0) -> nn
     if backend == "pycnnrnn":
         from .. import torch as pt
 
-        pt.convert(model)
+        pt.convert(model, fuse=True)
     elif backend != "torch":
         raise ValueError(f"backend must be 'pycnnrnn' or 'torch', got {backend!r}")
     return model
