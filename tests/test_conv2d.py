@@ -96,7 +96,12 @@ CASES = [
     ("small_map_32ch_gemm", (2, 32, 10, 9), (32, 32, 3, 3), {"padding": 1}),
     # dilated 3x3 where auto takes Winograd per phase (>= 32 channels, 20x20 outputs per phase)
     ("auto_winograd_dilated", (2, 32, 42, 41), (32, 32, 3, 3), {"padding": 2, "dilation": 2}),
-    ("auto_winograd_dil23_reflect", (1, 40, 62, 45), (36, 40, 3, 3), {"padding": (2, 3), "dilation": (2, 3), "padding_mode": "reflect"}),
+    (
+        "auto_winograd_dil23_reflect",
+        (1, 40, 62, 45),
+        (36, 40, 3, 3),
+        {"padding": (2, 3), "dilation": (2, 3), "padding_mode": "reflect"},
+    ),
     # grad_input through col2im (fewer input than output channels), odd widths, 'same' split,
     # row stride and dilation (the padded-copy im2col/col2im take any stride/dilation along H)
     ("col2im_3to16", (3, 3, 13, 19), (16, 3, 3, 3), {"padding": 1}),
@@ -324,8 +329,9 @@ def test_auto_winograd_within_twice_torch_without_floor(cin, hw, seed):
     np.testing.assert_array_equal(y, F.conv2d(x, w, b, padding=1, algorithm="winograd"))  # auto == winograd
     assert_error_gate(y, y64, y32, floor=0.0, what="auto winograd, no floor")
     # and the implicit-GEMM path on the same layer, also without a floor
-    assert_error_gate(F.conv2d(x, w, b, padding=1, algorithm="gemm"), y64, y32, floor=0.0, what="gemm, no floor")
-
+    assert_error_gate(
+        F.conv2d(x, w, b, padding=1, algorithm="gemm"), y64, y32, floor=0.0, what="gemm, no floor"
+    )
 
 
 # ---------------------------------------------------------------- layouts, mutation, determinism
@@ -596,6 +602,11 @@ for groups, ws, kw in [(1, (7, 6, 3, 3), dict(padding=1, stride=(1, 2))),
     if ws[2:] == (3, 3) and groups == 1 and kw.get("stride", 1) == 1:
         yw = F.conv2d(x, w, b, groups=groups, algorithm="winograd", **kw)
         assert np.abs(yw - y64).max() <= 2 * et + 1e-6 * max(1, np.abs(y64).max())
+try:  # the direct kernel is AVX-512 only: refused with a clear error, not run
+    F.conv2d(x, np.ones((4, 6, 3, 3), np.float32), padding=1, algorithm="direct")
+    raise AssertionError("direct ran on " + pycnnrnn.cpu_isa())
+except ValueError as e:
+    assert "no AVX-512 path" in str(e), e
 print("ok")
 """
     assert run_python(code, PYCNNRNN_ISA=isa).stdout.strip() == "ok"
@@ -810,3 +821,90 @@ def test_prepared_weight_first_calls_from_many_threads(rng):
         t.join()
     for y in out:
         np.testing.assert_array_equal(y, ref)
+
+
+# ---------------------------------------------------------------- the direct kernel
+needs_avx512 = pytest.mark.skipif(pycnnrnn.cpu_isa() != "avx512", reason="the direct kernel is AVX-512 only")
+
+#            x shape           w shape        kwargs (every padding mode, dilation, groups, partial vectors)
+DIRECT_GRID = [
+    ((3, 3, 32, 32), (16, 3, 3, 3), {"padding": 1}),  # 8x3 tiles, batch split
+    ((4, 16, 16, 16), (32, 16, 3, 3), {"padding": 1}),
+    ((2, 32, 16, 16), (13, 32, 3, 3), {"padding": 1}),  # 6x4 tiles, a partial panel
+    ((1, 5, 13, 20), (7, 5, 3, 3), {"padding": 1, "padding_mode": "reflect"}),  # one image: panels split
+    ((2, 4, 15, 33), (8, 4, 5, 5), {"padding": 2, "padding_mode": "circular", "bias": False}),
+    (
+        (2, 6, 14, 17),
+        (6, 3, 3, 2),
+        {"padding": (2, 1), "dilation": (2, 1), "groups": 2, "padding_mode": "replicate"},
+    ),
+    ((3, 70, 12, 12), (8, 70, 3, 3), {"padding": 1}),  # 630-step reduction: several summed chunks
+    ((2, 2, 9, 14), (3, 2, 1, 3), {"padding": (0, 1)}),  # 1x3 kernel, no rows of padding
+]
+
+
+@needs_avx512
+@pytest.mark.parametrize("xs,ws,kw", DIRECT_GRID, ids=[f"{c[0]}-{c[1]}" for c in DIRECT_GRID])
+def test_direct_matches_naive_oracle(xs, ws, kw, rng):
+    """algorithm='direct' (conv2d_direct.h) against the float64 loop and the im2col GEMM path on
+    the same float32 inputs; numpy only (runs under the ASan job)."""
+    bias, kw = split_kwargs(kw)
+    x, w, b = make_inputs(rng, xs, ws, bias=bias)
+    y = F.conv2d(x, w, b, algorithm="direct", **kw)
+    ref = _C.conv2d_forward_naive(
+        x.astype(np.float64),
+        w.astype(np.float64),
+        None if b is None else b.astype(np.float64),
+        *_oracle_args(x, w, kw),
+    )
+    gemm = F.conv2d(x, w, b, algorithm="gemm", **kw)
+    assert y.shape == ref.shape and np.isfinite(y).all()
+    e_direct, e_gemm = np.abs(y - ref).max(), np.abs(gemm - ref).max()
+    assert e_direct <= 2 * e_gemm + 1e-6 * max(1.0, np.abs(ref).max()), (e_direct, e_gemm)
+    # fused ReLU: bit-identical to the ReLU of the plain output (auto picks direct for this batch)
+    yr = F.conv2d_relu(x, w, b, **kw)
+    if F.conv2d(x, w, b, **kw).tobytes() == y.tobytes():
+        np.testing.assert_array_equal(yr, np.maximum(y, 0))
+
+
+@needs_avx512
+def test_auto_takes_direct_for_small_batched_layers_and_keeps_nan(rng):
+    x, w, b = make_inputs(rng, (4, 16, 16, 16), (16, 16, 3, 3))
+    x[1, 3, 5, 7] = np.nan
+    y = F.conv2d(x, w, b, padding=1)
+    np.testing.assert_array_equal(y, F.conv2d(x, w, b, padding=1, algorithm="direct"))
+    nan = np.isnan(y)
+    assert nan[1, :, 4:7, 6:9].all() and nan.sum() == 16 * 9  # exactly the outputs that read it
+    yr = F.conv2d_relu(x, w, b, padding=1)
+    assert np.isnan(yr).sum() == 16 * 9
+    np.testing.assert_array_equal(np.nan_to_num(yr), np.maximum(np.nan_to_num(y), 0))
+
+
+@needs_torch
+@pytest.mark.torch
+@needs_avx512
+@pytest.mark.parametrize(
+    "xs,ws",
+    [((8, 3, 32, 32), (16, 3, 3, 3)), ((8, 16, 16, 16), (32, 16, 3, 3)), ((8, 32, 16, 16), (16, 32, 3, 3))],
+)
+def test_direct_error_gate_and_backward(xs, ws, rng):
+    """The small layers auto sends to the direct kernel (also grad_input's forward route):
+    forward and grad_input within twice torch's float32 error against float64."""
+    x, w, b = make_inputs(rng, xs, ws)
+    y = F.conv2d(x, w, b, padding=1, algorithm="direct")
+    gy = rng.uniform(-1, 1, y.shape).astype(np.float32)
+    y32, gx32, _, _ = torch_conv(x, w, b, padding=1, grad_output=gy)
+    y64, gx64, _, _ = torch_conv(x, w, b, padding=1, grad_output=gy, dtype=np.float64)
+    assert_error_gate(y, y64, y32, what="direct forward")
+    gx, _, _ = F.conv2d_backward(gy, x, w, padding=1, output_mask=(True, False, False))
+    assert_error_gate(gx, gx64, gx32, what="grad_input (direct forward route)")
+
+
+def test_direct_refuses_what_it_does_not_serve(rng):
+    x, w, _ = make_inputs(rng, (2, 3, 16, 16), (4, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"algorithm='direct' needs .*stride \(2, 2\)"):
+        F.conv2d(x, w, stride=2, algorithm="direct")
+    with pytest.raises(ValueError, match=r"algorithm='direct' needs .*output width 6"):
+        F.conv2d(x[:, :, :8, :8], w, algorithm="direct")
+    with pytest.raises(ValueError, match=r"algorithm='direct' needs .*float64"):
+        F.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1, algorithm="direct")

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstring>
+#include <type_traits>
 
 #include "bindings/numpy_args.h"
 #include "cpu/conv2d.h"
@@ -90,7 +91,7 @@ py::array forward_impl(const py::array& x, const py::array& w, const py::object&
       throw std::invalid_argument("prepared: made for a different weight array than the one passed");
     prep = p.get<T>();
   }
-  conv2d_choose_algo(s, algo);  // a forced algorithm that does not apply raises here
+  conv2d_choose_algo(s, algo, std::is_same<T, float>::value);  // a forced algorithm that does not apply raises here
   py::array_t<T> y = empty_array<T>({s.N, s.Co, s.OH, s.OW});
   T* yp = y.mutable_data();
   {
@@ -144,7 +145,7 @@ void init_conv2d(py::module_& m) {
       [](const py::array& x, const py::array& w, const py::object& b, I2 stride, I4 pad, I2 dil, int64_t groups,
          int mode, int algo, bool relu, const py::object& prepared) -> py::array {
         const Conv2dShape s = make_shape(x, w, stride, pad, dil, groups, mode);
-        if (algo < 0 || algo > 3) throw std::invalid_argument(concat("algorithm: unknown code ", algo));
+        if (algo < 0 || algo > 4) throw std::invalid_argument(concat("algorithm: unknown code ", algo));
         const auto a = static_cast<ConvAlgo>(algo);
         if (is_f64(x)) return forward_impl<double>(x, w, b, s, a, relu, prepared);
         return forward_impl<float>(x, w, b, s, a, relu, prepared);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <stdexcept>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "core/shapes.h"
 #include "core/thread_pool.h"
 #include "cpu/conv2d_depthwise.h"
+#include "cpu/conv2d_direct.h"
 #include "cpu/gemm.h"
 #include "cpu/im2col_kernels.h"
 
@@ -402,17 +404,20 @@ int64_t chunk_cols(const Conv2dShape& s) {
 int work_threads(const Conv2dShape& s);
 int batch_threads(const Conv2dShape& s);
 
+// Threads that each take whole (image, group) jobs (1: one job at a time, threaded inside).
+// groups > 1: many small GEMMs -> (n, g) pairs in parallel, one thread each; groups == 1:
+// images split over threads when the batch splits evenly (batch_threads).
+int outer_threads(const Conv2dShape& s) {
+  return s.groups > 1 ? static_cast<int>(std::min<int64_t>(work_threads(s), s.N * s.groups)) : batch_threads(s);
+}
+
 template <typename T>
 void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu = false) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W;
   const ConvIndex ix(s);
   const bool pointwise = is_pointwise(s);
-  // groups > 1: many small GEMMs -> run (n, g) pairs in parallel, one thread each;
-  // groups == 1: images split over threads when the batch splits evenly (batch_threads),
-  // else one GEMM per image threaded by the engine.
   const int64_t jobs = s.N * s.groups;
-  const int outer =
-      s.groups > 1 ? static_cast<int>(std::min<int64_t>(work_threads(s), jobs)) : batch_threads(s);
+  const int outer = outer_threads(s);
   // The weights W_g [Cog][Kg] are the GEMM's row-major A: the micro-kernel reads them in
   // place (no per-call packing pass; for 512->512 3x3 that pass was 19% of the layer).
   auto one = [&](int64_t job, int inner) {
@@ -630,6 +635,16 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
 // on small maps the transforms cost more than the 2.25x fewer multiplies save.
 // A dilated layer is judged by one phase's map (winograd_phase_outputs): that is what the
 // tiles cover.
+// auto takes the direct kernel (conv2d_direct.h) where it applies to a batch split over threads
+// with at most 32 output channels and rows of at most 32: there im2col's copy feeds too few
+// output channels to pay for itself. Measured (ms, im2col GEMM / direct, same runs, N=64):
+// 3->16@32 0.40/0.33, 16->32@16 0.74/0.62, 32->16@16 0.96/0.64, 32->32@16 1.51/1.21, 5x5
+// 16->16@24 2.75/2.26; neutral or worse: 16->16@32 1.76/1.81, 64->64@14 4.45/4.59, 8->8@64
+// 2.73/2.81, and single images (the direct kernel then splits output channels, not images).
+bool direct_preferred(const Conv2dShape& s, bool is_float) {
+  return direct_applies(s, is_float) && s.groups == 1 && s.Co <= 32 && s.OW <= 32 && batch_threads(s) > 1;
+}
+
 bool winograd_preferred(const Conv2dShape& s) {
   if (!winograd_applies(s)) return false;
   const int64_t outputs = winograd_phase_outputs(s), channels = std::min(s.C, s.Co);
@@ -637,12 +652,20 @@ bool winograd_preferred(const Conv2dShape& s) {
   return channels >= (outputs < WINOGRAD_SMALL_OUTPUTS ? WINOGRAD_MIN_CHANNELS_SMALL : WINOGRAD_MIN_CHANNELS);
 }
 
-ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested) {
+ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested, bool is_float) {
   switch (requested) {
     case ConvAlgo::auto_:
       if (depthwise_applies(s)) return ConvAlgo::depthwise;
-      return winograd_preferred(s) ? ConvAlgo::winograd : ConvAlgo::gemm;
+      if (winograd_preferred(s)) return ConvAlgo::winograd;
+      return direct_preferred(s, is_float) ? ConvAlgo::direct : ConvAlgo::gemm;
     case ConvAlgo::gemm: return ConvAlgo::gemm;
+    case ConvAlgo::direct:
+      PYC_CHECK(direct_applies(s, is_float), "algorithm='direct' needs float32 on a CPU with AVX-512, stride 1, ",
+                "a kernel larger than 1x1, output rows of at least 12 and a padded image group of at most 64 KiB; ",
+                "got stride (", s.sh, ", ", s.sw, "), kernel (", s.KH, ", ", s.KW, "), output width ", s.OW,
+                ", padded image ", s.Cg(), " x ", s.H + s.pt + s.pb, " x ", s.W + s.pl + s.pr,
+                is_float ? "" : ", float64", active_isa() == Isa::avx512 ? "" : ", no AVX-512 path");
+      return ConvAlgo::direct;
     case ConvAlgo::depthwise:
       PYC_CHECK(depthwise_applies(s), "algorithm='depthwise' needs groups == in_channels (got groups=", s.groups,
                 ", in_channels=", s.C, ")");
@@ -659,7 +682,7 @@ template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo, bool relu,
                     Conv2dPrepared<T>* prepared) {
   if (s.N == 0) return;
-  switch (conv2d_choose_algo(s, algo)) {
+  switch (conv2d_choose_algo(s, algo, std::is_same<T, float>::value)) {
     case ConvAlgo::depthwise: {
       depthwise_forward(s, x, w, b, y);
       if (relu) {
@@ -672,6 +695,9 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
     }
     case ConvAlgo::winograd:
       winograd_forward(s, x, w, b, y, relu, prepared ? prepared->winograd_u(s, w) : nullptr);
+      return;
+    case ConvAlgo::direct:
+      if constexpr (std::is_same<T, float>::value) direct_forward(s, x, w, b, y, relu, outer_threads(s));
       return;
     default: forward_gemm(s, x, w, b, y, relu); return;
   }
@@ -714,7 +740,8 @@ bool backward_data_via_col2im(const Conv2dShape& s) {
   const int64_t cg = s.Cg(), cog = s.Cog();
   if (cg >= cog || !(cg <= 8 || cog >= 4 * cg || s.OW >= 32)) return false;
   if (!padded_path_applies<T>(s) || !padded_kernels<T>().col2im) return false;
-  return conv2d_choose_algo(backward_data_shape(s), ConvAlgo::auto_) == ConvAlgo::gemm;
+  return conv2d_choose_algo(backward_data_shape(s), ConvAlgo::auto_, std::is_same<T, float>::value) ==
+         ConvAlgo::gemm;
 }
 
 template <typename T>

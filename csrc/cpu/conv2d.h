@@ -16,8 +16,11 @@
 //   depthwise groups == C (any channel multiplier): a direct loop along W (no GEMM).
 //   winograd  F(2x2, 3x3) for 3x3 / stride 1 / groups 1, any dilation: a dilated layer is
 //             dh * dw dense ones on interleaved sub-grids, its phases (conv2d_winograd.cpp).
+//   direct    stride 1, float32 on AVX-512, small images: register tiles summed straight from a
+//             padded copy of the image, no im2col (conv2d_direct.h).
 //   auto      depthwise when it applies; winograd where it applies and is faster (wide enough
-//             channels, see conv2d_choose_algo); else gemm.
+//             channels, see conv2d_choose_algo); direct for few output channels on small maps
+//             split by image over threads; else gemm.
 // Backward:
 //   grad_input  = col2im(W_g^T x dY_g)  (any stride, dilation, padding mode: the col2im
 //                 scatter goes through the same index remap, so reflect/replicate/circular
@@ -35,7 +38,7 @@
 namespace pycnnrnn {
 
 enum class PadMode : int { zeros = 0, reflect = 1, replicate = 2, circular = 3 };
-enum class ConvAlgo : int { auto_ = 0, gemm = 1, depthwise = 2, winograd = 3 };
+enum class ConvAlgo : int { auto_ = 0, gemm = 1, depthwise = 2, winograd = 3, direct = 4 };
 
 struct Conv2dShape {
   int64_t N = 0, C = 0, H = 0, W = 0;  // input
@@ -122,8 +125,8 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
 template <typename T>
 void winograd_backward_weight(const Conv2dShape& s, const T* gy, const T* x, T* gw);
 
-// Which algorithm `auto` (or a forced request) runs for this shape; throws if a forced one
-// does not apply.
-ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested);
+// Which algorithm `auto` (or a forced request) runs for this shape and dtype (is_float: float32);
+// throws if a forced one does not apply.
+ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested, bool is_float);
 
 }  // namespace pycnnrnn

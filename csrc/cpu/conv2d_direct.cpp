@@ -1,0 +1,134 @@
+// conv2d_direct.cpp — the direct convolution driver (see conv2d_direct.h).
+#include "cpu/conv2d_direct.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "core/dispatch.h"
+#include "core/thread_pool.h"
+
+namespace pycnnrnn {
+
+namespace {
+
+// The padded image group stays in L1/L2 while every tile reads it.
+constexpr int64_t DIRECT_MAX_IMAGE_BYTES = 64 << 10;
+constexpr int64_t DIRECT_MIN_OW = 12;  // narrower rows leave too many of a vector's lanes idle
+
+// Input channels per register-sum chunk: the reduction split evenly into chains of at most
+// 128 steps (each chunk's sums are added to the output: a C tile round trip per chunk)
+int64_t ksub_channels(const Conv2dShape& s) {
+  const int64_t chunks = (s.Kg() + 127) / 128;
+  return (s.Cg() + chunks - 1) / chunks;
+}
+
+struct Padded {
+  int64_t Hp, Wp, plane, elems;  // elems: + slack for a full 16-lane load at the largest shift
+  explicit Padded(const Conv2dShape& s)
+      : Hp(s.H + s.pt + s.pb), Wp(s.W + s.pl + s.pr), plane(Hp * Wp), elems(s.Cg() * plane + 16 + 16) {}
+};
+
+}  // namespace
+
+bool direct_applies(const Conv2dShape& s, bool is_float) {
+#if PYCNNRNN_HAVE_X86
+  if (!is_float || active_isa() != Isa::avx512) return false;
+  if (s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1) || s.OW < DIRECT_MIN_OW) return false;
+  return Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
+#else
+  (void)s, (void)is_float;
+  return false;
+#endif
+}
+
+void direct_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
+                    int outer_threads) {
+  const int64_t Cg = s.Cg(), Cog = s.Cog(), taps = s.KH * s.KW, Kg = s.Kg(), HW = s.H * s.W, P = s.OH * s.OW;
+  const Padded pd(s);
+  const bool wide8 = Cog % 8 == 0;
+  const int mr = wide8 ? 8 : 6, nv = wide8 ? 3 : 4;
+  void (*tile)(const DirectTileArgs&) = wide8 ? conv_avx512::direct_tile_8x3 : conv_avx512::direct_tile_6x4;
+  const int64_t panels = (Cog + mr - 1) / mr;
+  // wp[g][panel][k][i] = w[g][panel * mr + i][k] (zero rows past Cog): the tile's broadcasts
+  std::vector<float> wp(static_cast<size_t>(s.groups * panels * Kg * mr), 0.f);
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t co = 0; co < Cog; ++co)
+      for (int64_t k = 0; k < Kg; ++k)
+        wp[static_cast<size_t>(((g * panels + co / mr) * Kg + k) * mr + co % mr)] = w[(g * Cog + co) * Kg + k];
+  std::vector<int64_t> toff(static_cast<size_t>(taps)), col_src(static_cast<size_t>(pd.Wp));
+  for (int64_t t = 0; t < taps; ++t) toff[static_cast<size_t>(t)] = (t / s.KW) * s.dh * pd.Wp + (t % s.KW) * s.dw;
+  for (int64_t c = 0; c < pd.Wp; ++c) col_src[static_cast<size_t>(c)] = pad_source_index(c - s.pl, s.W, s.mode);
+  std::vector<DirectVec> vec;  // output rows top to bottom, 16 columns at a time
+  for (int64_t oh = 0; oh < s.OH; ++oh)
+    for (int64_t ow = 0; ow < s.OW; ow += 16) {
+      const int64_t n = std::min<int64_t>(16, s.OW - ow);
+      vec.push_back({oh * pd.Wp + ow, oh * s.OW + ow, static_cast<uint32_t>((1u << n) - 1u)});
+    }
+  const int64_t nvec = static_cast<int64_t>(vec.size()), ksub = ksub_channels(s);
+
+  // xp[ci][r][c] = x_g[ci][src(r - pt)][src(c - pl)] (zero where the padding mode says so)
+  auto pad_image = [&](const float* xg, float* xp) {
+    for (int64_t ci = 0; ci < Cg; ++ci)
+      for (int64_t r = 0; r < pd.Hp; ++r) {
+        float* d = xp + ci * pd.plane + r * pd.Wp;
+        const int64_t ih = pad_source_index(r - s.pt, s.H, s.mode);
+        if (ih < 0) {
+          std::fill(d, d + pd.Wp, 0.f);
+          continue;
+        }
+        const float* row = xg + (ci * s.H + ih) * s.W;
+        for (int64_t c = 0; c < s.pl; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
+        std::copy(row, row + s.W, d + s.pl);
+        for (int64_t c = s.pl + s.W; c < pd.Wp; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
+      }
+  };
+  // panels [p0, p1) of image group (n, g), every tile of vectors
+  auto run = [&](const float* xp, int64_t n, int64_t g, int64_t p0, int64_t p1) {
+    float* yg = y + (n * s.Co + g * Cog) * P;
+    DirectTileArgs a{};
+    a.xp = xp, a.plane = pd.plane, a.Cg = Cg, a.taps = taps, a.toff = toff.data();
+    a.ksub_channels = ksub, a.ystride = P, a.relu = relu;
+    for (int64_t j0 = 0; j0 < nvec; j0 += nv) {
+      a.vec = vec.data() + j0;
+      a.nv = static_cast<int>(std::min<int64_t>(nv, nvec - j0));
+      for (int64_t p = p0; p < p1; ++p) {
+        a.wp = wp.data() + (g * panels + p) * Kg * mr;
+        a.m = static_cast<int>(std::min<int64_t>(mr, Cog - p * mr));
+        a.y = yg + p * mr * P;
+        a.bias = b ? b + g * Cog + p * mr : nullptr;
+        tile(a);
+      }
+    }
+  };
+  const int64_t jobs = s.N * s.groups;
+  if (outer_threads > 1) {  // whole image groups per thread
+    parallel_run(outer_threads, [&](int tid, int nt) {
+      int64_t j0, j1;
+      split_range(jobs, tid, nt, 1, &j0, &j1);
+      if (j0 >= j1) return;
+      std::vector<float> xp(static_cast<size_t>(pd.elems), 0.f);
+      for (int64_t j = j0; j < j1; ++j) {
+        pad_image(x + (j / s.groups * s.C + j % s.groups * Cg) * HW, xp.data());
+        run(xp.data(), j / s.groups, j % s.groups, 0, panels);
+      }
+    });
+    return;
+  }
+  std::vector<float> xp(static_cast<size_t>(pd.elems), 0.f);
+  const int nt = static_cast<int>(std::min<int64_t>(get_num_threads(), panels));
+  for (int64_t j = 0; j < jobs; ++j) {
+    const int64_t n = j / s.groups, g = j % s.groups;
+    pad_image(x + (n * s.C + g * Cg) * HW, xp.data());
+    if (nt <= 1) {
+      run(xp.data(), n, g, 0, panels);
+      continue;
+    }
+    parallel_run(nt, [&](int tid, int nth) {
+      int64_t p0, p1;
+      split_range(panels, tid, nth, 1, &p0, &p1);
+      if (p0 < p1) run(xp.data(), n, g, p0, p1);
+    });
+  }
+}
+
+}  // namespace pycnnrnn
