@@ -647,3 +647,23 @@ def test_overlapping_backward_beyond_32mib_streams_the_same_values(dtype):
     np.add.at(ref, (np.broadcast_to(planes, (ref.shape[0], idx[0, 0].size)), idx.reshape(ref.shape[0], -1)),
               gy.reshape(ref.shape[0], -1))  # fmt: skip
     np.testing.assert_array_equal(gx.reshape(ref.shape), ref)
+
+
+def test_relu_backward_helper():
+    """_C.relu_backward (the fused Conv2d -> ReLU -> MaxPool2d's ReLU backward on the pooled
+    gradient): grad where output > 0, else 0; a NaN output passes its gradient (torch's
+    threshold_backward)."""
+    rng = np.random.default_rng(3)
+    for dt in (np.float32, np.float64):
+        g = rng.standard_normal((3, 5, 70, 7)).astype(dt)
+        out = rng.standard_normal(g.shape).astype(dt)
+        out[0, 0, 0, :3] = [np.nan, 0.0, -0.0]
+        r = _C.relu_backward(g, out)
+        want = np.where(out <= 0, 0, g)  # NaN <= 0 is False: the gradient passes
+        assert r.dtype == dt and r.shape == g.shape
+        np.testing.assert_array_equal(r, want)
+        assert r[0, 0, 0, 0] == g[0, 0, 0, 0] and r[0, 0, 0, 1] == 0 and r[0, 0, 0, 2] == 0
+    with pytest.raises(ValueError, match="output must have the shape of grad"):
+        _C.relu_backward(g, out[:, :, :, :6].copy())
+    with pytest.raises(TypeError, match="must be a float64 array"):
+        _C.relu_backward(g, out.astype(np.float32))

@@ -362,11 +362,11 @@ class _ConvReluPoolEager(torch.autograd.Function):
             return None, None, None, None, None
         # the ReLU's backward (torch's threshold_backward: zero where the output is <= 0, so a NaN
         # output passes its gradient), on the pooled gradient
-        g = torch.where(out <= 0, 0.0, grad)
+        g = _t(_C.relu_backward(_np(grad.contiguous()), _np(out)))
         if ctx.pool_args is not None:
             y, idx = pool_saved
-            g = _max_pool2d_backward_cpu(g.contiguous(), y, idx, *ctx.pool_args)
-        gx, gw, gb = _conv2d_backward_cpu(g.contiguous(), input, weight, *ctx.conv_args, mask)
+            g = _max_pool2d_backward_cpu(g, y, idx, *ctx.pool_args)
+        gx, gw, gb = _conv2d_backward_cpu(g, input, weight, *ctx.conv_args, mask)
         return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None, None)
 
 
