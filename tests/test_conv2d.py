@@ -908,3 +908,36 @@ def test_direct_refuses_what_it_does_not_serve(rng):
         F.conv2d(x[:, :, :8, :8], w, algorithm="direct")
     with pytest.raises(ValueError, match=r"algorithm='direct' needs .*float64"):
         F.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1, algorithm="direct")
+
+
+#                 x shape           w shape        kwargs: grad_weight through the direct kernel
+DIRECT_GW_GRID = [
+    ((4, 16, 16, 16), (32, 16, 3, 3), {"padding": 1}),  # 12 x 2 tiles, images split over threads
+    ((4, 32, 8, 8), (64, 32, 3, 3), {"padding": 1}),  # 6 x 4 tiles, one 64-pixel chain per image
+    ((1, 6, 21, 19), (10, 6, 3, 3), {"padding": 1, "padding_mode": "reflect"}),  # one image: rows split
+    ((3, 4, 13, 30), (5, 4, 5, 5), {"padding": 2, "padding_mode": "circular"}),  # 12 x 1, chains of 64 + tail
+    ((2, 6, 14, 9), (4, 3, 3, 2), {"padding": (2, 1), "dilation": (2, 1), "groups": 2, "padding_mode": "replicate"}),
+    ((2, 8, 7, 11), (40, 8, 2, 3), {}),  # no padding, 40 channels: a partial 64-wide block
+]
+
+
+@needs_avx512
+@pytest.mark.parametrize("xs,ws,kw", DIRECT_GW_GRID, ids=[f"{c[0]}-{c[1]}" for c in DIRECT_GW_GRID])
+def test_direct_grad_weight_matches_naive_oracle(xs, ws, kw, rng):
+    """grad_weight of small float32 layers (36 to 320 reduction rows, <= 64 output channels)
+    runs the direct kernel (conv2d_direct.h): against the float64 loop within float32 rounding
+    of the largest partial sum; numpy only (the ASan job runs it)."""
+    x, w, _ = make_inputs(rng, xs, ws)
+    gy = rng.uniform(-1, 1, F.conv2d(x, w, **kw).shape).astype(np.float32)
+    _, gw, _ = F.conv2d_backward(gy, x, w, output_mask=(False, True, False), **kw)
+    x64, w64, gy64 = (a.astype(np.float64) for a in (x, w, gy))
+    gw_ref = _C.conv2d_backward_naive(gy64, x64, w64, *_oracle_args(x, w, kw))[1]
+    assert gw.shape == w.shape and gw.dtype == np.float32 and np.isfinite(gw).all()
+    err = np.abs(gw - gw_ref).max()
+    # float32 sums of N * OH * OW products: a few ulp of the largest partial sum
+    scale = np.abs(gy64).sum(axis=(0, 2, 3)).max() * np.abs(x64).max()
+    assert err <= 1e-6 * scale, (err, scale)
+    # the float64 path (im2col GEMM) agrees with the oracle to rounding
+    np.testing.assert_allclose(
+        F.conv2d_backward(gy64, x64, w64, output_mask=(False, True, False), **kw)[1], gw_ref, rtol=1e-11, atol=1e-11
+    )

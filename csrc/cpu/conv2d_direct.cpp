@@ -11,6 +11,10 @@ namespace pycnnrnn {
 
 namespace {
 
+inline const float* x_row(const float* xg, const Conv2dShape& s, int64_t ci, int64_t ih) {
+  return xg + (ci * s.H + ih) * s.W;
+}
+
 // The padded image group stays in L1/L2 while every tile reads it.
 constexpr int64_t DIRECT_MAX_IMAGE_BYTES = 64 << 10;
 constexpr int64_t DIRECT_MIN_OW = 12;  // narrower rows leave too many of a vector's lanes idle
@@ -22,29 +26,98 @@ int64_t ksub_channels(const Conv2dShape& s) {
   return (s.Cg() + chunks - 1) / chunks;
 }
 
+// The input buffer of one image group: the padded image xp[ci][Hp][Wp] (row = Wp), or for
+// two-row vectors (grad_weight with 8 output columns) its KW column-shifted copies cut to rows
+// of 8, xs[kw][ci][Hp][8] (row = 8), so that the two rows under any tap are 16 contiguous
+// floats. elems: + slack for a full 16-lane load at the largest shift.
 struct Padded {
-  int64_t Hp, Wp, plane, elems;  // elems: + slack for a full 16-lane load at the largest shift
-  explicit Padded(const Conv2dShape& s)
-      : Hp(s.H + s.pt + s.pb), Wp(s.W + s.pl + s.pr), plane(Hp * Wp), elems(s.Cg() * plane + 16 + 16) {}
+  int64_t Hp, Wp;
+  bool two_rows;
+  int64_t row, plane, elems;
+  Padded(const Conv2dShape& s, bool two)
+      : Hp(s.H + s.pt + s.pb),
+        Wp(s.W + s.pl + s.pr),
+        two_rows(two),
+        row(two ? 8 : Wp),
+        plane(Hp * row),
+        elems((two ? s.KW : 1) * s.Cg() * plane + 16 + 16) {}
 };
+
+// padded(ci, r, c) = x_g[ci][src(r - pt)][src(c - pl)] (zero where the padding mode says so);
+// fills xp[ci][r][c] = padded(ci, r, c), or xs[kw][ci][r][c] = padded(ci, r, c + kw * dw), c < 8.
+void pad_image(const Conv2dShape& s, const Padded& pd, const std::vector<int64_t>& col_src, const float* xg,
+               float* buf) {
+  std::vector<float> line(pd.two_rows ? static_cast<size_t>(pd.Wp + 8 + (s.KW - 1) * s.dw) : 0, 0.f);
+  for (int64_t ci = 0; ci < s.Cg(); ++ci)
+    for (int64_t r = 0; r < pd.Hp; ++r) {
+      float* d = pd.two_rows ? line.data() : buf + ci * pd.plane + r * pd.row;
+      const int64_t ih = pad_source_index(r - s.pt, s.H, s.mode);
+      if (ih < 0) {
+        std::fill(d, d + pd.Wp, 0.f);
+      } else {
+        const float* row = x_row(xg, s, ci, ih);
+        for (int64_t c = 0; c < s.pl; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
+        std::copy(row, row + s.W, d + s.pl);
+        for (int64_t c = s.pl + s.W; c < pd.Wp; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
+      }
+      if (pd.two_rows)  // (the line's tail past Wp stays zero)
+        for (int64_t kw = 0; kw < s.KW; ++kw) {
+          float* dst = buf + (kw * s.Cg() + ci) * pd.plane + r * 8;
+          for (int c = 0; c < 8; ++c) dst[c] = d[kw * s.dw + c];
+        }
+    }
+}
+
+std::vector<int64_t> column_sources(const Conv2dShape& s, const Padded& pd) {
+  std::vector<int64_t> col_src(static_cast<size_t>(pd.Wp));
+  for (int64_t c = 0; c < pd.Wp; ++c) col_src[static_cast<size_t>(c)] = pad_source_index(c - s.pl, s.W, s.mode);
+  return col_src;
+}
+
+// Output vectors (rows top to bottom): 16 columns of one row at a time (src in xp, dst in the
+// output plane), or with two_rows (8 columns) rows oh and oh + 1 together.
+std::vector<DirectVec> output_vectors(const Conv2dShape& s, const Padded& pd) {
+  std::vector<DirectVec> vec;
+  if (pd.two_rows) {
+    for (int64_t oh = 0; oh < s.OH; oh += 2)
+      vec.push_back({oh * 8, oh * 8, oh + 1 < s.OH ? 0xFFFFu : 0x00FFu});
+    return vec;
+  }
+  for (int64_t oh = 0; oh < s.OH; ++oh)
+    for (int64_t ow = 0; ow < s.OW; ow += 16) {
+      const int64_t n = std::min<int64_t>(16, s.OW - ow);
+      vec.push_back({oh * pd.Wp + ow, oh * s.OW + ow, static_cast<uint32_t>((1u << n) - 1u)});
+    }
+  return vec;
+}
+
+bool avx512_float(bool is_float) {
+#if PYCNNRNN_HAVE_X86
+  return is_float && active_isa() == Isa::avx512;
+#else
+  (void)is_float;
+  return false;
+#endif
+}
 
 }  // namespace
 
 bool direct_applies(const Conv2dShape& s, bool is_float) {
-#if PYCNNRNN_HAVE_X86
-  if (!is_float || active_isa() != Isa::avx512) return false;
-  if (s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1) || s.OW < DIRECT_MIN_OW) return false;
-  return Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
-#else
-  (void)s, (void)is_float;
-  return false;
-#endif
+  if (!avx512_float(is_float) || s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1) || s.OW < DIRECT_MIN_OW)
+    return false;
+  return Padded(s, false).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
+}
+
+bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float) {
+  if (!avx512_float(is_float) || s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1)) return false;
+  if (s.OH * s.OW >= (int64_t(1) << 31) / 4) return false;  // direct_transpose's gather offsets
+  return Padded(s, false).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
 }
 
 void direct_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
                     int outer_threads) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), taps = s.KH * s.KW, Kg = s.Kg(), HW = s.H * s.W, P = s.OH * s.OW;
-  const Padded pd(s);
+  const Padded pd(s, false);
   const bool wide8 = Cog % 8 == 0;
   const int mr = wide8 ? 8 : 6, nv = wide8 ? 3 : 4;
   void (*tile)(const DirectTileArgs&) = wide8 ? conv_avx512::direct_tile_8x3 : conv_avx512::direct_tile_6x4;
@@ -55,33 +128,12 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
     for (int64_t co = 0; co < Cog; ++co)
       for (int64_t k = 0; k < Kg; ++k)
         wp[static_cast<size_t>(((g * panels + co / mr) * Kg + k) * mr + co % mr)] = w[(g * Cog + co) * Kg + k];
-  std::vector<int64_t> toff(static_cast<size_t>(taps)), col_src(static_cast<size_t>(pd.Wp));
+  std::vector<int64_t> toff(static_cast<size_t>(taps));
   for (int64_t t = 0; t < taps; ++t) toff[static_cast<size_t>(t)] = (t / s.KW) * s.dh * pd.Wp + (t % s.KW) * s.dw;
-  for (int64_t c = 0; c < pd.Wp; ++c) col_src[static_cast<size_t>(c)] = pad_source_index(c - s.pl, s.W, s.mode);
-  std::vector<DirectVec> vec;  // output rows top to bottom, 16 columns at a time
-  for (int64_t oh = 0; oh < s.OH; ++oh)
-    for (int64_t ow = 0; ow < s.OW; ow += 16) {
-      const int64_t n = std::min<int64_t>(16, s.OW - ow);
-      vec.push_back({oh * pd.Wp + ow, oh * s.OW + ow, static_cast<uint32_t>((1u << n) - 1u)});
-    }
+  const std::vector<int64_t> col_src = column_sources(s, pd);
+  const std::vector<DirectVec> vec = output_vectors(s, pd);
   const int64_t nvec = static_cast<int64_t>(vec.size()), ksub = ksub_channels(s);
-
-  // xp[ci][r][c] = x_g[ci][src(r - pt)][src(c - pl)] (zero where the padding mode says so)
-  auto pad_image = [&](const float* xg, float* xp) {
-    for (int64_t ci = 0; ci < Cg; ++ci)
-      for (int64_t r = 0; r < pd.Hp; ++r) {
-        float* d = xp + ci * pd.plane + r * pd.Wp;
-        const int64_t ih = pad_source_index(r - s.pt, s.H, s.mode);
-        if (ih < 0) {
-          std::fill(d, d + pd.Wp, 0.f);
-          continue;
-        }
-        const float* row = xg + (ci * s.H + ih) * s.W;
-        for (int64_t c = 0; c < s.pl; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
-        std::copy(row, row + s.W, d + s.pl);
-        for (int64_t c = s.pl + s.W; c < pd.Wp; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
-      }
-  };
+  auto pad = [&](const float* xg, float* xp) { pad_image(s, pd, col_src, xg, xp); };
   // panels [p0, p1) of image group (n, g), every tile of vectors
   auto run = [&](const float* xp, int64_t n, int64_t g, int64_t p0, int64_t p1) {
     float* yg = y + (n * s.Co + g * Cog) * P;
@@ -108,7 +160,7 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
       if (j0 >= j1) return;
       std::vector<float> xp(static_cast<size_t>(pd.elems), 0.f);
       for (int64_t j = j0; j < j1; ++j) {
-        pad_image(x + (j / s.groups * s.C + j % s.groups * Cg) * HW, xp.data());
+        pad(x + (j / s.groups * s.C + j % s.groups * Cg) * HW, xp.data());
         run(xp.data(), j / s.groups, j % s.groups, 0, panels);
       }
     });
@@ -118,7 +170,7 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
   const int nt = static_cast<int>(std::min<int64_t>(get_num_threads(), panels));
   for (int64_t j = 0; j < jobs; ++j) {
     const int64_t n = j / s.groups, g = j % s.groups;
-    pad_image(x + (n * s.C + g * Cg) * HW, xp.data());
+    pad(x + (n * s.C + g * Cg) * HW, xp.data());
     if (nt <= 1) {
       run(xp.data(), n, g, 0, panels);
       continue;
@@ -129,6 +181,73 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
       if (p0 < p1) run(xp.data(), n, g, p0, p1);
     });
   }
+}
+
+void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* x, float* gw, int outer_threads) {
+  const int64_t Cg = s.Cg(), Cog = s.Cog(), taps = s.KH * s.KW, Kg = s.Kg(), HW = s.H * s.W, P = s.OH * s.OW;
+  const Padded pd(s, false);
+  // tile shape by channel count: nv vectors of 16 output channels x mr reduction rows
+  const int nv = Cog > 32 ? 4 : Cog > 16 ? 2 : 1, mr = nv == 4 ? 6 : 12;
+  void (*tile)(const DirectGwArgs&) =
+      nv == 4 ? conv_avx512::direct_gw_6x4 : nv == 2 ? conv_avx512::direct_gw_12x2 : conv_avx512::direct_gw_12x1;
+  const int64_t cw = 16 * nv, cblocks = (Cog + cw - 1) / cw, ld = cblocks * cw;  // dY^T row: Cog padded
+  const int64_t kpanels = (Kg + mr - 1) / mr;
+  // koff[k]: input offset of reduction index k = ci * taps + t; pix[p]: of output pixel p
+  std::vector<int64_t> koff(static_cast<size_t>(Kg)), pix(static_cast<size_t>(P));
+  for (int64_t k = 0; k < Kg; ++k)
+    koff[static_cast<size_t>(k)] = (k / taps) * pd.plane + ((k % taps) / s.KW) * s.dh * pd.Wp + (k % s.KW) * s.dw;
+  for (int64_t p = 0; p < P; ++p) pix[static_cast<size_t>(p)] = (p / s.OW) * pd.Wp + p % s.OW;
+  const std::vector<int64_t> col_src = column_sources(s, pd);
+  const int64_t sums = s.groups * Kg * ld;  // C[g][k][co] of one partial buffer
+
+  // images [n0, n1), k panels [k0, k1) of every group, added into c[g][k][co]
+  auto run = [&](int64_t n0, int64_t n1, int64_t k0, int64_t k1, float* c) {
+    std::vector<float> xp(static_cast<size_t>(pd.elems), 0.f), dyt(static_cast<size_t>(P * ld), 0.f);
+    DirectGwArgs a{};
+    a.x = xp.data(), a.pix = pix.data(), a.ld = ld, a.P = P, a.ld_c = ld;
+    for (int64_t g = 0; g < s.groups; ++g)
+      for (int64_t n = n0; n < n1; ++n) {
+        pad_image(s, pd, col_src, x + (n * s.C + g * Cg) * HW, xp.data());
+        conv_avx512::direct_transpose(gy + (n * s.Co + g * Cog) * P, Cog, P, dyt.data(), ld);  // dyt[p][co]
+        for (int64_t kp = k0; kp < k1; ++kp)
+          for (int64_t cb = 0; cb < cblocks; ++cb) {
+            a.koff = koff.data() + kp * mr;
+            a.m = static_cast<int>(std::min<int64_t>(mr, Kg - kp * mr));
+            a.dyt = dyt.data() + cb * cw;
+            a.c = c + (g * Kg + kp * mr) * ld + cb * cw;
+            tile(a);
+          }
+      }
+  };
+  // gw[g][co][k] = sum over the partial buffers, in order, of c[g][k][co]
+  auto finish = [&](const std::vector<std::vector<float>>& parts) {
+    for (int64_t g = 0; g < s.groups; ++g)
+      for (int64_t co = 0; co < Cog; ++co)
+        for (int64_t k = 0; k < Kg; ++k) {
+          float total = 0.f;
+          for (const std::vector<float>& c : parts) total += c[static_cast<size_t>((g * Kg + k) * ld + co)];
+          gw[(g * Cog + co) * Kg + k] = total;
+        }
+  };
+  if (outer_threads > 1) {  // images split: one partial buffer per thread, added in thread order
+    std::vector<std::vector<float>> parts(static_cast<size_t>(outer_threads));
+    parallel_run(outer_threads, [&](int tid, int nt) {
+      int64_t n0, n1;
+      split_range(s.N, tid, nt, 1, &n0, &n1);
+      parts[static_cast<size_t>(tid)].assign(static_cast<size_t>(sums), 0.f);
+      run(n0, n1, 0, kpanels, parts[static_cast<size_t>(tid)].data());
+    });
+    finish(parts);
+    return;
+  }
+  std::vector<std::vector<float>> parts(1, std::vector<float>(static_cast<size_t>(sums), 0.f));
+  const int nt = static_cast<int>(std::min<int64_t>(get_num_threads(), kpanels));
+  parallel_run(nt, [&](int tid, int nth) {  // k panels split: each thread writes only its own rows
+    int64_t k0, k1;
+    split_range(kpanels, tid, nth, 1, &k0, &k1);
+    if (k0 < k1) run(0, s.N, k0, k1, parts[0].data());
+  });
+  finish(parts);
 }
 
 }  // namespace pycnnrnn

@@ -40,16 +40,47 @@ struct DirectTileArgs {
   bool relu;
 };
 
+// grad_weight tile: C[i][c] += sum_p x[koff[i] + pix[p]] * dyt[p * ld + c] for the tile's
+// i < m reduction indices k = ci * taps + t (rows) and its nv * 16 output channels c (columns),
+// over the pixels p of one image: an outer-product GEMM whose A (the im2col of x) is read in
+// place, one broadcast per (k, p), and whose B is dY transposed, dyt[p][co]. Sums run in
+// register chains of at most 64 pixels, added up per image (in L1) and then to C (row stride
+// ld_c): chains of 64 + P / 64 terms per image, + one per image in C.
+struct DirectGwArgs {
+  const float* x;       // the image group's padded input
+  const int64_t* koff;  // input offsets of the tile's reduction indices (rows)
+  const int64_t* pix;   // input offset of output pixel p (tap (0, 0))
+  const float* dyt;     // dY^T of the tile's first output channel
+  int64_t ld, P;
+  int m;
+  float* c;             // this tile's sums
+  int64_t ld_c;
+};
+
 // Register tiles (24 accumulators): 6 channels x 4 vectors, or 8 x 3 where the channel count
 // is a multiple of 8 (no padding rows: 32 channels are 4 panels of 8, not 6 of 6).
 namespace conv_avx512 {
 void direct_tile_6x4(const DirectTileArgs& a);
 void direct_tile_8x3(const DirectTileArgs& a);
+// grad_weight tiles: 6 rows x 4 vectors (64 channels), 12 x 2, 12 x 1
+void direct_gw_6x4(const DirectGwArgs& a);
+void direct_gw_12x2(const DirectGwArgs& a);
+void direct_gw_12x1(const DirectGwArgs& a);
+// dst[c * ld + r] = src[r * cols + c] (rows * cols float matrix, transposed; cols < 2^31 / 4)
+void direct_transpose(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld);
 }  // namespace conv_avx512
+
 
 // float32 on the AVX-512 path, stride 1, rows of at least 12 output columns, the padded image
 // group at most 64 KiB.
 bool direct_applies(const Conv2dShape& s, bool is_float);
+
+// grad_weight without im2col (DirectGwArgs): stride 1, the padded image group at most 64 KiB.
+bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float);
+// gw [Co][C/groups][KH][KW] = sum over the batch of dY x im2col(x)^T; images split over
+// outer_threads (> 1: partial sums per thread, added in thread order) or the tiles split over
+// the pool.
+void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* x, float* gw, int outer_threads);
 
 // y = conv2d(x, w) + b (relu fused). outer_threads > 1: image groups split over that many
 // threads; otherwise each image group's output-channel panels split over the pool.
