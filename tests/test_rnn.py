@@ -195,6 +195,21 @@ def test_shapes(mode, T, B, H, rng):
     check(mode, m, rng.standard_normal((T, B, 5)), None, rng)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("B,with_lengths", [(17, False), (33, True)])
+def test_row_split_recurrence(mode, B, with_lengths, rng):
+    """Batches of 8+ rows a thread with small packed weights run the whole recurrence per thread
+    on its own rows (rnn_row_threads in rnn.cpp; odd splits, lengths, both directions, two
+    layers, LSTM projections): same results as torch, forward and backward."""
+    T, I, H = 6, 5, 24
+    proj = 7 if mode == "lstm" and with_lengths else 0
+    m = torch_module(mode, I, H, 2, bidir=True, proj=proj)
+    lengths = list(rng.integers(1, T + 1, B)) if with_lengths else None
+    if lengths:
+        lengths[0] = T
+    check(mode, m, rng.standard_normal((T, B, I)), None, rng, lengths=lengths)
+
+
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
 def test_long_sequence(mode, rng):
     m = torch_module(mode, 3, 24, 1)

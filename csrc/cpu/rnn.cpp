@@ -189,6 +189,21 @@ bool next_pass_reversed() {
   return passes.fetch_add(1, std::memory_order_relaxed) & 1u;
 }
 
+// Threads that each run the whole recurrence for their own batch rows (rows are independent:
+// no barrier per step, and the state copies run in parallel too), or 1: every step split over
+// hidden units with a barrier per step. For batches of at least 8 rows a thread and packed
+// weights small enough for each thread to stream all of them every step from its L2 (W_hh
+// read once per thread instead of once in all). Torch-autograd calls, same runs: LSTM(32, 96)
+// T=10 B=64 (the training model's) forward 0.83 -> 0.67 ms, backward 1.53 -> 1.35 ms;
+// LSTM(64, 128) T=20 B=32 forward 1.29 -> 0.92 ms, backward 2.23 -> 1.94 ms.
+constexpr int64_t RNN_ROW_SPLIT_MIN_ROWS = 8;
+constexpr int64_t RNN_ROW_SPLIT_MAX_WEIGHT_BYTES = int64_t(512) << 10;
+int rnn_row_threads(int64_t B, int64_t GH, int64_t K) {
+  const int nt = get_num_threads();
+  if (nt <= 1 || B < RNN_ROW_SPLIT_MIN_ROWS * nt) return 1;
+  return GH * K * int64_t(sizeof(float)) <= RNN_ROW_SPLIT_MAX_WEIGHT_BYTES ? nt : 1;
+}
+
 // Forward panels for the float32 ISA kernels (layout in rnn_kernels.h).
 struct FwdPanels {
   int nv = 0;
@@ -392,6 +407,59 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     }
     const T* b_hn = (gru && L.b_hh) ? L.b_hh + 2 * H : nullptr;
 
+    if constexpr (std::is_same<T, float>::value) {
+      const int rt = packed ? rnn_row_threads(B, GH, K) : 1;
+      if (rt > 1) {
+        // every thread runs all steps for its rows [b0, b1) (row-major arrays: offset pointers)
+        parallel_run(rt, [&](int tid, int nt) {
+          int64_t b0, b1;
+          split_range(B, tid, nt, 1, &b0, &b1);
+          const int64_t nb = b1 - b0;
+          if (nb <= 0) return;
+          for (int64_t s = 0; s < Tn; ++s) {
+            const int64_t t = L.reverse ? Tn - 1 - s : s;
+            const int64_t row0 = t * B + b0;
+            if (ws) {
+              std::memcpy(ws + wl.hprev + row0 * K, h.data() + b0 * K, sizeof(T) * nb * K);
+              if (lstm) std::memcpy(ws + wl.cprev + row0 * H, c.data() + b0 * H, sizeof(T) * nb * H);
+            }
+            RnnStepF32 fs;
+            fs.mode = static_cast<int>(mode);
+            fs.B = nb, fs.H = H, fs.K = K, fs.Kd = K;
+            fs.wp = panels.data.data();
+            fs.reverse = (s & 1) != 0;  // serpentine order over this thread's steps
+            fs.h = h.data() + b0 * K, fs.pre = pre.get() + row0 * GH, fs.b_hn = b_hn;
+            fs.c = lstm ? c.data() + b0 * H : nullptr;
+            fs.h_out = hstep.data() + b0 * H, fs.c_out = lstm ? cstep.data() + b0 * H : nullptr;
+            fs.gates = ws ? ws + wl.gates + row0 * GH : nullptr;
+            fs.tanhc = ws && lstm ? ws + wl.tanhc + row0 * H : nullptr;
+            fs.hn = ws && gru ? ws + wl.hn + row0 * H : nullptr;
+            vk->step(fs, 0, panels.count);
+            const T* hnew = hstep.data() + b0 * H;
+            if (P) {
+              if (ws) std::memcpy(ws + wl.hraw + row0 * H, hnew, sizeof(T) * nb * H);
+              gemm<T>(false, true, nb, P, H, T(1), hnew, H, L.w_hr, H, T(0), hproj.data() + b0 * K, P, {}, 1);
+              hnew = hproj.data() + b0 * K;
+            }
+            for (int64_t b = b0; b < b1; ++b) {
+              T* yr = y + (t * B + b) * ldy;
+              const T* hb = hnew + (b - b0) * K;
+              if (row_valid(L.lengths, b, t)) {
+                std::memcpy(h.data() + b * K, hb, sizeof(T) * K);
+                if (lstm) std::memcpy(c.data() + b * H, cstep.data() + b * H, sizeof(T) * H);
+                std::memcpy(yr, hb, sizeof(T) * K);
+              } else {
+                std::fill(yr, yr + K, T(0));
+              }
+            }
+          }
+        });
+        if (hn) std::memcpy(hn, h.data(), sizeof(T) * B * K);
+        if (lstm && cn) std::memcpy(cn, c.data(), sizeof(T) * B * H);
+        return;
+      }
+    }
+
     for (int64_t s = 0; s < Tn; ++s) {
       const int64_t t = L.reverse ? Tn - 1 - s : s;
       const int64_t row0 = t * B;
@@ -518,20 +586,97 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
     }
   }
 
-  for (int64_t s = Tn - 1; s >= 0; --s) {
-    const int64_t t = L.reverse ? Tn - 1 - s : s;
+  // The fused pointwise backward of one step for rows [b0, b1): dG (and GRU's direct term) from
+  // the saved gates and dh_raw (rows of the step, offset 0 = row b0 of dhraw).
+  auto pointwise = [&](int64_t t, int64_t b0, int64_t b1, const T* dhraw) {
     const int64_t row0 = t * B;
-    // gradient into this step's output h: the carry plus dy (zero for invalid rows)
-    for (int64_t b = 0; b < B; ++b) {
+    const T* gates = ws + wl.gates + row0 * GH;
+    T* gx = dgx.get() + row0 * GH;
+    T* gh = dgh + row0 * GH;
+    for (int64_t b = b0; b < b1; ++b) {
+      T* gxb = gx + b * GH;
+      T* ghb = gh + b * GH;
+      T* dir = direct.data() + b * H;
+      if (!row_valid(L.lengths, b, t)) {
+        std::fill(gxb, gxb + GH, T(0));
+        if (gru) std::fill(ghb, ghb + GH, T(0));
+        std::fill(dir, dir + H, T(0));
+        continue;
+      }
+      const T* gb = gates + b * GH;
+      const T* dhb = dhraw + (b - b0) * H;
+      if (lstm) {
+        const T* tc = ws + wl.tanhc + (row0 + b) * H;
+        const T* cp = ws + wl.cprev + (row0 + b) * H;
+        T* dc = carry_c.data() + b * H;
+        for (int64_t j = 0; j < H; ++j)
+          GCell<T>::lstm_bwd(dhb[j], dc[j], gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], tc[j], cp[j], gxb[j],
+                             gxb[H + j], gxb[2 * H + j], gxb[3 * H + j]);
+      } else if (gru) {
+        const T* hnb = ws + wl.hn + (row0 + b) * H;
+        const T* hp = ws + wl.hprev + (row0 + b) * K;
+        for (int64_t j = 0; j < H; ++j) {
+          GCell<T>::gru_bwd(dhb[j], gb[j], gb[H + j], gb[2 * H + j], hnb[j], hp[j], gxb[j], gxb[H + j],
+                            gxb[2 * H + j], ghb[2 * H + j], dir[j]);
+          ghb[j] = gxb[j];
+          ghb[H + j] = gxb[H + j];
+        }
+      } else {
+        for (int64_t j = 0; j < H; ++j) gxb[j] = GCell<T>::rnn_bwd(dhb[j], gb[j], relu);
+      }
+    }
+  };
+  // dh[b] = carry[b] + dy[t][b] (zero for invalid rows), rows [b0, b1)
+  auto gather_dh = [&](int64_t t, int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
       T* d = dh.data() + b * K;
       if (!row_valid(L.lengths, b, t)) {
         std::fill(d, d + K, T(0));
         continue;
       }
       const T* cy = carry_h.data() + b * K;
-      const T* ey = dy ? dy + (row0 + b) * lddy : nullptr;
+      const T* ey = dy ? dy + (t * B + b) * lddy : nullptr;
       for (int64_t k = 0; k < K; ++k) d[k] = cy[k] + (ey ? ey[k] : T(0));
     }
+  };
+  const int rt = vk ? rnn_row_threads(B, GH, K) : 1;
+  if (rt > 1) {  // every thread runs BPTT for its own rows (see rnn_row_threads)
+    parallel_run(rt, [&](int tid, int nt) {
+      int64_t b0, b1;
+      split_range(B, tid, nt, 1, &b0, &b1);
+      const int64_t nb = b1 - b0;
+      if (nb <= 0) return;
+      for (int64_t s = Tn - 1; s >= 0; --s) {
+        const int64_t t = L.reverse ? Tn - 1 - s : s;
+        const int64_t row0 = t * B;
+        gather_dh(t, b0, b1);
+        const T* dhraw = dh.data() + b0 * K;
+        if (P) {
+          std::memcpy(dhp.get() + (row0 + b0) * P, dh.data() + b0 * K, sizeof(T) * nb * P);
+          gemm<T>(false, false, nb, H, P, T(1), dh.data() + b0 * K, P, L.w_hr, H, T(0), dhraw_buf.data() + b0 * H, H,
+                  {}, 1);
+          dhraw = dhraw_buf.data() + b0 * H;
+        }
+        pointwise(t, b0, b1, dhraw);
+        if constexpr (std::is_same<T, float>::value) {
+          RnnBackF32 bs;
+          bs.B = nb, bs.N = K, bs.Kd = GH, bs.wp = bpanels.data(), bs.dg = dgh + (row0 + b0) * GH;
+          bs.add = gru ? direct.data() + b0 * H : nullptr, bs.out = dh_next.data() + b0 * K;
+          bs.reverse = (s & 1) != 0;
+          vk->back(bs, 0, nq);
+        }
+        for (int64_t b = b0; b < b1; ++b)
+          if (row_valid(L.lengths, b, t))
+            std::memcpy(carry_h.data() + b * K, dh_next.data() + b * K, sizeof(T) * K);
+      }
+    });
+  }
+
+  for (int64_t s = Tn - 1; rt <= 1 && s >= 0; --s) {
+    const int64_t t = L.reverse ? Tn - 1 - s : s;
+    const int64_t row0 = t * B;
+    // gradient into this step's output h: the carry plus dy (zero for invalid rows)
+    gather_dh(t, 0, B);
     const T* dhraw = dh.data();
     if (P) {
       std::memcpy(dhp.get() + row0 * P, dh.data(), sizeof(T) * B * P);
@@ -539,43 +684,8 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
       dhraw = dhraw_buf.data();
     }
     // fused pointwise backward of the gates
-    const T* gates = ws + wl.gates + row0 * GH;
-    T* gx = dgx.get() + row0 * GH;
+    split_run(B, B * H * 16, [&](int64_t b0, int64_t b1) { pointwise(t, b0, b1, dhraw + b0 * H); });
     T* gh = dgh + row0 * GH;
-    split_run(B, B * H * 16, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        T* gxb = gx + b * GH;
-        T* ghb = gh + b * GH;
-        T* dir = direct.data() + b * H;
-        if (!row_valid(L.lengths, b, t)) {
-          std::fill(gxb, gxb + GH, T(0));
-          if (gru) std::fill(ghb, ghb + GH, T(0));
-          std::fill(dir, dir + H, T(0));
-          continue;
-        }
-        const T* gb = gates + b * GH;
-        const T* dhb = dhraw + b * H;
-        if (lstm) {
-          const T* tc = ws + wl.tanhc + (row0 + b) * H;
-          const T* cp = ws + wl.cprev + (row0 + b) * H;
-          T* dc = carry_c.data() + b * H;
-          for (int64_t j = 0; j < H; ++j)
-            GCell<T>::lstm_bwd(dhb[j], dc[j], gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], tc[j], cp[j], gxb[j],
-                               gxb[H + j], gxb[2 * H + j], gxb[3 * H + j]);
-        } else if (gru) {
-          const T* hnb = ws + wl.hn + (row0 + b) * H;
-          const T* hp = ws + wl.hprev + (row0 + b) * K;
-          for (int64_t j = 0; j < H; ++j) {
-            GCell<T>::gru_bwd(dhb[j], gb[j], gb[H + j], gb[2 * H + j], hnb[j], hp[j], gxb[j], gxb[H + j],
-                              gxb[2 * H + j], ghb[2 * H + j], dir[j]);
-            ghb[j] = gxb[j];
-            ghb[H + j] = gxb[H + j];
-          }
-        } else {
-          for (int64_t j = 0; j < H; ++j) gxb[j] = GCell<T>::rnn_bwd(dhb[j], gb[j], relu);
-        }
-      }
-    });
     // dh_prev = dG_h W_hh (+ GRU's direct z*dh term)
     const T* add = gru ? direct.data() : nullptr;
     bool done = false;
