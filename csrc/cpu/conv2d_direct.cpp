@@ -11,10 +11,6 @@ namespace pycnnrnn {
 
 namespace {
 
-inline const float* x_row(const float* xg, const Conv2dShape& s, int64_t ci, int64_t ih) {
-  return xg + (ci * s.H + ih) * s.W;
-}
-
 // The padded image group stays in L1/L2 while every tile reads it.
 constexpr int64_t DIRECT_MAX_IMAGE_BYTES = 64 << 10;
 constexpr int64_t DIRECT_MIN_OW = 12;  // narrower rows leave too many of a vector's lanes idle
@@ -26,45 +22,29 @@ int64_t ksub_channels(const Conv2dShape& s) {
   return (s.Cg() + chunks - 1) / chunks;
 }
 
-// The input buffer of one image group: the padded image xp[ci][Hp][Wp] (row = Wp), or for
-// two-row vectors (grad_weight with 8 output columns) its KW column-shifted copies cut to rows
-// of 8, xs[kw][ci][Hp][8] (row = 8), so that the two rows under any tap are 16 contiguous
-// floats. elems: + slack for a full 16-lane load at the largest shift.
+// The padded image group xp[ci][Hp][Wp]; elems: + slack for a full 16-lane load at the largest
+// shift.
 struct Padded {
-  int64_t Hp, Wp;
-  bool two_rows;
-  int64_t row, plane, elems;
-  Padded(const Conv2dShape& s, bool two)
-      : Hp(s.H + s.pt + s.pb),
-        Wp(s.W + s.pl + s.pr),
-        two_rows(two),
-        row(two ? 8 : Wp),
-        plane(Hp * row),
-        elems((two ? s.KW : 1) * s.Cg() * plane + 16 + 16) {}
+  int64_t Hp, Wp, plane, elems;
+  explicit Padded(const Conv2dShape& s)
+      : Hp(s.H + s.pt + s.pb), Wp(s.W + s.pl + s.pr), plane(Hp * Wp), elems(s.Cg() * plane + 16 + 16) {}
 };
 
-// padded(ci, r, c) = x_g[ci][src(r - pt)][src(c - pl)] (zero where the padding mode says so);
-// fills xp[ci][r][c] = padded(ci, r, c), or xs[kw][ci][r][c] = padded(ci, r, c + kw * dw), c < 8.
+// xp[ci][r][c] = x_g[ci][src(r - pt)][src(c - pl)] (zero where the padding mode says so)
 void pad_image(const Conv2dShape& s, const Padded& pd, const std::vector<int64_t>& col_src, const float* xg,
-               float* buf) {
-  std::vector<float> line(pd.two_rows ? static_cast<size_t>(pd.Wp + 8 + (s.KW - 1) * s.dw) : 0, 0.f);
+               float* xp) {
   for (int64_t ci = 0; ci < s.Cg(); ++ci)
     for (int64_t r = 0; r < pd.Hp; ++r) {
-      float* d = pd.two_rows ? line.data() : buf + ci * pd.plane + r * pd.row;
+      float* d = xp + ci * pd.plane + r * pd.Wp;
       const int64_t ih = pad_source_index(r - s.pt, s.H, s.mode);
       if (ih < 0) {
         std::fill(d, d + pd.Wp, 0.f);
-      } else {
-        const float* row = x_row(xg, s, ci, ih);
-        for (int64_t c = 0; c < s.pl; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
-        std::copy(row, row + s.W, d + s.pl);
-        for (int64_t c = s.pl + s.W; c < pd.Wp; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
+        continue;
       }
-      if (pd.two_rows)  // (the line's tail past Wp stays zero)
-        for (int64_t kw = 0; kw < s.KW; ++kw) {
-          float* dst = buf + (kw * s.Cg() + ci) * pd.plane + r * 8;
-          for (int c = 0; c < 8; ++c) dst[c] = d[kw * s.dw + c];
-        }
+      const float* row = xg + (ci * s.H + ih) * s.W;
+      for (int64_t c = 0; c < s.pl; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
+      std::copy(row, row + s.W, d + s.pl);
+      for (int64_t c = s.pl + s.W; c < pd.Wp; ++c) d[c] = col_src[c] < 0 ? 0.f : row[col_src[c]];
     }
 }
 
@@ -74,15 +54,10 @@ std::vector<int64_t> column_sources(const Conv2dShape& s, const Padded& pd) {
   return col_src;
 }
 
-// Output vectors (rows top to bottom): 16 columns of one row at a time (src in xp, dst in the
-// output plane), or with two_rows (8 columns) rows oh and oh + 1 together.
+// Output vectors, rows top to bottom, 16 columns of one row at a time (src in xp, dst in the
+// output plane).
 std::vector<DirectVec> output_vectors(const Conv2dShape& s, const Padded& pd) {
   std::vector<DirectVec> vec;
-  if (pd.two_rows) {
-    for (int64_t oh = 0; oh < s.OH; oh += 2)
-      vec.push_back({oh * 8, oh * 8, oh + 1 < s.OH ? 0xFFFFu : 0x00FFu});
-    return vec;
-  }
   for (int64_t oh = 0; oh < s.OH; ++oh)
     for (int64_t ow = 0; ow < s.OW; ow += 16) {
       const int64_t n = std::min<int64_t>(16, s.OW - ow);
@@ -105,19 +80,19 @@ bool avx512_float(bool is_float) {
 bool direct_applies(const Conv2dShape& s, bool is_float) {
   if (!avx512_float(is_float) || s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1) || s.OW < DIRECT_MIN_OW)
     return false;
-  return Padded(s, false).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
+  return Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
 }
 
 bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float) {
   if (!avx512_float(is_float) || s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1)) return false;
   if (s.OH * s.OW >= (int64_t(1) << 31) / 4) return false;  // direct_transpose's gather offsets
-  return Padded(s, false).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
+  return Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
 }
 
 void direct_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
                     int outer_threads) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), taps = s.KH * s.KW, Kg = s.Kg(), HW = s.H * s.W, P = s.OH * s.OW;
-  const Padded pd(s, false);
+  const Padded pd(s);
   const bool wide8 = Cog % 8 == 0;
   const int mr = wide8 ? 8 : 6, nv = wide8 ? 3 : 4;
   void (*tile)(const DirectTileArgs&) = wide8 ? conv_avx512::direct_tile_8x3 : conv_avx512::direct_tile_6x4;
@@ -185,7 +160,7 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
 
 void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* x, float* gw, int outer_threads) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), taps = s.KH * s.KW, Kg = s.Kg(), HW = s.H * s.W, P = s.OH * s.OW;
-  const Padded pd(s, false);
+  const Padded pd(s);
   // tile shape by channel count: nv vectors of 16 output channels x mr reduction rows
   const int nv = Cog > 32 ? 4 : Cog > 16 ? 2 : 1, mr = nv == 4 ? 6 : 12;
   void (*tile)(const DirectGwArgs&) =

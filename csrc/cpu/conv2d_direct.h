@@ -70,7 +70,6 @@ void direct_gw_12x1(const DirectGwArgs& a);
 void direct_transpose(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld);
 }  // namespace conv_avx512
 
-
 // float32 on the AVX-512 path, stride 1, rows of at least 12 output columns, the padded image
 // group at most 64 KiB.
 bool direct_applies(const Conv2dShape& s, bool is_float);
