@@ -128,3 +128,14 @@ def test_fuse_respects_hooks_and_string_padding():
     assert len(seen) == 2
     # a second fuse finds nothing left to fuse
     assert pt.convert(net, fuse=True)[1].fused == []
+
+
+def test_fused_double_backward_raises_clearly():
+    net = pt.convert(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).double(), fuse=True)[0]
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+    # the same gradient as without create_graph; a second derivative raises (not silently zero)
+    torch.testing.assert_close(gx, torch.autograd.grad(net(x).sum(), x)[0], rtol=0, atol=0)
+    assert gx.requires_grad
+    with pytest.raises(RuntimeError, match="(?i)autograd|backward"):
+        torch.autograd.grad(gx.sum(), net[0].weight)

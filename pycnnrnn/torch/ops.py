@@ -361,12 +361,20 @@ class _ConvReluPoolEager(torch.autograd.Function):
         if not any(mask):
             return None, None, None, None, None
         # the ReLU's backward (torch's threshold_backward: zero where the output is <= 0, so a NaN
-        # output passes its gradient), on the pooled gradient
-        g = _t(_C.relu_backward(_np(grad.contiguous()), _np(out)))
+        # output passes its gradient), on the pooled gradient. Under create_graph the backward ops
+        # run through torch.ops.pycnnrnn.*, whose "no autograd formula" nodes make a second
+        # derivative raise (as on the unfused path) instead of silently missing.
+        eager = not torch.is_grad_enabled()
+        if eager:
+            g = _t(_C.relu_backward(_np(grad.contiguous()), _np(out)))
+        else:
+            g = torch.where(out <= 0, 0.0, grad).contiguous()
         if ctx.pool_args is not None:
             y, idx = pool_saved
-            g = _max_pool2d_backward_cpu(g, y, idx, *ctx.pool_args)
-        gx, gw, gb = _conv2d_backward_cpu(g, input, weight, *ctx.conv_args, mask)
+            pool_bwd = _max_pool2d_backward_cpu if eager else torch.ops.pycnnrnn.max_pool2d_backward
+            g = pool_bwd(g, y, idx, *ctx.pool_args)
+        conv_bwd = _conv2d_backward_cpu if eager else torch.ops.pycnnrnn.conv2d_backward
+        gx, gw, gb = conv_bwd(g, input, weight, *ctx.conv_args, mask)
         return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None, None)
 
 
