@@ -407,145 +407,127 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     }
     const T* b_hn = (gru && L.b_hh) ? L.b_hh + 2 * H : nullptr;
 
-    if constexpr (std::is_same<T, float>::value) {
-      const int rt = packed ? rnn_row_threads(B, GH, K) : 1;
-      if (rt > 1) {
-        // every thread runs all steps for its rows [b0, b1) (row-major arrays: offset pointers)
-        parallel_run(rt, [&](int tid, int nt) {
-          int64_t b0, b1;
-          split_range(B, tid, nt, 1, &b0, &b1);
-          const int64_t nb = b1 - b0;
-          if (nb <= 0) return;
-          for (int64_t s = 0; s < Tn; ++s) {
-            const int64_t t = L.reverse ? Tn - 1 - s : s;
-            const int64_t row0 = t * B + b0;
-            if (ws) {
-              std::memcpy(ws + wl.hprev + row0 * K, h.data() + b0 * K, sizeof(T) * nb * K);
-              if (lstm) std::memcpy(ws + wl.cprev + row0 * H, c.data() + b0 * H, sizeof(T) * nb * H);
-            }
-            RnnStepF32 fs;
-            fs.mode = static_cast<int>(mode);
-            fs.B = nb, fs.H = H, fs.K = K, fs.Kd = K;
-            fs.wp = panels.data.data();
-            fs.reverse = (s & 1) != 0;  // serpentine order over this thread's steps
-            fs.h = h.data() + b0 * K, fs.pre = pre.get() + row0 * GH, fs.b_hn = b_hn;
-            fs.c = lstm ? c.data() + b0 * H : nullptr;
-            fs.h_out = hstep.data() + b0 * H, fs.c_out = lstm ? cstep.data() + b0 * H : nullptr;
-            fs.gates = ws ? ws + wl.gates + row0 * GH : nullptr;
-            fs.tanhc = ws && lstm ? ws + wl.tanhc + row0 * H : nullptr;
-            fs.hn = ws && gru ? ws + wl.hn + row0 * H : nullptr;
-            vk->step(fs, 0, panels.count);
-            const T* hnew = hstep.data() + b0 * H;
-            if (P) {
-              if (ws) std::memcpy(ws + wl.hraw + row0 * H, hnew, sizeof(T) * nb * H);
-              gemm<T>(false, true, nb, P, H, T(1), hnew, H, L.w_hr, H, T(0), hproj.data() + b0 * K, P, {}, 1);
-              hnew = hproj.data() + b0 * K;
-            }
-            for (int64_t b = b0; b < b1; ++b) {
-              T* yr = y + (t * B + b) * ldy;
-              const T* hb = hnew + (b - b0) * K;
-              if (row_valid(L.lengths, b, t)) {
-                std::memcpy(h.data() + b * K, hb, sizeof(T) * K);
-                if (lstm) std::memcpy(c.data() + b * H, cstep.data() + b * H, sizeof(T) * H);
-                std::memcpy(yr, hb, sizeof(T) * K);
-              } else {
-                std::fill(yr, yr + K, T(0));
-              }
-            }
-          }
-        });
-        if (hn) std::memcpy(hn, h.data(), sizeof(T) * B * K);
-        if (lstm && cn) std::memcpy(cn, c.data(), sizeof(T) * B * H);
-        return;
-      }
-    }
-
-    for (int64_t s = 0; s < Tn; ++s) {
-      const int64_t t = L.reverse ? Tn - 1 - s : s;
-      const int64_t row0 = t * B;
-      if (ws) {
-        std::memcpy(ws + wl.hprev + row0 * K, h.data(), sizeof(T) * B * K);
-        if (lstm) std::memcpy(ws + wl.cprev + row0 * H, c.data(), sizeof(T) * B * H);
-      }
-      StepArgs<T> sa{mode,
-                     B,
-                     H,
-                     K,
-                     L.w_hh,
-                     h.data(),
-                     pre.get() + row0 * GH,
-                     lstm ? c.data() : nullptr,
-                     b_hn,
-                     hstep.data(),
-                     lstm ? cstep.data() : nullptr,
-                     ws ? ws + wl.gates + row0 * GH : nullptr,
-                     (ws && lstm) ? ws + wl.tanhc + row0 * H : nullptr,
-                     (ws && gru) ? ws + wl.hn + row0 * H : nullptr};
-      if constexpr (std::is_same<T, float>::value) {
-        if (vk) {
-          RnnStepF32 fs;
-          fs.mode = static_cast<int>(mode);
-          fs.B = B, fs.H = H, fs.K = K;
-          const bool reverse = next_pass_reversed();  // serpentine order: packed panels or own rows
-          if (packed) {
-            fs.Kd = K;
-            fs.wp = panels.data.data();
-            fs.reverse = reverse;
-          } else {
-            fs.rec = rec.data();
-          }
-          fs.h = sa.h, fs.pre = sa.pre, fs.c = sa.c, fs.b_hn = sa.b_hn;
-          fs.h_out = sa.h_out, fs.c_out = sa.c_out, fs.gates = sa.gates, fs.tanhc = sa.tanhc, fs.hn = sa.hn;
-          RnnStepFn fn = vk->step;
-          const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // hidden units per panel
-          split_run(panels.count, (B * GH * K) << int(input_in_step), [&](int64_t p0, int64_t p1) {
-            if (!packed) {
-              // this thread's units [u0, u1) of every gate, in chunks of 64 units in serpentine
-              // order: rec[:, g*H + c0 .. g*H + c1) = h W_hh[g*H + c0 .. g*H + c1)^T (and for a
-              // single step first pre[...] = x W_ih[...]^T + bias)
-              const int64_t u0 = p0 * units, u1 = std::min(H, p1 * units);
-              constexpr int64_t chunk = 64;
-              const int64_t nch = (u1 - u0 + chunk - 1) / chunk, nrec = G * nch, n = nrec << int(input_in_step);
-              for (int64_t i = 0; i < n; ++i) {
-                const int64_t j = serpentine(i, n, reverse);
-                const bool input = j >= nrec;  // (only when input_in_step)
-                const int g = static_cast<int>((j % nrec) / nch);
-                const int64_t c0 = u0 + (j % nch) * chunk, c1 = std::min(u1, c0 + chunk), col = g * H + c0;
-                if (input) {
-                  GemmEpilogue<T> ep_own;
-                  ep_own.bias = bsum.data() + col;
-                  ep_own.bias_kind = BiasKind::col;
-                  gemm<T>(false, true, B, c1 - c0, I, T(1), x, I, L.w_ih + col * I, I, T(0), pre.get() + col, GH,
-                          ep_own, 1);
-                } else {
-                  gemm<T>(false, true, B, c1 - c0, K, T(1), h.data(), K, L.w_hh + col * K, K, T(0), rec.data() + col,
-                          GH, {}, 1);
-                }
-              }
-            }
-            fn(fs, p0, p1);
-          });
-        }
-      }
-      if (!vk) split_run(H, B * GH * K, [&](int64_t u0, int64_t u1) { portable_step<T>(sa, u0, u1); });
-
-      // projection (LSTM proj_size): h = h_raw W_hr^T
-      const T* hnew = hstep.data();
+    // Step t for batch rows [b0, b1) (every array is row-major by batch row: offset pointers):
+    // the state entering it saved for BPTT, the cell's arguments, and after the cell the LSTM
+    // projection (h = h_raw W_hr^T) and the state/output update (invalid rows keep their state
+    // and output zeros).
+    auto save_state = [&](int64_t t, int64_t b0, int64_t b1) {
+      if (!ws) return;
+      const int64_t row0 = t * B + b0, nb = b1 - b0;
+      std::memcpy(ws + wl.hprev + row0 * K, h.data() + b0 * K, sizeof(T) * nb * K);
+      if (lstm) std::memcpy(ws + wl.cprev + row0 * H, c.data() + b0 * H, sizeof(T) * nb * H);
+    };
+    auto step_args = [&](int64_t t, int64_t b0, int64_t b1) {
+      const int64_t row0 = t * B + b0;
+      return StepArgs<T>{mode,
+                         b1 - b0,
+                         H,
+                         K,
+                         L.w_hh,
+                         h.data() + b0 * K,
+                         pre.get() + row0 * GH,
+                         lstm ? c.data() + b0 * H : nullptr,
+                         b_hn,
+                         hstep.data() + b0 * H,
+                         lstm ? cstep.data() + b0 * H : nullptr,
+                         ws ? ws + wl.gates + row0 * GH : nullptr,
+                         (ws && lstm) ? ws + wl.tanhc + row0 * H : nullptr,
+                         (ws && gru) ? ws + wl.hn + row0 * H : nullptr};
+    };
+    auto f32_args = [&](const auto& sa) {  // (float32 only: called in float branches)
+      RnnStepF32 fs;
+      fs.mode = static_cast<int>(mode);
+      fs.B = sa.B, fs.H = H, fs.K = K;
+      fs.h = sa.h, fs.pre = sa.pre, fs.c = sa.c, fs.b_hn = sa.b_hn;
+      fs.h_out = sa.h_out, fs.c_out = sa.c_out, fs.gates = sa.gates, fs.tanhc = sa.tanhc, fs.hn = sa.hn;
+      return fs;
+    };
+    auto finish_rows = [&](int64_t t, int64_t b0, int64_t b1) {
+      const int64_t row0 = t * B + b0, nb = b1 - b0;
+      const T* hnew = hstep.data() + b0 * H;
       if (P) {
-        if (ws) std::memcpy(ws + wl.hraw + row0 * H, hstep.data(), sizeof(T) * B * H);
-        gemm<T>(false, true, B, P, H, T(1), hstep.data(), H, L.w_hr, H, T(0), hproj.data(), P, {}, 1);
-        hnew = hproj.data();
+        if (ws) std::memcpy(ws + wl.hraw + row0 * H, hnew, sizeof(T) * nb * H);
+        gemm<T>(false, true, nb, P, H, T(1), hnew, H, L.w_hr, H, T(0), hproj.data() + b0 * K, P, {}, 1);
+        hnew = hproj.data() + b0 * K;
       }
-      // state update (invalid rows keep theirs) and output rows (zero when invalid)
-      for (int64_t b = 0; b < B; ++b) {
-        T* yr = y + (row0 + b) * ldy;
+      for (int64_t b = b0; b < b1; ++b) {
+        T* yr = y + (t * B + b) * ldy;
+        const T* hb = hnew + (b - b0) * K;
         if (row_valid(L.lengths, b, t)) {
-          std::memcpy(h.data() + b * K, hnew + b * K, sizeof(T) * K);
+          std::memcpy(h.data() + b * K, hb, sizeof(T) * K);
           if (lstm) std::memcpy(c.data() + b * H, cstep.data() + b * H, sizeof(T) * H);
-          std::memcpy(yr, hnew + b * K, sizeof(T) * K);
+          std::memcpy(yr, hb, sizeof(T) * K);
         } else {
           std::fill(yr, yr + K, T(0));
         }
+      }
+    };
+
+    const int rt = packed ? rnn_row_threads(B, GH, K) : 1;
+    if (rt > 1) {  // every thread runs all steps for its own rows [b0, b1) (see rnn_row_threads)
+      if constexpr (std::is_same<T, float>::value)
+        parallel_run(rt, [&](int tid, int nt) {
+          int64_t b0, b1;
+          split_range(B, tid, nt, 1, &b0, &b1);
+          for (int64_t s = 0; b0 < b1 && s < Tn; ++s) {
+            const int64_t t = L.reverse ? Tn - 1 - s : s;
+            save_state(t, b0, b1);
+            RnnStepF32 fs = f32_args(step_args(t, b0, b1));
+            fs.Kd = K, fs.wp = panels.data.data();
+            fs.reverse = (s & 1) != 0;  // serpentine order over this thread's steps
+            vk->step(fs, 0, panels.count);
+            finish_rows(t, b0, b1);
+          }
+        });
+    } else {
+      for (int64_t s = 0; s < Tn; ++s) {
+        const int64_t t = L.reverse ? Tn - 1 - s : s;
+        save_state(t, 0, B);
+        const StepArgs<T> sa = step_args(t, 0, B);
+        if constexpr (std::is_same<T, float>::value) {
+          if (vk) {
+            RnnStepF32 fs = f32_args(sa);
+            const bool reverse = next_pass_reversed();  // serpentine order: packed panels or own rows
+            if (packed) {
+              fs.Kd = K;
+              fs.wp = panels.data.data();
+              fs.reverse = reverse;
+            } else {
+              fs.rec = rec.data();
+            }
+            RnnStepFn fn = vk->step;
+            const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // hidden units per panel
+            split_run(panels.count, (B * GH * K) << int(input_in_step), [&](int64_t p0, int64_t p1) {
+              if (!packed) {
+                // this thread's units [u0, u1) of every gate, in chunks of 64 units in serpentine
+                // order: rec[:, g*H + c0 .. g*H + c1) = h W_hh[g*H + c0 .. g*H + c1)^T (and for a
+                // single step first pre[...] = x W_ih[...]^T + bias)
+                const int64_t u0 = p0 * units, u1 = std::min(H, p1 * units);
+                constexpr int64_t chunk = 64;
+                const int64_t nch = (u1 - u0 + chunk - 1) / chunk, nrec = G * nch, n = nrec << int(input_in_step);
+                for (int64_t i = 0; i < n; ++i) {
+                  const int64_t j = serpentine(i, n, reverse);
+                  const bool input = j >= nrec;  // (only when input_in_step)
+                  const int g = static_cast<int>((j % nrec) / nch);
+                  const int64_t c0 = u0 + (j % nch) * chunk, c1 = std::min(u1, c0 + chunk), col = g * H + c0;
+                  if (input) {
+                    GemmEpilogue<T> ep_own;
+                    ep_own.bias = bsum.data() + col;
+                    ep_own.bias_kind = BiasKind::col;
+                    gemm<T>(false, true, B, c1 - c0, I, T(1), x, I, L.w_ih + col * I, I, T(0), pre.get() + col,
+                            GH, ep_own, 1);
+                  } else {
+                    gemm<T>(false, true, B, c1 - c0, K, T(1), h.data(), K, L.w_hh + col * K, K, T(0),
+                            rec.data() + col, GH, {}, 1);
+                  }
+                }
+              }
+              fn(fs, p0, p1);
+            });
+          }
+        }
+        if (!vk) split_run(H, B * GH * K, [&](int64_t u0, int64_t u1) { portable_step<T>(sa, u0, u1); });
+        finish_rows(t, 0, B);
       }
     }
   }
@@ -639,83 +621,76 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
       for (int64_t k = 0; k < K; ++k) d[k] = cy[k] + (ey ? ey[k] : T(0));
     }
   };
+  // dh_raw of rows [b0, b1): dh, or through the LSTM projection dh W_hr (dh saved for dW_hr)
+  auto raw_dh = [&](int64_t t, int64_t b0, int64_t b1) -> const T* {
+    if (!P) return dh.data() + b0 * K;
+    std::memcpy(dhp.get() + (t * B + b0) * P, dh.data() + b0 * K, sizeof(T) * (b1 - b0) * P);
+    gemm<T>(false, false, b1 - b0, H, P, T(1), dh.data() + b0 * K, P, L.w_hr, H, T(0), dhraw_buf.data() + b0 * H, H,
+            {}, 1);
+    return dhraw_buf.data() + b0 * H;
+  };
+  // the carry into step t - 1: dh_prev of the valid rows (invalid rows pass theirs through)
+  auto update_carry = [&](int64_t t, int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      if (row_valid(L.lengths, b, t)) std::memcpy(carry_h.data() + b * K, dh_next.data() + b * K, sizeof(T) * K);
+  };
   const int rt = vk ? rnn_row_threads(B, GH, K) : 1;
   if (rt > 1) {  // every thread runs BPTT for its own rows (see rnn_row_threads)
-    parallel_run(rt, [&](int tid, int nt) {
-      int64_t b0, b1;
-      split_range(B, tid, nt, 1, &b0, &b1);
-      const int64_t nb = b1 - b0;
-      if (nb <= 0) return;
-      for (int64_t s = Tn - 1; s >= 0; --s) {
-        const int64_t t = L.reverse ? Tn - 1 - s : s;
-        const int64_t row0 = t * B;
-        gather_dh(t, b0, b1);
-        const T* dhraw = dh.data() + b0 * K;
-        if (P) {
-          std::memcpy(dhp.get() + (row0 + b0) * P, dh.data() + b0 * K, sizeof(T) * nb * P);
-          gemm<T>(false, false, nb, H, P, T(1), dh.data() + b0 * K, P, L.w_hr, H, T(0), dhraw_buf.data() + b0 * H, H,
-                  {}, 1);
-          dhraw = dhraw_buf.data() + b0 * H;
-        }
-        pointwise(t, b0, b1, dhraw);
-        if constexpr (std::is_same<T, float>::value) {
-          RnnBackF32 bs;
-          bs.B = nb, bs.N = K, bs.Kd = GH, bs.wp = bpanels.data(), bs.dg = dgh + (row0 + b0) * GH;
+    if constexpr (std::is_same<T, float>::value)
+      parallel_run(rt, [&](int tid, int nt) {
+        int64_t b0, b1;
+        split_range(B, tid, nt, 1, &b0, &b1);
+        for (int64_t s = Tn - 1; b0 < b1 && s >= 0; --s) {
+          const int64_t t = L.reverse ? Tn - 1 - s : s;
+          gather_dh(t, b0, b1);
+          pointwise(t, b0, b1, raw_dh(t, b0, b1));
+          RnnBackF32 bs;  // dh_prev = dG_h W_hh (+ GRU's direct z*dh term), own rows
+          bs.B = b1 - b0, bs.N = K, bs.Kd = GH, bs.wp = bpanels.data(), bs.dg = dgh + (t * B + b0) * GH;
           bs.add = gru ? direct.data() + b0 * H : nullptr, bs.out = dh_next.data() + b0 * K;
-          bs.reverse = (s & 1) != 0;
+          bs.reverse = (s & 1) != 0;  // serpentine order over this thread's steps
           vk->back(bs, 0, nq);
-        }
-        for (int64_t b = b0; b < b1; ++b)
-          if (row_valid(L.lengths, b, t))
-            std::memcpy(carry_h.data() + b * K, dh_next.data() + b * K, sizeof(T) * K);
-      }
-    });
-  }
-
-  for (int64_t s = Tn - 1; rt <= 1 && s >= 0; --s) {
-    const int64_t t = L.reverse ? Tn - 1 - s : s;
-    const int64_t row0 = t * B;
-    // gradient into this step's output h: the carry plus dy (zero for invalid rows)
-    gather_dh(t, 0, B);
-    const T* dhraw = dh.data();
-    if (P) {
-      std::memcpy(dhp.get() + row0 * P, dh.data(), sizeof(T) * B * P);
-      gemm<T>(false, false, B, H, P, T(1), dh.data(), P, L.w_hr, H, T(0), dhraw_buf.data(), H, {}, 1);
-      dhraw = dhraw_buf.data();
-    }
-    // fused pointwise backward of the gates
-    split_run(B, B * H * 16, [&](int64_t b0, int64_t b1) { pointwise(t, b0, b1, dhraw + b0 * H); });
-    T* gh = dgh + row0 * GH;
-    // dh_prev = dG_h W_hh (+ GRU's direct z*dh term)
-    const T* add = gru ? direct.data() : nullptr;
-    bool done = false;
-    if constexpr (std::is_same<T, float>::value) {
-      if (vk) {
-        RnnBackF32 bs;
-        bs.B = B, bs.N = K, bs.Kd = GH, bs.wp = bpanels.data(), bs.dg = gh, bs.add = add, bs.out = dh_next.data();
-        bs.reverse = next_pass_reversed();  // panels in serpentine order
-        RnnBackFn fn = vk->back;
-        split_run(nq, B * GH * K, [&](int64_t q0, int64_t q1) { fn(bs, q0, q1); });
-        done = true;
-      }
-    }
-    if (!done) {
-      split_run(K, B * GH * K, [&](int64_t k0, int64_t k1) {
-        for (int64_t b = 0; b < B; ++b) {
-          T* o = dh_next.data() + b * K;
-          for (int64_t k = k0; k < k1; ++k) o[k] = add ? add[b * H + k] : T(0);
-          const T* db = gh + b * GH;
-          for (int64_t g = 0; g < GH; ++g) {
-            const T d = db[g];
-            const T* w = L.w_hh + g * K;
-            for (int64_t k = k0; k < k1; ++k) o[k] += d * w[k];
-          }
+          update_carry(t, b0, b1);
         }
       });
+  } else {
+    for (int64_t s = Tn - 1; s >= 0; --s) {
+      const int64_t t = L.reverse ? Tn - 1 - s : s;
+      const int64_t row0 = t * B;
+      // gradient into this step's output h: the carry plus dy (zero for invalid rows)
+      gather_dh(t, 0, B);
+      const T* dhraw = raw_dh(t, 0, B);
+      // fused pointwise backward of the gates
+      split_run(B, B * H * 16, [&](int64_t b0, int64_t b1) { pointwise(t, b0, b1, dhraw + b0 * H); });
+      T* gh = dgh + row0 * GH;
+      // dh_prev = dG_h W_hh (+ GRU's direct z*dh term)
+      const T* add = gru ? direct.data() : nullptr;
+      bool done = false;
+      if constexpr (std::is_same<T, float>::value) {
+        if (vk) {
+          RnnBackF32 bs;
+          bs.B = B, bs.N = K, bs.Kd = GH, bs.wp = bpanels.data(), bs.dg = gh, bs.add = add, bs.out = dh_next.data();
+          bs.reverse = next_pass_reversed();  // panels in serpentine order
+          RnnBackFn fn = vk->back;
+          split_run(nq, B * GH * K, [&](int64_t q0, int64_t q1) { fn(bs, q0, q1); });
+          done = true;
+        }
+      }
+      if (!done) {
+        split_run(K, B * GH * K, [&](int64_t k0, int64_t k1) {
+          for (int64_t b = 0; b < B; ++b) {
+            T* o = dh_next.data() + b * K;
+            for (int64_t k = k0; k < k1; ++k) o[k] = add ? add[b * H + k] : T(0);
+            const T* db = gh + b * GH;
+            for (int64_t g = 0; g < GH; ++g) {
+              const T d = db[g];
+              const T* w = L.w_hh + g * K;
+              for (int64_t k = k0; k < k1; ++k) o[k] += d * w[k];
+            }
+          }
+        });
+      }
+      update_carry(t, 0, B);
     }
-    for (int64_t b = 0; b < B; ++b)
-      if (row_valid(L.lengths, b, t))
-        std::memcpy(carry_h.data() + b * K, dh_next.data() + b * K, sizeof(T) * K);
   }
 
   // merged weight gradients over all steps
