@@ -9,8 +9,8 @@
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "core/dispatch.h"
@@ -635,6 +635,13 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
 // on small maps the transforms cost more than the 2.25x fewer multiplies save.
 // A dilated layer is judged by one phase's map (winograd_phase_outputs): that is what the
 // tiles cover.
+bool winograd_preferred(const Conv2dShape& s) {
+  if (!winograd_applies(s)) return false;
+  const int64_t outputs = winograd_phase_outputs(s), channels = std::min(s.C, s.Co);
+  if (outputs < WINOGRAD_MIN_OUTPUTS) return false;
+  return channels >= (outputs < WINOGRAD_SMALL_OUTPUTS ? WINOGRAD_MIN_CHANNELS_SMALL : WINOGRAD_MIN_CHANNELS);
+}
+
 // auto takes the direct kernel (conv2d_direct.h) where it applies to a batch split over threads
 // with at most 32 output channels and rows of at most 32: there im2col's copy feeds too few
 // output channels to pay for itself. Measured (ms, im2col GEMM / direct, same runs, N=64):
@@ -652,13 +659,6 @@ bool direct_preferred(const Conv2dShape& s, bool is_float) {
 // rows (64->64@14 0.58/0.60).
 bool direct_grad_weight_preferred(const Conv2dShape& s, bool is_float) {
   return s.N > 0 && s.Kg() >= 36 && s.Kg() <= 320 && s.Cog() <= 64 && direct_grad_weight_applies(s, is_float);
-}
-
-bool winograd_preferred(const Conv2dShape& s) {
-  if (!winograd_applies(s)) return false;
-  const int64_t outputs = winograd_phase_outputs(s), channels = std::min(s.C, s.Co);
-  if (outputs < WINOGRAD_MIN_OUTPUTS) return false;
-  return channels >= (outputs < WINOGRAD_SMALL_OUTPUTS ? WINOGRAD_MIN_CHANNELS_SMALL : WINOGRAD_MIN_CHANNELS);
 }
 
 ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested, bool is_float) {
@@ -780,7 +780,9 @@ void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, 
     if (winograd_preferred(s) && s.N > 0 && winograd_phase_outputs(s) >= WINOGRAD_GRAD_WEIGHT_MIN_OUTPUTS)
       winograd_backward_weight(s, gy, x, gw);
     else if (direct_grad_weight_preferred(s, std::is_same<T, float>::value)) {
-      if constexpr (std::is_same<T, float>::value) direct_backward_weight(s, gy, x, gw, outer_threads(s));
+      // (images split only when the batch splits evenly over threads: with groups the (n, g)
+      // jobs of outer_threads would leave a thread without images)
+      if constexpr (std::is_same<T, float>::value) direct_backward_weight(s, gy, x, gw, batch_threads(s));
     } else
       backward_weight_gemm(s, gy, x, gw);
   }

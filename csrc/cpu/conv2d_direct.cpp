@@ -48,6 +48,14 @@ void pad_image(const Conv2dShape& s, const Padded& pd, const std::vector<int64_t
     }
 }
 
+// xp offset of tap t = kh * KW + kw under output (0, 0): kh * dh rows and kw * dw columns on
+std::vector<int64_t> tap_offsets(const Conv2dShape& s, const Padded& pd) {
+  std::vector<int64_t> toff(static_cast<size_t>(s.KH * s.KW));
+  for (int64_t t = 0; t < s.KH * s.KW; ++t)
+    toff[static_cast<size_t>(t)] = (t / s.KW) * s.dh * pd.Wp + (t % s.KW) * s.dw;
+  return toff;
+}
+
 std::vector<int64_t> column_sources(const Conv2dShape& s, const Padded& pd) {
   std::vector<int64_t> col_src(static_cast<size_t>(pd.Wp));
   for (int64_t c = 0; c < pd.Wp; ++c) col_src[static_cast<size_t>(c)] = pad_source_index(c - s.pl, s.W, s.mode);
@@ -85,7 +93,6 @@ bool direct_applies(const Conv2dShape& s, bool is_float) {
 
 bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float) {
   if (!avx512_float(is_float) || s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1)) return false;
-  if (s.OH * s.OW >= (int64_t(1) << 31) / 4) return false;  // direct_transpose's gather offsets
   return Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
 }
 
@@ -103,8 +110,7 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
     for (int64_t co = 0; co < Cog; ++co)
       for (int64_t k = 0; k < Kg; ++k)
         wp[static_cast<size_t>(((g * panels + co / mr) * Kg + k) * mr + co % mr)] = w[(g * Cog + co) * Kg + k];
-  std::vector<int64_t> toff(static_cast<size_t>(taps));
-  for (int64_t t = 0; t < taps; ++t) toff[static_cast<size_t>(t)] = (t / s.KW) * s.dh * pd.Wp + (t % s.KW) * s.dw;
+  const std::vector<int64_t> toff = tap_offsets(s, pd);
   const std::vector<int64_t> col_src = column_sources(s, pd);
   const std::vector<DirectVec> vec = output_vectors(s, pd);
   const int64_t nvec = static_cast<int64_t>(vec.size()), ksub = ksub_channels(s);
@@ -158,7 +164,7 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
   }
 }
 
-void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* x, float* gw, int outer_threads) {
+void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* x, float* gw, int image_threads) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), taps = s.KH * s.KW, Kg = s.Kg(), HW = s.H * s.W, P = s.OH * s.OW;
   const Padded pd(s);
   // tile shape by channel count: nv vectors of 16 output channels x mr reduction rows
@@ -168,9 +174,10 @@ void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* 
   const int64_t cw = 16 * nv, cblocks = (Cog + cw - 1) / cw, ld = cblocks * cw;  // dY^T row: Cog padded
   const int64_t kpanels = (Kg + mr - 1) / mr;
   // koff[k]: input offset of reduction index k = ci * taps + t; pix[p]: of output pixel p
+  const std::vector<int64_t> toff = tap_offsets(s, pd);
   std::vector<int64_t> koff(static_cast<size_t>(Kg)), pix(static_cast<size_t>(P));
   for (int64_t k = 0; k < Kg; ++k)
-    koff[static_cast<size_t>(k)] = (k / taps) * pd.plane + ((k % taps) / s.KW) * s.dh * pd.Wp + (k % s.KW) * s.dw;
+    koff[static_cast<size_t>(k)] = (k / taps) * pd.plane + toff[static_cast<size_t>(k % taps)];
   for (int64_t p = 0; p < P; ++p) pix[static_cast<size_t>(p)] = (p / s.OW) * pd.Wp + p % s.OW;
   const std::vector<int64_t> col_src = column_sources(s, pd);
   const int64_t sums = s.groups * Kg * ld;  // C[g][k][co] of one partial buffer
@@ -204,9 +211,9 @@ void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* 
           gw[(g * Cog + co) * Kg + k] = total;
         }
   };
-  if (outer_threads > 1) {  // images split: one partial buffer per thread, added in thread order
-    std::vector<std::vector<float>> parts(static_cast<size_t>(outer_threads));
-    parallel_run(outer_threads, [&](int tid, int nt) {
+  if (image_threads > 1) {  // images split: one partial buffer per thread, added in thread order
+    std::vector<std::vector<float>> parts(static_cast<size_t>(image_threads));
+    parallel_run(image_threads, [&](int tid, int nt) {
       int64_t n0, n1;
       split_range(s.N, tid, nt, 1, &n0, &n1);
       parts[static_cast<size_t>(tid)].assign(static_cast<size_t>(sums), 0.f);

@@ -66,7 +66,8 @@ void direct_tile_8x3(const DirectTileArgs& a);
 void direct_gw_6x4(const DirectGwArgs& a);
 void direct_gw_12x2(const DirectGwArgs& a);
 void direct_gw_12x1(const DirectGwArgs& a);
-// dst[c * ld + r] = src[r * cols + c] (rows * cols float matrix, transposed; cols < 2^31 / 4)
+// dst[c * ld + r] = src[r * cols + c] (rows * cols float matrix, transposed; 16 * cols * 4 must
+// fit an int32 gather offset: the grad_weight callers' images are at most 64 KiB)
 void direct_transpose(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld);
 }  // namespace conv_avx512
 
@@ -77,9 +78,9 @@ bool direct_applies(const Conv2dShape& s, bool is_float);
 // grad_weight without im2col (DirectGwArgs): stride 1, the padded image group at most 64 KiB.
 bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float);
 // gw [Co][C/groups][KH][KW] = sum over the batch of dY x im2col(x)^T; images split over
-// outer_threads (> 1: partial sums per thread, added in thread order) or the tiles split over
+// image_threads (> 1: partial sums per thread, added in thread order) or the tiles split over
 // the pool.
-void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* x, float* gw, int outer_threads);
+void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* x, float* gw, int image_threads);
 
 // y = conv2d(x, w) + b (relu fused). outer_threads > 1: image groups split over that many
 // threads; otherwise each image group's output-channel panels split over the pool.
