@@ -123,7 +123,7 @@ def test_fuse_respects_hooks_and_string_padding():
     report = pt.convert(net, fuse=True)[1]
     assert report.fused == [("0", "1", "2")]  # the hooked ReLU stays a module of its own
     assert type(net[4]) is nn.ReLU and not net[3].fused_relu
-    got = net(x)  # padding='same' in the fused conv: the unfused ops run
+    got = net(x)  # padding='same' in the fused conv (torch's split, as in the unfused op)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert len(seen) == 2
     # a second fuse finds nothing left to fuse

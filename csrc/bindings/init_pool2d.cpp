@@ -125,11 +125,9 @@ template <typename T>
 py::array relu_backward_impl(const py::array& g, const py::array& out) {
   const T* gp = in_ptr<T>(g, "grad");
   const T* op = in_ptr<T>(out, "output");
-  PYC_CHECK(g.ndim() == out.ndim() && g.size() == out.size(), "output must have the shape of grad ",
-            shape_str(g), ", got ", shape_str(out));
-  for (py::ssize_t d = 0; d < g.ndim(); ++d)
-    PYC_CHECK(g.shape(d) == out.shape(d), "output must have the shape of grad ", shape_str(g), ", got ",
-              shape_str(out));
+  bool same = g.ndim() == out.ndim();
+  for (py::ssize_t d = 0; same && d < g.ndim(); ++d) same = g.shape(d) == out.shape(d);
+  PYC_CHECK(same, "output must have the shape of grad ", shape_str(g), ", got ", shape_str(out));
   std::vector<py::ssize_t> shape(g.shape(), g.shape() + g.ndim());
   py::array_t<T> r = empty_array<T>(shape);
   T* rp = r.mutable_data();

@@ -382,21 +382,9 @@ def conv2d_relu_pool(input, weight, bias, stride, padding, dilation, groups, pad
     """relu(conv2d(...)), then max_pool2d(..., *pool) when pool = (kernel_size, stride, padding,
     dilation, ceil_mode) is given: one fused autograd node on eager CPU calls, the three ops
     otherwise. Arguments as nn.Conv2d / nn.MaxPool2d hold them."""
-    if _eager_ok(input, weight, bias) and not isinstance(padding, str):
-        ph, pw = _pair(padding, "padding")
-        conv_args = (
-            _pair(stride, "stride"),
-            [ph, ph, pw, pw],
-            _pair(dilation, "dilation"),
-            groups,
-            padding_mode,
-        )
-        pool_args = None
-        if pool is not None:
-            k, s, pp, d, ceil_mode = pool
-            k = _pair(k, "kernel_size")
-            s = k if s is None or (isinstance(s, (list, tuple)) and len(s) == 0) else _pair(s, "stride")
-            pool_args = (k, s, _pair(pp, "padding"), _pair(d, "dilation"), bool(ceil_mode))
+    if _eager_ok(input, weight, bias):
+        conv_args = (*_conv_args(weight, stride, padding, dilation), groups, padding_mode)
+        pool_args = None if pool is None else _pool_args(*pool)
         return _ConvReluPoolEager.apply(input, weight, bias, conv_args, pool_args)
     y = torch.relu(conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode))
     return y if pool is None else max_pool2d(y, *pool)
@@ -738,8 +726,9 @@ def _pair(v, name: str) -> list[int]:
     return [int(v), int(v)]
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
-    """torch.nn.functional.conv2d (plus nn.Conv2d's padding_mode) on pycnnrnn's kernel."""
+def _conv_args(weight, stride, padding, dilation) -> tuple[list[int], list[int], list[int]]:
+    """(stride, [top, bottom, left, right] padding, dilation) as the conv2d op takes them, from
+    torch.nn.functional.conv2d's arguments ('same' / 'valid' included)."""
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     if isinstance(padding, str):
         if padding == "valid":
@@ -756,6 +745,24 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     else:
         ph, pw = _pair(padding, "padding")
         pads = [ph, ph, pw, pw]
+    return stride, pads, dilation
+
+
+def _pool_args(kernel_size, stride, padding, dilation, ceil_mode) -> tuple:
+    """(kernel, stride, padding, dilation, ceil_mode) as the pooling ops take them (stride
+    defaults to the kernel, like torch)."""
+    k = _pair(kernel_size, "kernel_size")
+    s = (
+        k
+        if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
+        else _pair(stride, "stride")
+    )
+    return k, s, _pair(padding, "padding"), _pair(dilation, "dilation"), bool(ceil_mode)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """torch.nn.functional.conv2d (plus nn.Conv2d's padding_mode) on pycnnrnn's kernel."""
+    stride, pads, dilation = _conv_args(weight, stride, padding, dilation)
     if _eager_ok(input, weight, bias):
         return _Conv2dEager.apply(input, weight, bias, stride, pads, dilation, groups, padding_mode)
     return torch.ops.pycnnrnn.conv2d(input, weight, bias, stride, pads, dilation, groups, padding_mode)
@@ -763,13 +770,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """torch.nn.functional.max_pool2d on pycnnrnn's kernel."""
-    k = _pair(kernel_size, "kernel_size")
-    s = (
-        k
-        if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0)
-        else _pair(stride, "stride")
-    )
-    args = (input, k, s, _pair(padding, "padding"), _pair(dilation, "dilation"), bool(ceil_mode))
+    args = (input, *_pool_args(kernel_size, stride, padding, dilation, ceil_mode))
     if _eager_ok(input):
         y, idx = _MaxPool2dEager.apply(*args)
     else:
