@@ -602,11 +602,13 @@ for groups, ws, kw in [(1, (7, 6, 3, 3), dict(padding=1, stride=(1, 2))),
     if ws[2:] == (3, 3) and groups == 1 and kw.get("stride", 1) == 1:
         yw = F.conv2d(x, w, b, groups=groups, algorithm="winograd", **kw)
         assert np.abs(yw - y64).max() <= 2 * et + 1e-6 * max(1, np.abs(y64).max())
-try:  # the direct kernel is AVX-512 only: refused with a clear error, not run
-    F.conv2d(x, np.ones((4, 6, 3, 3), np.float32), padding=1, algorithm="direct")
-    raise AssertionError("direct ran on " + pycnnrnn.cpu_isa())
-except ValueError as e:
-    assert "no AVX-512 path" in str(e), e
+# the direct kernel's portable tile (AVX-512 has its own): against float64, padding modes
+for kw in [dict(padding=1), dict(padding=(2, 1), dilation=(2, 1), padding_mode="reflect")]:
+    wd = rng.uniform(-0.3, 0.3, (7, 6, 3, 3)).astype(np.float32)
+    bd = rng.uniform(-1, 1, 7).astype(np.float32)
+    yd = F.conv2d(x, wd, bd, algorithm="direct", **kw)
+    yd64 = F.conv2d(x.astype(np.float64), wd.astype(np.float64), bd.astype(np.float64), **kw)
+    assert np.abs(yd - yd64).max() <= 1e-5 * max(1, np.abs(yd64).max()), kw
 print("ok")
 """
     assert run_python(code, PYCNNRNN_ISA=isa).stdout.strip() == "ok"
@@ -824,8 +826,6 @@ def test_prepared_weight_first_calls_from_many_threads(rng):
 
 
 # ---------------------------------------------------------------- the direct kernel
-needs_avx512 = pytest.mark.skipif(pycnnrnn.cpu_isa() != "avx512", reason="the direct kernel is AVX-512 only")
-
 #            x shape           w shape        kwargs (every padding mode, dilation, groups, partial vectors)
 DIRECT_GRID = [
     ((3, 3, 32, 32), (16, 3, 3, 3), {"padding": 1}),  # 8x3 tiles, batch split
@@ -843,11 +843,11 @@ DIRECT_GRID = [
 ]
 
 
-@needs_avx512
 @pytest.mark.parametrize("xs,ws,kw", DIRECT_GRID, ids=[f"{c[0]}-{c[1]}" for c in DIRECT_GRID])
 def test_direct_matches_naive_oracle(xs, ws, kw, rng):
-    """algorithm='direct' (conv2d_direct.h) against the float64 loop and the im2col GEMM path on
-    the same float32 inputs; numpy only (runs under the ASan job)."""
+    """algorithm='direct' (conv2d_direct.h: the AVX-512 tiles, or the portable one) against the
+    float64 loop and the im2col GEMM path on the same float32 inputs; numpy only (runs under the
+    ASan job)."""
     bias, kw = split_kwargs(kw)
     x, w, b = make_inputs(rng, xs, ws, bias=bias)
     y = F.conv2d(x, w, b, algorithm="direct", **kw)
@@ -867,22 +867,24 @@ def test_direct_matches_naive_oracle(xs, ws, kw, rng):
         np.testing.assert_array_equal(yr, np.maximum(y, 0))
 
 
-@needs_avx512
-def test_auto_takes_direct_for_small_batched_layers_and_keeps_nan(rng):
+def test_direct_keeps_nan_and_auto_takes_it_on_avx512(rng):
     x, w, b = make_inputs(rng, (4, 16, 16, 16), (16, 16, 3, 3))
     x[1, 3, 5, 7] = np.nan
-    y = F.conv2d(x, w, b, padding=1)
-    np.testing.assert_array_equal(y, F.conv2d(x, w, b, padding=1, algorithm="direct"))
+    y = F.conv2d(x, w, b, padding=1, algorithm="direct")
+    y_auto = F.conv2d(x, w, b, padding=1)
+    if pycnnrnn.cpu_isa() == "avx512":  # auto's choice for this batch-split layer
+        np.testing.assert_array_equal(y_auto, y)
+    else:  # the im2col GEMM there: the same values to rounding, the same NaN
+        np.testing.assert_allclose(y_auto, y, rtol=1e-5, atol=1e-5)
     nan = np.isnan(y)
     assert nan[1, :, 4:7, 6:9].all() and nan.sum() == 16 * 9  # exactly the outputs that read it
-    yr = F.conv2d_relu(x, w, b, padding=1)
+    yr = F.conv2d_relu(x, w, b, padding=1)  # (auto's algorithm, fused ReLU)
     assert np.isnan(yr).sum() == 16 * 9
-    np.testing.assert_array_equal(np.nan_to_num(yr), np.maximum(np.nan_to_num(y), 0))
+    np.testing.assert_array_equal(np.nan_to_num(yr), np.maximum(np.nan_to_num(y_auto), 0))
 
 
 @needs_torch
 @pytest.mark.torch
-@needs_avx512
 @pytest.mark.parametrize(
     "xs,ws",
     [((8, 3, 32, 32), (16, 3, 3, 3)), ((8, 16, 16, 16), (32, 16, 3, 3)), ((8, 32, 16, 16), (16, 32, 3, 3))],
@@ -921,12 +923,12 @@ DIRECT_GW_GRID = [
 ]
 
 
-@needs_avx512
 @pytest.mark.parametrize("xs,ws,kw", DIRECT_GW_GRID, ids=[f"{c[0]}-{c[1]}" for c in DIRECT_GW_GRID])
-def test_direct_grad_weight_matches_naive_oracle(xs, ws, kw, rng):
-    """grad_weight of small float32 layers (36 to 320 reduction rows, <= 64 output channels)
-    runs the direct kernel (conv2d_direct.h): against the float64 loop within float32 rounding
-    of the largest partial sum; numpy only (the ASan job runs it)."""
+def test_small_grad_weight_matches_naive_oracle(xs, ws, kw, rng):
+    """grad_weight of small float32 layers (36 to 320 reduction rows, <= 64 output channels:
+    the direct kernel on AVX-512, conv2d_direct.h; the im2col GEMM elsewhere): against the
+    float64 loop within float32 rounding of the largest partial sum; numpy only (the ASan job
+    runs it)."""
     x, w, _ = make_inputs(rng, xs, ws)
     gy = rng.uniform(-1, 1, F.conv2d(x, w, **kw).shape).astype(np.float32)
     _, gw, _ = F.conv2d_backward(gy, x, w, output_mask=(False, True, False), **kw)

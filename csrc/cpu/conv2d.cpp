@@ -648,8 +648,10 @@ bool winograd_preferred(const Conv2dShape& s) {
 // 3->16@32 0.40/0.33, 16->32@16 0.74/0.62, 32->16@16 0.96/0.64, 32->32@16 1.51/1.21, 5x5
 // 16->16@24 2.75/2.26; neutral or worse: 16->16@32 1.76/1.81, 64->64@14 4.45/4.59, 8->8@64
 // 2.73/2.81, and single images (the direct kernel then splits output channels, not images).
+// (AVX-512 only: the portable tile serves algorithm="direct" elsewhere, it is not faster there)
 bool direct_preferred(const Conv2dShape& s, bool is_float) {
-  return direct_applies(s, is_float) && s.groups == 1 && s.Co <= 32 && s.OW <= 32 && batch_threads(s) > 1;
+  return active_isa() == Isa::avx512 && direct_applies(s, is_float) && s.groups == 1 && s.Co <= 32 &&
+         s.OW <= 32 && batch_threads(s) > 1;
 }
 
 // grad_weight: the direct kernel (no im2col, conv2d_direct.h) for 36 to 320 reduction rows
@@ -669,11 +671,10 @@ ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested, bool is_fl
       return direct_preferred(s, is_float) ? ConvAlgo::direct : ConvAlgo::gemm;
     case ConvAlgo::gemm: return ConvAlgo::gemm;
     case ConvAlgo::direct:
-      PYC_CHECK(direct_applies(s, is_float), "algorithm='direct' needs float32 on a CPU with AVX-512, stride 1, ",
-                "a kernel larger than 1x1, output rows of at least 12 and a padded image group of at most 64 KiB; ",
-                "got stride (", s.sh, ", ", s.sw, "), kernel (", s.KH, ", ", s.KW, "), output width ", s.OW,
-                ", padded image ", s.Cg(), " x ", s.H + s.pt + s.pb, " x ", s.W + s.pl + s.pr,
-                is_float ? "" : ", float64", active_isa() == Isa::avx512 ? "" : ", no AVX-512 path");
+      PYC_CHECK(direct_applies(s, is_float), "algorithm='direct' needs float32, stride 1, a kernel larger than ",
+                "1x1, output rows of at least 12 and a padded image group of at most 64 KiB; got stride (", s.sh,
+                ", ", s.sw, "), kernel (", s.KH, ", ", s.KW, "), output width ", s.OW, ", padded image ", s.Cg(),
+                " x ", s.H + s.pt + s.pb, " x ", s.W + s.pl + s.pr, is_float ? "" : ", float64");
       return ConvAlgo::direct;
     case ConvAlgo::depthwise:
       PYC_CHECK(depthwise_applies(s), "algorithm='depthwise' needs groups == in_channels (got groups=", s.groups,

@@ -86,7 +86,7 @@ bool avx512_float(bool is_float) {
 }  // namespace
 
 bool direct_applies(const Conv2dShape& s, bool is_float) {
-  if (!avx512_float(is_float) || s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1) || s.OW < DIRECT_MIN_OW)
+  if (!is_float || s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1) || s.OW < DIRECT_MIN_OW)
     return false;
   return Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
 }
@@ -102,7 +102,12 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
   const Padded pd(s);
   const bool wide8 = Cog % 8 == 0;
   const int mr = wide8 ? 8 : 6, nv = wide8 ? 3 : 4;
-  void (*tile)(const DirectTileArgs&) = wide8 ? conv_avx512::direct_tile_8x3 : conv_avx512::direct_tile_6x4;
+  auto tile = [&](const DirectTileArgs& a) {
+#if PYCNNRNN_HAVE_X86
+    if (active_isa() == Isa::avx512) return wide8 ? conv_avx512::direct_tile_8x3(a) : conv_avx512::direct_tile_6x4(a);
+#endif
+    conv_scalar::direct_tile(a, mr);
+  };
   const int64_t panels = (Cog + mr - 1) / mr;
   // wp[g][panel][k][i] = w[g][panel * mr + i][k] (zero rows past Cog): the tile's broadcasts
   std::vector<float> wp(static_cast<size_t>(s.groups * panels * Kg * mr), 0.f);

@@ -1,4 +1,4 @@
-// conv2d_direct.h — direct convolution for small stride-1 layers (float32, AVX-512): no im2col.
+// conv2d_direct.h — direct convolution for small stride-1 layers (float32): no im2col.
 //
 // The image group is copied once into a padded buffer xp[ci][Hp][Wp] (any padding mode) small
 // enough to stay in L1/L2, and a register tile of MR output channels x NV output vectors (16
@@ -59,6 +59,10 @@ struct DirectGwArgs {
 
 // Register tiles (24 accumulators): 6 channels x 4 vectors, or 8 x 3 where the channel count
 // is a multiple of 8 (no padding rows: 32 channels are 4 panels of 8, not 6 of 6).
+constexpr int DIRECT_MAX_NV = 4;
+namespace conv_scalar {
+void direct_tile(const DirectTileArgs& a, int mr);  // the portable tile (mr = 6 or 8)
+}  // namespace conv_scalar
 namespace conv_avx512 {
 void direct_tile_6x4(const DirectTileArgs& a);
 void direct_tile_8x3(const DirectTileArgs& a);
@@ -71,11 +75,12 @@ void direct_gw_12x1(const DirectGwArgs& a);
 void direct_transpose(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld);
 }  // namespace conv_avx512
 
-// float32 on the AVX-512 path, stride 1, rows of at least 12 output columns, the padded image
-// group at most 64 KiB.
+// float32, stride 1, rows of at least 12 output columns, the padded image group at most 64 KiB
+// (the AVX-512 tiles, or the portable one on other CPUs).
 bool direct_applies(const Conv2dShape& s, bool is_float);
 
-// grad_weight without im2col (DirectGwArgs): stride 1, the padded image group at most 64 KiB.
+// grad_weight without im2col (DirectGwArgs; AVX-512 only: auto's choice, never forced): stride
+// 1, the padded image group at most 64 KiB.
 bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float);
 // gw [Co][C/groups][KH][KW] = sum over the batch of dY x im2col(x)^T; images split over
 // image_threads (> 1: partial sums per thread, added in thread order) or the tiles split over
