@@ -654,8 +654,8 @@ def test_relu_backward_helper():
     gradient): grad where output > 0, else 0; a NaN output passes its gradient (torch's
     threshold_backward)."""
     rng = np.random.default_rng(3)
-    for dt in (np.float32, np.float64):
-        g = rng.standard_normal((3, 5, 70, 7)).astype(dt)
+    for dt, shape in [(np.float32, (3, 5, 70, 7)), (np.float64, (3, 5, 70, 7)), (np.float32, (2, 9, 64, 61))]:
+        g = rng.standard_normal(shape).astype(dt)  # (the last: split over threads, odd length)
         out = rng.standard_normal(g.shape).astype(dt)
         out[0, 0, 0, :3] = [np.nan, 0.0, -0.0]
         r = _C.relu_backward(g, out)
@@ -663,6 +663,7 @@ def test_relu_backward_helper():
         assert r.dtype == dt and r.shape == g.shape
         np.testing.assert_array_equal(r, want)
         assert r[0, 0, 0, 0] == g[0, 0, 0, 0] and r[0, 0, 0, 1] == 0 and r[0, 0, 0, 2] == 0
+    g, out = g.astype(np.float64), out.astype(np.float64)
     with pytest.raises(ValueError, match="output must have the shape of grad"):
         _C.relu_backward(g, out[:, :, :, :6].copy())
     with pytest.raises(TypeError, match="must be a float64 array"):

@@ -13,6 +13,7 @@
 #include "core/errors.h"
 #include "core/shapes.h"
 #include "core/thread_pool.h"
+#include "cpu/elementwise.h"
 #include "cpu/pool2d.h"
 
 namespace py = pybind11;
@@ -120,7 +121,7 @@ py::array unpool_impl(const py::array& x, const py::array& idx, int64_t oh, int6
 
 // grad where output > 0, else 0 (torch's threshold_backward(grad, output, 0): a NaN output
 // passes its gradient). The ReLU's backward of pycnnrnn.torch's fused Conv2d -> ReLU -> MaxPool2d,
-// on the pooled gradient: one pass, threaded (torch.where + le took 0.2 ms a layer there).
+// on the pooled gradient (cpu/elementwise.h; torch.where + le took 0.2 ms a layer there).
 template <typename T>
 py::array relu_backward_impl(const py::array& g, const py::array& out) {
   const T* gp = in_ptr<T>(g, "grad");
@@ -134,9 +135,7 @@ py::array relu_backward_impl(const py::array& g, const py::array& out) {
   const int64_t n = static_cast<int64_t>(g.size());
   {
     py::gil_scoped_release nogil;
-    parallel_for(n, int64_t{1} << 15, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) rp[i] = op[i] <= T(0) ? T(0) : gp[i];
-    });
+    relu_backward(gp, op, rp, n);
   }
   return std::move(r);
 }

@@ -19,6 +19,7 @@
 #include "core/thread_pool.h"
 #include "cpu/conv2d_depthwise.h"
 #include "cpu/conv2d_direct.h"
+#include "cpu/elementwise.h"
 #include "cpu/gemm.h"
 #include "cpu/im2col_kernels.h"
 
@@ -695,12 +696,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
   switch (conv2d_choose_algo(s, algo, std::is_same<T, float>::value)) {
     case ConvAlgo::depthwise: {
       depthwise_forward(s, x, w, b, y);
-      if (relu) {
-        const int64_t n = s.N * s.Co * s.OH * s.OW;
-        parallel_for(n, int64_t{1} << 16, [&](int64_t i0, int64_t i1) {
-          for (int64_t i = i0; i < i1; ++i) y[i] = y[i] < T(0) ? T(0) : y[i];  // NaN kept
-        });
-      }
+      if (relu) relu_inplace(y, s.N * s.Co * s.OH * s.OW);
       return;
     }
     case ConvAlgo::winograd:
