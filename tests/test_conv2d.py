@@ -918,7 +918,11 @@ DIRECT_GW_GRID = [
     ((4, 32, 8, 8), (64, 32, 3, 3), {"padding": 1}),  # 6 x 4 tiles, one 64-pixel chain per image
     ((1, 6, 21, 19), (10, 6, 3, 3), {"padding": 1, "padding_mode": "reflect"}),  # one image: rows split
     ((3, 4, 13, 30), (5, 4, 5, 5), {"padding": 2, "padding_mode": "circular"}),  # 12 x 1, chains of 64 + tail
-    ((2, 6, 14, 9), (4, 3, 3, 2), {"padding": (2, 1), "dilation": (2, 1), "groups": 2, "padding_mode": "replicate"}),
+    (
+        (2, 6, 14, 9),
+        (4, 3, 3, 2),
+        {"padding": (2, 1), "dilation": (2, 1), "groups": 2, "padding_mode": "replicate"},
+    ),
     ((2, 8, 7, 11), (40, 8, 2, 3), {}),  # no padding, 40 channels: a partial 64-wide block
 ]
 
@@ -941,5 +945,50 @@ def test_small_grad_weight_matches_naive_oracle(xs, ws, kw, rng):
     assert err <= 1e-6 * scale, (err, scale)
     # the float64 path (im2col GEMM) agrees with the oracle to rounding
     np.testing.assert_allclose(
-        F.conv2d_backward(gy64, x64, w64, output_mask=(False, True, False), **kw)[1], gw_ref, rtol=1e-11, atol=1e-11
+        F.conv2d_backward(gy64, x64, w64, output_mask=(False, True, False), **kw)[1],
+        gw_ref,
+        rtol=1e-11,
+        atol=1e-11,
     )
+
+
+# Maps of fewer than 64 outputs go through the GEMM several images at a time (forward_gemm:
+# columns of consecutive images side by side); every output keeps its k order, so a batch
+# must equal its images run one at a time, bit for bit.
+GROUPED_GRID = [
+    ((10, 24, 7, 7), (40, 24, 3, 3), {"padding": 1}),  # 49 outputs: 5 images a GEMM
+    ((33, 16, 4, 4), (20, 16, 3, 3), {"padding": 1}),  # 16 outputs, odd batch
+    ((9, 8, 11, 9), (12, 8, 3, 3), {"stride": 2, "padding": 1, "bias": False}),
+    ((7, 6, 6, 5), (5, 6, 2, 3), {"dilation": (2, 1), "padding": (1, 0), "padding_mode": "reflect"}),
+    ((12, 5, 3, 3), (9, 5, 3, 3), {}),  # 1x1 output
+    ((6, 4, 8, 8), (6, 4, 3, 3), {"padding": 1, "padding_mode": "circular"}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,ws,kw", GROUPED_GRID, ids=[f"{c[0]}-{c[1]}" for c in GROUPED_GRID])
+def test_small_maps_batch_equals_images_one_at_a_time(xs, ws, kw, dtype, rng):
+    bias, kw = split_kwargs(kw)
+    x, w, b = make_inputs(rng, xs, ws, dtype=dtype, bias=bias)
+    for fn in (F.conv2d, F.conv2d_relu):  # (auto takes the im2col GEMM for these shapes)
+        y = fn(x, w, b, **kw)
+        ref = np.concatenate([fn(x[i : i + 1], w, b, **kw) for i in range(len(x))])
+        np.testing.assert_array_equal(y, ref)
+    np.testing.assert_array_equal(y, np.maximum(F.conv2d(x, w, b, algorithm="gemm", **kw), 0))
+    y64 = _C.conv2d_forward_naive(
+        x.astype(np.float64),
+        w.astype(np.float64),
+        None if b is None else b.astype(np.float64),
+        *_oracle_args(x, w, kw),
+    )
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, np.maximum(y64, 0), rtol=tol, atol=tol)  # y: the conv2d_relu output
+    gy = rng.uniform(-1, 1, y.shape).astype(dtype)
+    gx = F.conv2d_backward(gy, x, w, output_mask=(True, False, False), **kw)[0]
+    gx_ref = np.concatenate(
+        [
+            F.conv2d_backward(gy[i : i + 1], x[i : i + 1], w, output_mask=(True, False, False), **kw)[0]
+            for i in range(len(x))
+        ]
+    )
+    np.testing.assert_array_equal(gx, gx_ref)

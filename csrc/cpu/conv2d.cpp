@@ -251,47 +251,59 @@ bool padded_path_applies(const Conv2dShape& s) {
 // Otherwise the reference im2col_block. `slot` picks the calling thread's buffer, so nested
 // users (grad_input through the forward path inside conv2d_backward) keep their own.
 // operator() may run on several threads at once (the engine's M split), after set_image.
+// With images > 1 (groups == 1 only), set_images() takes that many consecutive images of the
+// batch and the columns are theirs side by side: column i * P + p is pixel p of image i.
 template <typename T>
 class ImageCols {
  public:
-  ImageCols(const Conv2dShape& s, const ConvIndex& ix, int slot) : s_(s), ix_(ix) {
+  ImageCols(const Conv2dShape& s, const ConvIndex& ix, int slot, int64_t images = 1) : s_(s), ix_(ix) {
     if (padded_path_applies<T>(s)) kernel_ = padded_kernels<T>().im2col;
     if (kernel_) {
       g_ = padded_geometry(s);
       thread_local PadBuffer bufs[2];
       buf_ = &bufs[slot];
       // The border is written only here: a buffer last laid out the same way keeps its zeros.
-      const int64_t layout[5] = {s.Cg(), g_.Hp, g_.Wp, s.pt, s.pl};
-      if (!std::equal(layout, layout + 5, buf_->layout)) {
-        buf_->data.assign(static_cast<size_t>(s.Cg() * g_.Hp * g_.Wp), T(0));
-        std::copy(layout, layout + 5, buf_->layout);
+      const int64_t layout[6] = {s.Cg(), g_.Hp, g_.Wp, s.pt, s.pl, images};
+      if (!std::equal(layout, layout + 6, buf_->layout)) {
+        buf_->data.assign(static_cast<size_t>(images * s.Cg() * g_.Hp * g_.Wp), T(0));
+        std::copy(layout, layout + 6, buf_->layout);
       }
     }
   }
 
   // The padded copy xp[ci][pt + ih][pl + iw] = xg[ci][ih][iw] (interior rows only).
-  void set_image(const T* xg) {
-    xg_ = xg;
+  void set_image(const T* xg) { set_images(xg, 1); }
+  // count <= images consecutive images from x (image stride C * H * W).
+  void set_images(const T* x, int64_t count) {
+    xg_ = x;
     if (!kernel_) return;
-    T* xp = buf_->data.data();
-    for (int64_t ci = 0; ci < s_.Cg(); ++ci)
-      for (int64_t ih = 0; ih < s_.H; ++ih) {
-        const T* src = xg + (ci * s_.H + ih) * s_.W;
-        std::copy(src, src + s_.W, xp + (ci * g_.Hp + s_.pt + ih) * g_.Wp + s_.pl);
-      }
+    for (int64_t i = 0; i < count; ++i) {
+      T* xp = buf_->data.data() + i * s_.Cg() * g_.Hp * g_.Wp;
+      for (int64_t ci = 0; ci < s_.Cg(); ++ci)
+        for (int64_t ih = 0; ih < s_.H; ++ih) {
+          const T* src = x + ((i * s_.C + ci) * s_.H + ih) * s_.W;
+          std::copy(src, src + s_.W, xp + (ci * g_.Hp + s_.pt + ih) * g_.Wp + s_.pl);
+        }
+    }
   }
 
+  // Columns [n0, n0 + nc), split where they cross from one image to the next.
   void operator()(int64_t k0, int64_t kc, int64_t n0, int64_t nc, T* dst, int64_t ld) const {
-    if (kernel_)
-      kernel_(buf_->data.data(), g_, k0, kc, n0, nc, dst, ld);
-    else
-      im2col_block(s_, ix_, xg_, k0, kc, n0, nc, dst, ld);
+    const int64_t P = s_.OH * s_.OW;
+    for (int64_t n = n0; n < n0 + nc;) {
+      const int64_t i = n / P, p0 = n - i * P, pc = std::min(n0 + nc - n, P - p0);
+      if (kernel_)
+        kernel_(buf_->data.data() + i * s_.Cg() * g_.Hp * g_.Wp, g_, k0, kc, p0, pc, dst + (n - n0), ld);
+      else
+        im2col_block(s_, ix_, xg_ + i * s_.C * s_.H * s_.W, k0, kc, p0, pc, dst + (n - n0), ld);
+      n += pc;
+    }
   }
 
  private:
   struct PadBuffer {
     std::vector<T> data;
-    int64_t layout[5] = {-1, -1, -1, -1, -1};  // Cg, Hp, Wp, pt, pl of the zero border
+    int64_t layout[6] = {-1, -1, -1, -1, -1, -1};  // Cg, Hp, Wp, pt, pl, images of the zero border
   };
   const Conv2dShape& s_;
   const ConvIndex& ix_;
@@ -412,6 +424,12 @@ int outer_threads(const Conv2dShape& s) {
   return s.groups > 1 ? static_cast<int>(std::min<int64_t>(work_threads(s), s.N * s.groups)) : batch_threads(s);
 }
 
+// Maps smaller than one 64-column B panel (7x7: 49 columns, a quarter of the panel padding;
+// 4x4: a narrow 16-column tile) go through the GEMM several images at a time, about this many
+// columns side by side. Measured on 2 threads, same runs: 512->512 3x3 at 7x7, N=8, 8.0-8.3 ->
+// 6.7-7.5 ms; 64->64 at 4x4, N=64, 0.45 -> 0.40 ms; an 8x8 map (64 columns) gained nothing.
+constexpr int64_t CONV_GROUP_COLUMNS = 256;
+
 template <typename T>
 void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu = false) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), Kg = s.Kg(), P = s.OH * s.OW, HW = s.H * s.W;
@@ -419,6 +437,48 @@ void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y
   const bool pointwise = is_pointwise(s);
   const int64_t jobs = s.N * s.groups;
   const int outer = outer_threads(s);
+  // groups == 1 and P < 64: the images a thread takes go through the GEMM `group` at a time
+  // (their columns side by side, the product into a scratch copied out per image), the padded
+  // copies of a group within the padded path's size limit. The k loop of every output is the
+  // same as one image at a time: bit-identical results.
+  int64_t group = 1;
+  if (s.groups == 1 && !pointwise && 4 * P < CONV_GROUP_COLUMNS) {
+    const PaddedGeometry g = padded_geometry(s);
+    const int64_t image_bytes = s.C * g.Hp * g.Wp * int64_t(sizeof(T));
+    group = std::min({(s.N + outer - 1) / outer, CONV_GROUP_COLUMNS / P,
+                      std::max<int64_t>(1, PADDED_IMAGE_MAX_BYTES / image_bytes)});
+  }
+  if (group > 1) {
+    auto images = [&](int64_t n0, int64_t n1, int inner) {
+      thread_local std::vector<T> prod;  // [Co][count * P]
+      if (static_cast<int64_t>(prod.size()) < s.Co * group * P) prod.resize(static_cast<size_t>(s.Co * group * P));
+      ImageCols<T> cols(s, ix, 0, group);
+      GemmEpilogue<T> ep = conv_gemm_options<T>();
+      ep.relu = relu;
+      if (b) ep.bias = b, ep.bias_kind = BiasKind::row;
+      for (int64_t n = n0; n < n1; n += group) {
+        const int64_t count = std::min(group, n1 - n), cols_n = count * P;
+        cols.set_images(x + n * s.C * HW, count);
+        BlockProvider<T> prov = [&cols](int64_t k0, int64_t kc, int64_t c0, int64_t nc, T* dst, int64_t ld) {
+          cols(k0, kc, c0, nc, dst, ld);
+        };
+        // prod[Co][count * P] = W[Co][Kg] x im2col(x[n .. n + count))[Kg][count * P]
+        gemm_provided_b<T>(false, s.Co, cols_n, Kg, T(1), w, Kg, prov, T(0), prod.data(), cols_n, ep, inner);
+        for (int64_t i = 0; i < count; ++i)
+          for (int64_t co = 0; co < s.Co; ++co)
+            std::memcpy(y + ((n + i) * s.Co + co) * P, prod.data() + co * cols_n + i * P, sizeof(T) * P);
+      }
+    };
+    if (outer > 1)
+      parallel_run(outer, [&](int tid, int nt) {
+        int64_t n0, n1;
+        split_range(s.N, tid, nt, 1, &n0, &n1);
+        images(n0, n1, 1);
+      });
+    else
+      images(0, s.N, 0);
+    return;
+  }
   // The weights W_g [Cog][Kg] are the GEMM's row-major A: the micro-kernel reads them in
   // place (no per-call packing pass; for 512->512 3x3 that pass was 19% of the layer).
   auto one = [&](int64_t job, int inner) {
