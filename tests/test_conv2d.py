@@ -992,3 +992,30 @@ def test_small_maps_batch_equals_images_one_at_a_time(xs, ws, kw, dtype, rng):
         ]
     )
     np.testing.assert_array_equal(gx, gx_ref)
+
+
+# Winograd runs the chunks of small maps through one set of 16 GEMMs (a 14x14 map is one chunk
+# of 49 tiles; runs of up to 256 tiles): a batch must equal its images one at a time.
+WINOGRAD_RUNS_GRID = [
+    ((8, 24, 14, 14), (32, 24, 3, 3), {"padding": 1}),  # many-chunks branch, 4 images a run
+    ((3, 16, 13, 11), (20, 16, 3, 3), {"padding": 1, "padding_mode": "reflect"}),  # few-chunks branch
+    ((5, 8, 9, 10), (12, 8, 3, 3), {"padding": 2, "dilation": 2, "bias": False}),  # phases side by side
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,ws,kw", WINOGRAD_RUNS_GRID, ids=[f"{c[0]}-{c[1]}" for c in WINOGRAD_RUNS_GRID])
+def test_winograd_batch_equals_images_one_at_a_time(xs, ws, kw, dtype, rng):
+    bias, kw = split_kwargs(kw)
+    x, w, b = make_inputs(rng, xs, ws, dtype=dtype, bias=bias)
+    y = F.conv2d(x, w, b, algorithm="winograd", **kw)
+    ref = np.concatenate([F.conv2d(x[i : i + 1], w, b, algorithm="winograd", **kw) for i in range(len(x))])
+    np.testing.assert_array_equal(y, ref)
+    y64 = _C.conv2d_forward_naive(
+        x.astype(np.float64),
+        w.astype(np.float64),
+        None if b is None else b.astype(np.float64),
+        *_oracle_args(x, w, kw),
+    )
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, y64, rtol=tol, atol=tol)

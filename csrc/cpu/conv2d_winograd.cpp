@@ -114,6 +114,37 @@ std::vector<Chunk> chunks(const Conv2dShape& s, const std::vector<AxisPhase>& ro
   return out;
 }
 
+int64_t chunk_tiles(const Chunk& c, int64_t row_tiles) { return (c.th1 - c.th0) * row_tiles; }
+
+// Consecutive chunks [first, last) that share one set of 16 GEMMs, their tiles side by side.
+struct Run {
+  int64_t first, last, tiles;
+};
+
+// Chunks [q0, q1) in runs of at most RUN_MAX_TILES tiles: a small map's chunks (a 14x14 map is
+// one chunk of 49 tiles, a quarter of a 64-column panel padding) go through the GEMMs several
+// images at a time. A chunk larger than that is a run of its own.
+constexpr int64_t RUN_MAX_TILES = 256;
+std::vector<Run> runs(const std::vector<Chunk>& cs, int64_t q0, int64_t q1, int64_t row_tiles) {
+  std::vector<Run> out;
+  for (int64_t q = q0; q < q1; ++q) {
+    const int64_t t = chunk_tiles(cs[q], row_tiles);
+    if (!out.empty() && out.back().tiles + t <= RUN_MAX_TILES) {
+      out.back().last = q + 1;
+      out.back().tiles += t;
+    } else {
+      out.push_back({q, q + 1, t});
+    }
+  }
+  return out;
+}
+
+int64_t max_run_tiles(const std::vector<Run>& rs) {
+  int64_t m = 0;
+  for (const Run& r : rs) m = std::max(m, r.tiles);
+  return m;
+}
+
 int64_t max_chunk_rows(const std::vector<Chunk>& cs) {
   int64_t m = 0;
   for (const Chunk& c : cs) m = std::max(m, c.th1 - c.th0);
@@ -303,9 +334,15 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
   };
   const ColumnPlan cp(s);
   const std::vector<AxisPhase> rows = axis_phases(s.OH, s.dh);
-  auto run_chunk = [&](const Chunk& c, T* V, T* M, bool split_gemms) {
-    const int64_t tc = (c.th1 - c.th0) * cp.row_tiles;
-    transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V, tc);
+  // One run of chunks: each chunk's input tiles at its offset in V [16][C][tc], the 16 GEMMs
+  // over all tc tiles, each chunk's output tiles from its offset in M [16][Co][tc]. (Every
+  // output's sum is the same whatever the run: the k loop does not depend on tc.)
+  auto run_chunks = [&](const std::vector<Chunk>& work, const Run& r, T* V, T* M, bool split_gemms) {
+    const int64_t tc = r.tiles;
+    for (int64_t q = r.first, off = 0; q < r.last; off += chunk_tiles(work[q], cp.row_tiles), ++q) {
+      const Chunk& c = work[q];
+      transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V + off, tc);
+    }
     if (split_gemms)
       parallel_run(nt, [&](int tid, int nthr) {
         int64_t g0, g1;
@@ -314,28 +351,30 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
       });
     else
       gemms(V, M, tc, 0, 16);
-    transform_output(s, cp, *c.row, M, c.th0, c.th1, tc, b, relu, y + c.n * s.Co * s.OH * s.OW);
+    for (int64_t q = r.first, off = 0; q < r.last; off += chunk_tiles(work[q], cp.row_tiles), ++q) {
+      const Chunk& c = work[q];
+      transform_output(s, cp, *c.row, M + off, c.th0, c.th1, tc, b, relu, y + c.n * s.Co * s.OH * s.OW);
+    }
   };
   // Many chunks (~192 tiles each): each thread runs whole chunks end to end (transform, 16
   // GEMMs, output transform) in private, L2-sized buffers: one parallel region per call.
   std::vector<Chunk> work = chunks(s, rows, cp.row_tiles, 192);
   if (static_cast<int64_t>(work.size()) >= 4 * nt) {
-    const int64_t tc_max = max_chunk_rows(work) * cp.row_tiles;
     parallel_run(nt, [&](int tid, int nthr) {
-      T* V = scratch<T>(0, 16 * s.C * tc_max);
-      T* M = scratch<T>(1, 16 * s.Co * tc_max);
       int64_t q0, q1;
       split_range(static_cast<int64_t>(work.size()), tid, nthr, 1, &q0, &q1);
-      for (int64_t q = q0; q < q1; ++q) run_chunk(work[q], V, M, false);  // nested regions run serially
+      for (const Run& r : runs(work, q0, q1, cp.row_tiles))  // (nested regions run serially)
+        run_chunks(work, r, scratch<T>(0, 16 * s.C * r.tiles), scratch<T>(1, 16 * s.Co * r.tiles), false);
     });
     return;
   }
-  // Few, small images: one chunk of up to ~256 tiles at a time, the 16 GEMMs split over threads.
+  // Few, small images: one run of up to ~256 tiles at a time, the 16 GEMMs split over threads.
   work = chunks(s, rows, cp.row_tiles, 256);
-  const int64_t tc_max = max_chunk_rows(work) * cp.row_tiles;
+  const std::vector<Run> all = runs(work, 0, static_cast<int64_t>(work.size()), cp.row_tiles);
+  const int64_t tc_max = max_run_tiles(all);
   std::unique_ptr<T[]> V(new T[static_cast<size_t>(16 * s.C * tc_max)]);
   std::unique_ptr<T[]> M(new T[static_cast<size_t>(16 * s.Co * tc_max)]);
-  for (const Chunk& c : work) run_chunk(c, V.get(), M.get(), true);
+  for (const Run& r : all) run_chunks(work, r, V.get(), M.get(), true);
 }
 
 // ---- grad_weight ---------------------------------------------------------------------------
