@@ -442,7 +442,7 @@ void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y
   // copies of a group within the padded path's size limit. The k loop of every output is the
   // same as one image at a time: bit-identical results.
   int64_t group = 1;
-  if (s.groups == 1 && !pointwise && 4 * P < CONV_GROUP_COLUMNS) {
+  if (s.groups == 1 && !pointwise && P > 0 && 4 * P < CONV_GROUP_COLUMNS) {
     const PaddedGeometry g = padded_geometry(s);
     const int64_t image_bytes = s.C * g.Hp * g.Wp * int64_t(sizeof(T));
     group = std::min({(s.N + outer - 1) / outer, CONV_GROUP_COLUMNS / P,
