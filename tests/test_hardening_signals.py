@@ -23,6 +23,11 @@ import numpy as np
 import pycnnrnn
 from pycnnrnn import functional as F
 
+# A process started in the background by a non-interactive shell inherits SIGINT ignored, and
+# Python then keeps it ignored; what is tested here is pycnnrnn under Ctrl-C as an interactive
+# interpreter gets it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 def interrupt_after(delay, fn):
     sent = {}
     def fire():
