@@ -238,11 +238,17 @@ PaddedGeometry padded_geometry(const Conv2dShape& s) {
   return PaddedGeometry{s.H + s.pt + s.pb, s.W + s.pl + s.pr, s.KH, s.KW, s.sh, s.dh, s.dw, s.OW};
 }
 
+// Bytes of one padded image group [Cg][Hp][Wp].
+template <typename T>
+int64_t padded_image_bytes(const Conv2dShape& s) {
+  const PaddedGeometry g = padded_geometry(s);
+  return s.Cg() * g.Hp * g.Wp * int64_t(sizeof(T));
+}
+
 // Stride 1 along W, zero padding, a small enough image group: the padded-copy path applies.
 template <typename T>
 bool padded_path_applies(const Conv2dShape& s) {
-  const PaddedGeometry g = padded_geometry(s);
-  return s.sw == 1 && s.mode == PadMode::zeros && s.Cg() * g.Hp * g.Wp * int64_t(sizeof(T)) <= PADDED_IMAGE_MAX_BYTES;
+  return s.sw == 1 && s.mode == PadMode::zeros && padded_image_bytes<T>(s) <= PADDED_IMAGE_MAX_BYTES;
 }
 
 // im2col blocks of one image group at a time. Where the padded path applies and the ISA has
@@ -442,12 +448,9 @@ void forward_gemm(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y
   // copies of a group within the padded path's size limit. The k loop of every output is the
   // same as one image at a time: bit-identical results.
   int64_t group = 1;
-  if (s.groups == 1 && !pointwise && P > 0 && 4 * P < CONV_GROUP_COLUMNS) {
-    const PaddedGeometry g = padded_geometry(s);
-    const int64_t image_bytes = s.C * g.Hp * g.Wp * int64_t(sizeof(T));
+  if (s.groups == 1 && !pointwise && P > 0 && 4 * P < CONV_GROUP_COLUMNS)
     group = std::min({(s.N + outer - 1) / outer, CONV_GROUP_COLUMNS / P,
-                      std::max<int64_t>(1, PADDED_IMAGE_MAX_BYTES / image_bytes)});
-  }
+                      std::max<int64_t>(1, PADDED_IMAGE_MAX_BYTES / padded_image_bytes<T>(s))});
   if (group > 1) {
     auto images = [&](int64_t n0, int64_t n1, int inner) {
       thread_local std::vector<T> prod;  // [Co][count * P]

@@ -83,17 +83,20 @@ bool avx512_float(bool is_float) {
 #endif
 }
 
+// What both direct kernels need: stride 1, a kernel larger than 1x1, a small padded image group.
+bool direct_shape(const Conv2dShape& s) {
+  return s.sh == 1 && s.sw == 1 && !(s.KH == 1 && s.KW == 1) &&
+         Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
+}
+
 }  // namespace
 
 bool direct_applies(const Conv2dShape& s, bool is_float) {
-  if (!is_float || s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1) || s.OW < DIRECT_MIN_OW)
-    return false;
-  return Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
+  return is_float && s.OW >= DIRECT_MIN_OW && direct_shape(s);
 }
 
 bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float) {
-  if (!avx512_float(is_float) || s.sh != 1 || s.sw != 1 || (s.KH == 1 && s.KW == 1)) return false;
-  return Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
+  return avx512_float(is_float) && direct_shape(s);
 }
 
 void direct_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
