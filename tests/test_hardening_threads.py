@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import pycnnrnn
+from pycnnrnn import _C
 from pycnnrnn import functional as F
 
 
@@ -243,3 +244,17 @@ def test_set_num_threads_while_other_threads_run_ops():
         pycnnrnn.set_num_threads(old)
     # still usable
     assert _same(calls["conv2d"](), refs[old if old in refs else 1]["conv2d"]) or old not in refs
+
+
+@pytest.mark.parametrize("pool", [1, 2])
+def test_parallel_run_keeps_every_part_when_the_pool_is_smaller(pool):
+    """A kernel picks its partition from get_num_threads(); if another Python thread lowers the
+    count before the region starts, the region must still run every part with the same nthreads
+    (the CI run that found it: a grad_weight summed in 2 parts, which no thread count gives)."""
+    old = pycnnrnn.get_num_threads()
+    try:
+        pycnnrnn.set_num_threads(pool)
+        for nt in (1, 3, 5):
+            assert _C._parallel_parts(nt) == [(t, nt) for t in range(nt)]
+    finally:
+        pycnnrnn.set_num_threads(old)

@@ -133,3 +133,19 @@ def test_forked_child_falls_back_to_own_pool():
     out = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize("pool", [1, 2])
+def test_openmp_regions_keep_every_part_when_the_count_is_smaller(sharing, pool):
+    """As on the own pool (test_hardening_threads): parallel_run(nt) runs nt parts with nthreads
+    nt on torch's team too, when get_num_threads() is below nt."""
+    if not sharing:
+        pytest.skip("torch's parallel backend is not OpenMP")
+    old = pycnnrnn.get_num_threads()
+    try:
+        pycnnrnn.set_num_threads(pool)
+        assert _C.using_openmp_runtime()
+        for nt in (1, 3, 5):
+            assert _C._parallel_parts(nt) == [(t, nt) for t in range(nt)]
+    finally:
+        pycnnrnn.set_num_threads(old)

@@ -29,6 +29,17 @@ void init_core(py::module_& m) {
     set_num_threads(n);
   });
   m.def("default_num_threads", &default_num_threads);
+  m.def(
+      "_parallel_parts",
+      [](int nt) {
+        std::vector<std::pair<int, int>> seen(static_cast<size_t>(std::max(nt, 1)), {-1, -1});
+        {
+          py::gil_scoped_release nogil;
+          parallel_run(nt, [&](int tid, int n) { seen[static_cast<size_t>(tid)] = {tid, n}; });
+        }
+        return seen;
+      },
+      py::arg("nthreads"), "Test hook: the (tid, nthreads) every part of parallel_run(nthreads) received.");
   m.def("use_openmp_runtime", &use_openmp_runtime, py::arg("library"),
         "Run parallel regions on the already-loaded OpenMP runtime at `library` (torch's), or on "
         "pycnnrnn's own pool with ''. False when that library is not loaded or lacks GOMP_parallel.");

@@ -51,9 +51,14 @@ class Pool {
   }
 
   void run(int nt, const TaskFn& fn) {
-    if (nt > nthreads_) nt = nthreads_;
+    // Always nt parts, even when the pool has fewer threads (set_num_threads from another
+    // Python thread between the caller's choice of nt and this call): a caller's partition,
+    // and so its result, depends on nt alone. Parts past the pool's threads are taken by
+    // whichever participant is free (below).
+    if (nt > kMaxThreads) nt = kMaxThreads;
     std::unique_lock<std::mutex> region;
-    if (nt > 1 && !tl_inside_region) region = std::unique_lock<std::mutex>(region_mutex_, std::try_to_lock);
+    if (nt > 1 && nthreads_ > 1 && !tl_inside_region)
+      region = std::unique_lock<std::mutex>(region_mutex_, std::try_to_lock);
     if (nt <= 1 || !region.owns_lock()) {  // serial: same partition, same result
       int parts = nt <= 1 ? 1 : nt;
       for (int t = 0; t < parts; ++t) fn(t, parts);
@@ -310,9 +315,10 @@ void set_num_threads(int n) {
 void parallel_run(int nthreads, const TaskFn& fn) {
   const OmpRuntime* rt = g_omp.load(std::memory_order_acquire);
   if (rt && nthreads > 1 && !tl_inside_region) {
-    OmpRegion r{rt, &fn, std::min(nthreads, get_num_threads()), {}, nullptr};
-    if (r.nt > 1) {
-      rt->parallel(omp_region_body, &r, static_cast<unsigned>(r.nt), 0);
+    OmpRegion r{rt, &fn, nthreads, {}, nullptr};  // every part; the team may be smaller
+    const int team = std::min(nthreads, get_num_threads());
+    if (team > 1) {
+      rt->parallel(omp_region_body, &r, static_cast<unsigned>(team), 0);
       if (r.error) std::rethrow_exception(r.error);
       return;
     }

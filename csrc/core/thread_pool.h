@@ -3,7 +3,8 @@
 // parallel_run(nt, fn) calls fn(tid, nt) for tid = 0..nt-1, the calling thread taking tid 0,
 // and returns when all are done. Work is partitioned statically by tid, so a result depends
 // only on nt, never on which OS thread ran which part: results are bit-identical from call to
-// call and across Python threads.
+// call and across Python threads. All nt parts run even when the pool has fewer threads (the
+// count was lowered by set_num_threads after the caller chose nt).
 //
 // Only one parallel region runs on the pool at a time. A call that finds the pool busy (a
 // second Python thread, or a nested call from inside a task) runs all nt parts itself, in
