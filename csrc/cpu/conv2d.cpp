@@ -803,18 +803,21 @@ Conv2dShape backward_data_shape(const Conv2dShape& s) {
 // 0.99/0.56, 8->32@16 0.70/0.44, 16->64@16 1.81/1.34, 16->32@32 3.57/2.83, 3->64@224 (N=8)
 // 31.8/10.9; even 16->32@16 0.89/0.87, 32->128@8 1.68/1.62; worse 32->64@8 0.82/1.09. Winograd
 // and depthwise keep the forward route.
+// forward_algo: auto's algorithm for the forward route (backward_data_shape(s)), chosen once by
+// the caller and passed to both this test and backward_data_as_forward: auto's choice reads
+// the thread count, and choosing twice while another Python thread changed it ran the forward
+// route on the im2col GEMM, a result that no thread count gives.
 template <typename T>
-bool backward_data_via_col2im(const Conv2dShape& s) {
+bool backward_data_via_col2im(const Conv2dShape& s, ConvAlgo forward_algo) {
   if (!backward_data_as_forward_applies(s)) return true;
   const int64_t cg = s.Cg(), cog = s.Cog();
   if (cg >= cog || !(cg <= 8 || cog >= 4 * cg || s.OW >= 32)) return false;
   if (!padded_path_applies<T>(s) || !padded_kernels<T>().col2im) return false;
-  return conv2d_choose_algo(backward_data_shape(s), ConvAlgo::auto_, std::is_same<T, float>::value) ==
-         ConvAlgo::gemm;
+  return forward_algo == ConvAlgo::gemm;
 }
 
 template <typename T>
-void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* gx) {
+void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* gx, ConvAlgo algo) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), KHW = s.KH * s.KW;
   std::vector<T> wt(static_cast<size_t>(s.C * Cog * KHW));  // [C][Cog][KH][KW]
   for (int64_t g = 0; g < s.groups; ++g)
@@ -824,7 +827,7 @@ void backward_data_as_forward(const Conv2dShape& s, const T* gy, const T* w, T* 
         T* dst = wt.data() + ((g * Cg + ci) * Cog + co) * KHW;
         for (int64_t k = 0; k < KHW; ++k) dst[k] = src[KHW - 1 - k];
       }
-  conv2d_forward(backward_data_shape(s), gy, wt.data(), static_cast<const T*>(nullptr), gx, ConvAlgo::auto_);
+  conv2d_forward(backward_data_shape(s), gy, wt.data(), static_cast<const T*>(nullptr), gx, algo);
 }
 
 }  // namespace
@@ -847,10 +850,14 @@ void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, 
       backward_weight_gemm(s, gy, x, gw);
   }
   if (gx && s.N > 0) {
-    if (backward_data_via_col2im<T>(s))
+    const ConvAlgo forward_algo =
+        backward_data_as_forward_applies(s)
+            ? conv2d_choose_algo(backward_data_shape(s), ConvAlgo::auto_, std::is_same<T, float>::value)
+            : ConvAlgo::gemm;
+    if (backward_data_via_col2im<T>(s, forward_algo))
       backward_data_gemm(s, gy, w, gx);
     else
-      backward_data_as_forward(s, gy, w, gx);
+      backward_data_as_forward(s, gy, w, gx, forward_algo);
   }
 }
 
