@@ -218,6 +218,7 @@ template <>
 PaddedKernels<float> padded_kernels<float>() {
 #if PYCNNRNN_HAVE_X86
   if (active_isa() == Isa::avx512) return {im2col_avx512::im2col_padded_f32, im2col_avx512::col2im_padded_f32};
+  if (active_isa() == Isa::avx2) return {im2col_avx2::im2col_padded_f32, im2col_avx2::col2im_padded_f32};
 #endif
   return {};
 }
@@ -225,6 +226,7 @@ template <>
 PaddedKernels<double> padded_kernels<double>() {
 #if PYCNNRNN_HAVE_X86
   if (active_isa() == Isa::avx512) return {im2col_avx512::im2col_padded_f64, im2col_avx512::col2im_padded_f64};
+  if (active_isa() == Isa::avx2) return {im2col_avx2::im2col_padded_f64, im2col_avx2::col2im_padded_f64};
 #endif
   return {};
 }

@@ -38,5 +38,15 @@ void im2col_padded_f32(const float* xp, const PaddedGeometry& g, int64_t k0, int
 void im2col_padded_f64(const double* xp, const PaddedGeometry& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
                        double* dst, int64_t ld);
 }  // namespace im2col_avx512
+namespace im2col_avx2 {
+void col2im_padded_f32(const float* col, const PaddedGeometry& g, int64_t c0, int64_t c1, int64_t p0, int64_t pc,
+                       float* xp);
+void col2im_padded_f64(const double* col, const PaddedGeometry& g, int64_t c0, int64_t c1, int64_t p0, int64_t pc,
+                       double* xp);
+void im2col_padded_f32(const float* xp, const PaddedGeometry& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
+                       float* dst, int64_t ld);
+void im2col_padded_f64(const double* xp, const PaddedGeometry& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
+                       double* dst, int64_t ld);
+}  // namespace im2col_avx2
 
 }  // namespace pycnnrnn
