@@ -178,6 +178,24 @@ def test_simd_widths_and_specials_everywhere(rng, dtype):
         assert_bits_equal(i, ti, f"k{k}s{s}p{p}c{c}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_row_width_and_its_last_vector(rng, dtype):
+    """Rows of 1-40 inputs: the last full vector, whose paired stride-2 load stops one element
+    short of the row's end (16- and 32-wide rows), and the half-vector rest of rows of 4-7
+    outputs (8- and 14-wide rows), with NaN / inf / signed zeros in every position, values
+    alone and with indices."""
+    for w in range(1, 41):
+        x = tricky_input(rng, (2, 3, 6, w), dtype)
+        for k, s, p, c in [(2, 2, 0, False), (2, 2, 1, True), (3, 2, 0, False), (3, 2, 1, False)]:
+            if w + 2 * p < k:
+                continue
+            ty, ti = torch_pool(x, k, s, p, 1, c)
+            y, i = F.max_pool2d(x, k, s, p, 1, c, True)
+            assert_bits_equal(y, ty, f"w{w} k{k}s{s}p{p}c{c}")
+            assert_bits_equal(i, ti, f"w{w} k{k}s{s}p{p}c{c}")
+            assert_bits_equal(F.max_pool2d(x, k, s, p, 1, c), ty, f"values only: w{w} k{k}s{s}p{p}c{c}")
+
+
 def test_ceil_mode_last_window_rule():
     # in=5, k=2, s=2, p=1, ceil: out=4 would start at 6 >= 5+1 -> dropped to 3 (torch's rule)
     x = np.arange(1, 26, dtype=np.float32).reshape(1, 1, 5, 5)

@@ -53,10 +53,11 @@ static inline void ref_one(const T* xp, T* yrow, int64_t* irow, const Pool2dShap
   for (int64_t ih = hs; ih < he; ih += s.dh)
     for (int64_t iw = ws; iw < we; iw += s.dw) {
       const T v = xp[ih * s.W + iw];
-      if ((v > maxval) || std::isnan(v)) {
-        maxval = v;
-        maxidx = ih * s.W + iw;
-      }
+      // selects, not a branch: random data mispredicted it every other element, and this loop
+      // also finishes the rows the vector kernels leave (e.g. every row of 4 outputs)
+      const bool take = (v > maxval) | (v != v);
+      maxval = take ? v : maxval;
+      maxidx = take ? ih * s.W + iw : maxidx;
     }
   yrow[ow] = maxval;
   if (irow) irow[ow] = maxidx;

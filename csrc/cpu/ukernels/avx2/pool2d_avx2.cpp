@@ -24,6 +24,7 @@ struct F32 {
   using C = __m256i;  // int32 codes
   static constexpr int L = 8;
   static V loadu(const T* p) { return _mm256_loadu_ps(p); }
+  static V loadu_head(const T* p) { return _mm256_maskload_ps(p, _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, -1, 0)); }
   static void store(T* p, V v) { _mm256_storeu_ps(p, v); }
   static V upd(V v, V mx) { return _mm256_or_ps(_mm256_cmp_ps(v, mx, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q)); }
   static V blend(V k, V a, V b) { return _mm256_blendv_ps(a, b, k); }
@@ -54,12 +55,46 @@ struct F32 {
   }
 };
 
+// Half vectors (4 floats, SSE) for the rest of a row the 8-wide pass leaves: rows of 4-7
+// outputs (2x2/2 pooling of 8- and 14-wide maps) went to the scalar reference loop.
+struct F32x4 {
+  using T = float;
+  using V = __m128;
+  using C = __m128i;  // int32 codes
+  static constexpr int L = 4;
+  static V loadu(const T* p) { return _mm_loadu_ps(p); }
+  static V loadu_head(const T* p) { return _mm_maskload_ps(p, _mm_setr_epi32(-1, -1, -1, 0)); }
+  static void store(T* p, V v) { _mm_storeu_ps(p, v); }
+  static V upd(V v, V mx) { return _mm_or_ps(_mm_cmp_ps(v, mx, _CMP_GT_OQ), _mm_cmp_ps(v, v, _CMP_UNORD_Q)); }
+  static V blend(V k, V a, V b) { return _mm_blendv_ps(a, b, k); }
+  static V max(V v, V mx) { return _mm_max_ps(v, mx); }  // v > mx ? v : mx
+  static V add(V a, V b) { return _mm_add_ps(a, b); }
+  static bool any_nan(V v) { return _mm_movemask_ps(_mm_cmp_ps(v, v, _CMP_UNORD_Q)) != 0; }
+  static V even(V lo, V hi) { return _mm_shuffle_ps(lo, hi, 0x88); }  // lo0 lo2 hi0 hi2
+  static V gather(const T* p, int64_t sw) {
+    const __m128i vi = _mm_mullo_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(static_cast<int>(sw)));
+    return _mm_mask_i32gather_ps(_mm_setzero_ps(), p, vi, _mm_castsi128_ps(_mm_set1_epi32(-1)), 4);
+  }
+  static C code_zero() { return _mm_setzero_si128(); }
+  static C code_blend(V k, C c, int64_t v) {
+    return _mm_castps_si128(
+        _mm_blendv_ps(_mm_castsi128_ps(c), _mm_castsi128_ps(_mm_set1_epi32(static_cast<int32_t>(v))), k));
+  }
+  static void store_idx(int64_t* out, C code, int64_t base, int64_t sw) {
+    const __m128i b0 = _mm_add_epi64(_mm_set1_epi64x(base), _mm_set_epi64x(sw, 0));
+    const __m128i b1 = _mm_add_epi64(b0, _mm_set1_epi64x(2 * sw));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_add_epi64(b0, _mm_cvtepi32_epi64(code)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2), _mm_add_epi64(b1, _mm_cvtepi32_epi64(_mm_srli_si128(code, 8))));
+  }
+};
+
 struct F64 {
   using T = double;
   using V = __m256d;
   using C = __m256i;  // int64 codes
   static constexpr int L = 4;
   static V loadu(const T* p) { return _mm256_loadu_pd(p); }
+  static V loadu_head(const T* p) { return _mm256_maskload_pd(p, _mm256_setr_epi64x(-1, -1, -1, 0)); }
   static void store(T* p, V v) { _mm256_storeu_pd(p, v); }
   static V upd(V v, V mx) { return _mm256_or_pd(_mm256_cmp_pd(v, mx, _CMP_GT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q)); }
   static V blend(V k, V a, V b) { return _mm256_blendv_pd(a, b, k); }
@@ -84,12 +119,13 @@ struct F64 {
   }
 };
 
-template <class K, int SW>
+// LAST (SW == 2): a row's last vector, whose paired load must not read past the row.
+template <class K, int SW, bool LAST = false>
 inline typename K::V load_strided(const typename K::T* p, int64_t sw) {
   if constexpr (SW == 1) {
     return K::loadu(p);
-  } else if constexpr (SW == 2) {
-    return K::even(K::loadu(p), K::loadu(p + K::L));  // reads p[0 .. 2L-1]
+  } else if constexpr (SW == 2) {  // reads p[0 .. 2L-1] (LAST: p[0 .. 2L-2], the last is not needed)
+    return K::even(K::loadu(p), LAST ? K::loadu_head(p + K::L) : K::loadu(p + K::L));
   } else {
     return K::gather(p, sw);
   }
@@ -98,7 +134,7 @@ inline typename K::V load_strided(const typename K::T* p, int64_t sw) {
 // One full vector at column ow. EXACT: torch's rule with compares + blends (and the codes
 // when IDX). !EXACT (values only): m = max(v, m) (maxps keeps m on ties and on NaN) plus a
 // running sum that flags NaN lanes; returns false for a flagged vector (redone EXACT).
-template <class K, int SW, int KH, int KW, bool IDX, bool EXACT>
+template <class K, int SW, int KH, int KW, bool IDX, bool EXACT, bool LAST = false>
 inline bool vec_body(const PoolRowArgs& a, int64_t ow) {
   using T = typename K::T;
   using V = typename K::V;
@@ -108,13 +144,13 @@ inline bool vec_body(const PoolRowArgs& a, int64_t ow) {
   const int64_t sw = SW > 0 ? SW : a.sw, rstep = a.dh * W;
   const int64_t col0 = ow * sw - a.pw;
   const T* base = x + a.ih0 * W + col0;
-  V mx = load_strided<K, SW>(base, sw);
+  V mx = load_strided<K, SW, LAST>(base, sw);
   if constexpr (EXACT) {
     typename K::C code = K::code_zero();
     for (int64_t i = 0; i < nrows; ++i) {
       const T* r = base + i * rstep;
       for (int64_t j = (i == 0 ? 1 : 0); j < kw; ++j) {
-        const V v = load_strided<K, SW>(r + j * dw, sw);
+        const V v = load_strided<K, SW, LAST>(r + j * dw, sw);
         const V k = K::upd(v, mx);
         mx = K::blend(k, mx, v);
         if constexpr (IDX) code = K::code_blend(k, code, i * rstep + j * dw);
@@ -128,7 +164,7 @@ inline bool vec_body(const PoolRowArgs& a, int64_t ow) {
     for (int64_t i = 0; i < nrows; ++i) {
       const T* r = base + i * rstep;
       for (int64_t j = (i == 0 ? 1 : 0); j < kw; ++j) {
-        const V v = load_strided<K, SW>(r + j * dw, sw);
+        const V v = load_strided<K, SW, LAST>(r + j * dw, sw);
         mx = K::max(v, mx);
         acc = K::add(acc, v);
       }
@@ -154,6 +190,19 @@ int64_t row_impl(const PoolRowArgs& args) {
       if (!vec_body<K, SW, KH, KW, false, false>(a, ow)) vec_body<K, SW, KH, KW, false, true>(a, ow);
     }
   }
+  // SW == 2: one more vector where only the paired load's unused last element lies past the
+  // row (2x2/2 pooling of 32-wide rows: their second half; of 16-wide rows: all of them), with
+  // that element masked off. It went to the scalar reference loop.
+  if constexpr (SW == 2) {
+    if (ow + K::L <= a.ow1 && ow * sw - a.pw + 2 * K::L - 2 + (kw - 1) * a.dw <= a.W - 1) {
+      if constexpr (IDX) {
+        vec_body<K, SW, KH, KW, true, true, true>(a, ow);
+      } else {
+        if (!vec_body<K, SW, KH, KW, false, false, true>(a, ow)) vec_body<K, SW, KH, KW, false, true, true>(a, ow);
+      }
+      ow += K::L;
+    }
+  }
   return ow;
 }
 
@@ -175,7 +224,13 @@ int64_t row_any(const PoolRowArgs& a) {
 
 }  // namespace
 
-int64_t row_f32(const PoolRowArgs& a) { return row_any<F32>(a); }
+int64_t row_f32(const PoolRowArgs& a) {
+  const int64_t ow = row_any<F32>(a);
+  if (ow + F32x4::L > a.ow1) return ow;
+  PoolRowArgs rest = a;
+  rest.ow0 = ow;
+  return row_any<F32x4>(rest);
+}
 int64_t row_f64(const PoolRowArgs& a) { return row_any<F64>(a); }
 
 }  // namespace pycnnrnn::pool2d_avx2
