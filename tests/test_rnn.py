@@ -517,19 +517,27 @@ def test_vector_activations_within_3_ulp(T, B, rng):
     assert ulps(c_n[0], ref).max() <= 3
 
 
-def test_threads_give_identical_results(rng):
+@pytest.mark.parametrize("batch", [16, 13, 17])
+def test_threads_give_identical_results(rng, batch):
+    """Batches split between threads by rows (odd ones too: a row must land in the same
+    register tile whatever the thread count), forward and backward."""
     m = torch_module("lstm", 8, 40, 1)
     p = [w.detach().numpy() for w in m._flat_weights]
-    x = rng.standard_normal((6, 16, 8)).astype(np.float32)
+    x = rng.standard_normal((6, batch, 8)).astype(np.float32)
+    gy = rng.standard_normal((6, batch, 40)).astype(np.float32)
     n = pycnnrnn.get_num_threads()
+    out = []
     try:
-        pycnnrnn.set_num_threads(1)
-        a, *_ = R.rnn_forward("lstm", x, None, p)
-        pycnnrnn.set_num_threads(2)
-        b, *_ = R.rnn_forward("lstm", x, None, p)
+        for threads in (1, 2, 3):
+            pycnnrnn.set_num_threads(threads)
+            y, h, c, saved = R.rnn_forward("lstm", x, None, p, need_saved=True)
+            dx, dh0, dc0, dp = R.rnn_backward("lstm", gy, None, None, x, None, p, saved)
+            out.append((y, h, c, dx, dh0, dc0, *dp))
     finally:
         pycnnrnn.set_num_threads(n)
-    np.testing.assert_array_equal(a, b)
+    for other in out[1:]:
+        for a, b in zip(out[0], other):
+            np.testing.assert_array_equal(a, b)
 
 
 # ---- nn modules -------------------------------------------------------------------------------

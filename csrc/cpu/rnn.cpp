@@ -468,7 +468,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
       if constexpr (std::is_same<T, float>::value)
         parallel_run(rt, [&](int tid, int nt) {
           int64_t b0, b1;
-          split_range(B, tid, nt, 1, &b0, &b1);
+          split_range(B, tid, nt, vk->mr, &b0, &b1);
           for (int64_t s = 0; b0 < b1 && s < Tn; ++s) {
             const int64_t t = L.reverse ? Tn - 1 - s : s;
             save_state(t, b0, b1);
@@ -639,7 +639,7 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
     if constexpr (std::is_same<T, float>::value)
       parallel_run(rt, [&](int tid, int nt) {
         int64_t b0, b1;
-        split_range(B, tid, nt, 1, &b0, &b1);
+        split_range(B, tid, nt, vk->mr, &b0, &b1);
         for (int64_t s = Tn - 1; b0 < b1 && s >= 0; --s) {
           const int64_t t = L.reverse ? Tn - 1 - s : s;
           gather_dh(t, b0, b1);

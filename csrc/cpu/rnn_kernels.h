@@ -47,6 +47,10 @@ using RnnBackFn = void (*)(const RnnBackF32&, int64_t q0, int64_t q1);
 
 struct RnnKernelsF32 {
   int vl = 0;  // floats per vector; 0 = no vector kernels (scalar path)
+  // Batch rows per register tile. Threads that split the batch start their rows at multiples of
+  // it, so every row lands in the same tile whatever the thread count (a one-row tile sums in
+  // another order: two chains, for batch 1).
+  int mr = 1;
   RnnStepFn step = nullptr;
   RnnBackFn back = nullptr;
 };

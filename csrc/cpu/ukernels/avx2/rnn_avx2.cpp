@@ -8,7 +8,7 @@
 namespace pycnnrnn {
 namespace rnn_avx2 {
 #define RNN_VL 8
-#define RNN_MRMAX 2
+#define RNN_MRMAX 3
 #include "cpu/rnn_vec.inc"
 }  // namespace rnn_avx2
 }  // namespace pycnnrnn
