@@ -602,7 +602,7 @@ for groups, ws, kw in [(1, (7, 6, 3, 3), dict(padding=1, stride=(1, 2))),
     if ws[2:] == (3, 3) and groups == 1 and kw.get("stride", 1) == 1:
         yw = F.conv2d(x, w, b, groups=groups, algorithm="winograd", **kw)
         assert np.abs(yw - y64).max() <= 2 * et + 1e-6 * max(1, np.abs(y64).max())
-# the direct kernel's portable tile (AVX-512 has its own): against float64, padding modes
+# the direct kernel's tile of this ISA (AVX2's, or the portable one): against float64, padding modes
 for kw in [dict(padding=1), dict(padding=(2, 1), dilation=(2, 1), padding_mode="reflect")]:
     wd = rng.uniform(-0.3, 0.3, (7, 6, 3, 3)).astype(np.float32)
     bd = rng.uniform(-1, 1, 7).astype(np.float32)
@@ -845,7 +845,7 @@ DIRECT_GRID = [
 
 @pytest.mark.parametrize("xs,ws,kw", DIRECT_GRID, ids=[f"{c[0]}-{c[1]}" for c in DIRECT_GRID])
 def test_direct_matches_naive_oracle(xs, ws, kw, rng):
-    """algorithm='direct' (conv2d_direct.h: the AVX-512 tiles, or the portable one) against the
+    """algorithm='direct' (conv2d_direct.h: the AVX-512 or AVX2 tiles, or the portable one) against the
     float64 loop and the im2col GEMM path on the same float32 inputs; numpy only (runs under the
     ASan job)."""
     bias, kw = split_kwargs(kw)
@@ -867,12 +867,12 @@ def test_direct_matches_naive_oracle(xs, ws, kw, rng):
         np.testing.assert_array_equal(yr, np.maximum(y, 0))
 
 
-def test_direct_keeps_nan_and_auto_takes_it_on_avx512(rng):
+def test_direct_keeps_nan_and_auto_takes_it_on_vector_isas(rng):
     x, w, b = make_inputs(rng, (4, 16, 16, 16), (16, 16, 3, 3))
     x[1, 3, 5, 7] = np.nan
     y = F.conv2d(x, w, b, padding=1, algorithm="direct")
     y_auto = F.conv2d(x, w, b, padding=1)
-    if pycnnrnn.cpu_isa() == "avx512":  # auto's choice for this batch-split layer
+    if pycnnrnn.cpu_isa() in ("avx512", "avx2"):  # auto's choice for this batch-split layer
         np.testing.assert_array_equal(y_auto, y)
     else:  # the im2col GEMM there: the same values to rounding, the same NaN
         np.testing.assert_allclose(y_auto, y, rtol=1e-5, atol=1e-5)

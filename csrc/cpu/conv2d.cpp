@@ -718,9 +718,13 @@ bool winograd_preferred(const Conv2dShape& s) {
 // 3->16@32 0.40/0.33, 16->32@16 0.74/0.62, 32->16@16 0.96/0.64, 32->32@16 1.51/1.21, 5x5
 // 16->16@24 2.75/2.26; neutral or worse: 16->16@32 1.76/1.81, 64->64@14 4.45/4.59, 8->8@64
 // 2.73/2.81, and single images (the direct kernel then splits output channels, not images).
-// (AVX-512 only: the portable tile serves algorithm="direct" elsewhere, it is not faster there)
+// AVX2 (Zen 3, min of 25, three alternating runs, im2col GEMM / direct): 3->16@32 1.43-1.62 /
+// 0.93-0.98, 16->32@16 1.71-2.11 / 1.58-1.74, 32->16@16 2.32-2.46 / 1.63-1.71, 32->32@16
+// 3.69-6.06 / 2.67-3.09; N=8 16->16@24 even. (The portable tile serves algorithm="direct"
+// elsewhere; it is not faster there.)
 bool direct_preferred(const Conv2dShape& s, bool is_float) {
-  return active_isa() == Isa::avx512 && direct_applies(s, is_float) && s.groups == 1 && s.Co <= 32 &&
+  return (active_isa() == Isa::avx512 || active_isa() == Isa::avx2) && direct_applies(s, is_float) &&
+         s.groups == 1 && s.Co <= 32 &&
          s.OW <= 32 && batch_threads(s) > 1;
 }
 
@@ -728,7 +732,9 @@ bool direct_preferred(const Conv2dShape& s, bool is_float) {
 // (C_in * KH * KW) and at most 64 output channels. Measured (ms, im2col GEMM / direct, same
 // runs, N=64): 16->32@16 0.88/0.68, 32->64@8 0.88/0.67, 8->16@32 1.12/1.00, 5x5 16->16@16
 // 1.36/1.08, N=8 16->16@24 0.22/0.14; worse with 27 rows (3->32@32 0.83/0.90); even from 576
-// rows (64->64@14 0.58/0.60).
+// rows (64->64@14 0.58/0.60). AVX-512 only: an AVX2 tile (6 rows x 16 channels in two ymm)
+// was no faster than the im2col GEMM on Zen 3 (N=64 32->64@8 2.2-2.3 vs 1.8-2.3 ms, 8->16@32
+// 2.5-3.0 vs 2.1-2.5).
 bool direct_grad_weight_preferred(const Conv2dShape& s, bool is_float) {
   return s.N > 0 && s.Kg() >= 36 && s.Kg() <= 320 && s.Cog() <= 64 && direct_grad_weight_applies(s, is_float);
 }

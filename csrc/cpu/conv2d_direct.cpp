@@ -103,11 +103,12 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
                     int outer_threads) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), taps = s.KH * s.KW, Kg = s.Kg(), HW = s.H * s.W, P = s.OH * s.OW;
   const Padded pd(s);
-  const bool wide8 = Cog % 8 == 0;
-  const int mr = wide8 ? 8 : 6, nv = wide8 ? 3 : 4;
+  const bool avx2 = active_isa() == Isa::avx2, wide8 = !avx2 && Cog % 8 == 0;
+  const int mr = wide8 ? 8 : 6, nv = avx2 ? 1 : wide8 ? 3 : 4;
   auto tile = [&](const DirectTileArgs& a) {
 #if PYCNNRNN_HAVE_X86
     if (active_isa() == Isa::avx512) return wide8 ? conv_avx512::direct_tile_8x3(a) : conv_avx512::direct_tile_6x4(a);
+    if (avx2) return conv_avx2::direct_tile_6x1(a);
 #endif
     conv_scalar::direct_tile(a, mr);
   };

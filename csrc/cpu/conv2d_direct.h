@@ -58,7 +58,8 @@ struct DirectGwArgs {
 };
 
 // Register tiles (24 accumulators): 6 channels x 4 vectors, or 8 x 3 where the channel count
-// is a multiple of 8 (no padding rows: 32 channels are 4 panels of 8, not 6 of 6).
+// is a multiple of 8 (no padding rows: 32 channels are 4 panels of 8, not 6 of 6); AVX2 (16
+// registers): 6 channels x 1 vector, its two ymm halves.
 constexpr int DIRECT_MAX_NV = 4;
 namespace conv_scalar {
 void direct_tile(const DirectTileArgs& a, int mr);  // the portable tile (mr = 6 or 8)
@@ -74,9 +75,12 @@ void direct_gw_12x1(const DirectGwArgs& a);
 // fit an int32 gather offset: the grad_weight callers' images are at most 64 KiB)
 void direct_transpose(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld);
 }  // namespace conv_avx512
+namespace conv_avx2 {
+void direct_tile_6x1(const DirectTileArgs& a);  // 6 channels x one 16-lane vector (two ymm)
+}  // namespace conv_avx2
 
 // float32, stride 1, rows of at least 12 output columns, the padded image group at most 64 KiB
-// (the AVX-512 tiles, or the portable one on other CPUs).
+// (the AVX-512 or AVX2 tiles, or the portable one on other CPUs).
 bool direct_applies(const Conv2dShape& s, bool is_float);
 
 // grad_weight without im2col (DirectGwArgs; AVX-512 only: auto's choice, never forced): stride
