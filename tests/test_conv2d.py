@@ -60,6 +60,7 @@ CASES = [
     ("spatial_1x1_k1", (3, 4, 1, 1), (5, 4, 1, 1), {}),
     ("stride_gt_input", (1, 2, 3, 3), (2, 2, 1, 1), {"stride": 5}),
     ("odd_7x7_s2_stem", (1, 3, 23, 19), (8, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ("wide_rows_s2", (2, 3, 5, 77), (4, 3, 7, 7), {"stride": 2, "padding": 3}),  # vector stride-2 copies
     ("rect_kernel", (2, 3, 8, 12), (4, 3, 2, 5), {"padding": (0, 2)}),
     ("same_odd", (2, 3, 8, 9), (4, 3, 3, 5), {"padding": "same"}),
     ("same_even_dilated", (1, 3, 9, 8), (4, 3, 4, 2), {"padding": "same", "dilation": (1, 3)}),
