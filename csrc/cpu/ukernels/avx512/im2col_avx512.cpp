@@ -39,26 +39,8 @@ struct F64 {
   }
 };
 
-#include "cpu/im2col_padded.inc"
-
 }  // namespace
 
-void col2im_padded_f32(const float* col, const PaddedGeometry& g, int64_t c0, int64_t c1, int64_t p0, int64_t pc,
-                       float* xp) {
-  col2im_padded<F32>(col, g, c0, c1, p0, pc, xp);
-}
-void col2im_padded_f64(const double* col, const PaddedGeometry& g, int64_t c0, int64_t c1, int64_t p0, int64_t pc,
-                       double* xp) {
-  col2im_padded<F64>(col, g, c0, c1, p0, pc, xp);
-}
-
-void im2col_padded_f32(const float* xp, const PaddedGeometry& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
-                       float* dst, int64_t ld) {
-  im2col_padded<F32>(xp, g, k0, kc, n0, nc, dst, ld);
-}
-void im2col_padded_f64(const double* xp, const PaddedGeometry& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
-                       double* dst, int64_t ld) {
-  im2col_padded<F64>(xp, g, k0, kc, n0, nc, dst, ld);
-}
+#include "cpu/im2col_padded.inc"
 
 }  // namespace pycnnrnn::im2col_avx512
