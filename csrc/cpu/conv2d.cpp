@@ -157,14 +157,15 @@ struct ConvIndex {
 };
 
 // d[j] = src[2 * j] for j < n (a stride-2 output row: a 7x7/2 stem). SSE2 (the x86-64
-// baseline): two loads and one shuffle per 4 floats, only while the pair stays inside the
-// row; the loop one element at a time was 40% of the stem's time.
+// baseline): two loads and one shuffle per 4 floats while the pair's last element, src[2j + 7]
+// (one past the last it needs), stays within src[2(n - 1)]: j + 5 <= n. The loop one element
+// at a time was 40% of the stem's time.
 template <typename T>
 void copy_stride2(const T* src, T* d, int64_t n) {
   int64_t j = 0;
 #if defined(__SSE2__)
   if constexpr (std::is_same<T, float>::value)
-    for (; j + 4 <= n && 2 * j + 7 <= 2 * (n - 1); j += 4)
+    for (; j + 5 <= n; j += 4)
       _mm_storeu_ps(d + j, _mm_shuffle_ps(_mm_loadu_ps(src + 2 * j), _mm_loadu_ps(src + 2 * j + 4), 0x88));
 #endif
   for (; j < n; ++j) d[j] = src[2 * j];
@@ -740,12 +741,11 @@ bool winograd_preferred(const Conv2dShape& s) {
 // 2.73/2.81, and single images (the direct kernel then splits output channels, not images).
 // AVX2 (Zen 3, min of 25, three alternating runs, im2col GEMM / direct): 3->16@32 1.43-1.62 /
 // 0.93-0.98, 16->32@16 1.71-2.11 / 1.58-1.74, 32->16@16 2.32-2.46 / 1.63-1.71, 32->32@16
-// 3.69-6.06 / 2.67-3.09; N=8 16->16@24 even. (The portable tile serves algorithm="direct"
-// elsewhere; it is not faster there.)
+// 3.69-6.06 / 2.67-3.09; N=8 16->16@24 even. Only where the ISA has a vector tile
+// (direct_vector_tile).
 bool direct_preferred(const Conv2dShape& s, bool is_float) {
-  return (active_isa() == Isa::avx512 || active_isa() == Isa::avx2) && direct_applies(s, is_float) &&
-         s.groups == 1 && s.Co <= 32 &&
-         s.OW <= 32 && batch_threads(s) > 1;
+  return direct_vector_tile(is_float) && direct_applies(s, is_float) && s.groups == 1 && s.Co <= 32 && s.OW <= 32 &&
+         batch_threads(s) > 1;
 }
 
 // grad_weight: the direct kernel (no im2col, conv2d_direct.h) for 36 to 320 reduction rows

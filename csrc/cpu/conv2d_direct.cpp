@@ -95,6 +95,15 @@ bool direct_applies(const Conv2dShape& s, bool is_float) {
   return is_float && s.OW >= DIRECT_MIN_OW && direct_shape(s);
 }
 
+bool direct_vector_tile(bool is_float) {
+#if PYCNNRNN_HAVE_X86
+  return is_float && (active_isa() == Isa::avx512 || active_isa() == Isa::avx2);
+#else
+  (void)is_float;
+  return false;
+#endif
+}
+
 bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float) {
   return avx512_float(is_float) && direct_shape(s);
 }

@@ -83,6 +83,10 @@ void direct_tile_6x1(const DirectTileArgs& a);  // 6 channels x one 16-lane vect
 // (the AVX-512 or AVX2 tiles, or the portable one on other CPUs).
 bool direct_applies(const Conv2dShape& s, bool is_float);
 
+// The ISA has a vector tile for the direct forward (AVX-512, AVX2; elsewhere the portable tile
+// serves algorithm="direct" but is not faster than the im2col GEMM).
+bool direct_vector_tile(bool is_float);
+
 // grad_weight without im2col (DirectGwArgs; AVX-512 only: auto's choice, never forced): stride
 // 1, the padded image group at most 64 KiB.
 bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float);
