@@ -138,6 +138,25 @@ void pack_a_block(bool ta, const T* A, int64_t lda, int64_t m0, int64_t mc, int6
   }
 }
 
+// d[k * nr + j] = s[k * ld + j] (k < kc, j < nr): a full B panel's rows. The kernels' panel
+// widths get a fixed-size copy the compiler inlines: memcpy with a run-time size was a library
+// call per 64-byte row, 12% of a Winograd layer's time (N=8, 256->256 at 56x56).
+template <typename T, int NR>
+void copy_rows_fixed(const T* s, int64_t ld, int64_t kc, T* d) {
+  for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * NR, s + k * ld, NR * sizeof(T));
+}
+template <typename T>
+void copy_panel_rows(const T* s, int64_t ld, int64_t kc, int nr, T* d) {
+  switch (nr) {
+    case 8: return copy_rows_fixed<T, 8>(s, ld, kc, d);
+    case 16: return copy_rows_fixed<T, 16>(s, ld, kc, d);
+    case 32: return copy_rows_fixed<T, 32>(s, ld, kc, d);
+    case 64: return copy_rows_fixed<T, 64>(s, ld, kc, d);
+    default:
+      for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * nr, s + k * ld, sizeof(T) * nr);
+  }
+}
+
 // B panels: rows [k0, k0+kc) x cols [n0, n0+nc) of op(B) -> ceil(nc/NR) panels of kc x NR,
 // panel q at dst + q*NR*kc, element (k, q*NR+j) at + k*NR + j; columns past nc are zero.
 template <typename T>
@@ -149,7 +168,7 @@ void pack_b_block(bool tb, const T* B, int64_t ldb, int64_t k0, int64_t kc, int6
     if (!tb) {  // op(B)(k, n) = B[k][n]: NR contiguous elements per k
       const T* s = B + k0 * ldb + n0 + q;
       if (cols == nr) {
-        for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * nr, s + k * ldb, sizeof(T) * nr);
+        copy_panel_rows(s, ldb, kc, nr, d);
       } else {
         for (int64_t k = 0; k < kc; ++k) {
           int j = 0;
