@@ -22,4 +22,34 @@ void block_cache_clear() noexcept;
 // Bytes currently held in the cache (free blocks only).
 size_t block_cache_bytes() noexcept;
 
+// n elements of T in a block_alloc block, uninitialised, returned to the cache when this goes
+// out of scope (scratch rebuilt on every call, e.g. packed weights: no fresh pages each time).
+template <typename T>
+class BlockArray {
+ public:
+  BlockArray() = default;
+  explicit BlockArray(size_t n) : p_(static_cast<T*>(block_alloc(n * sizeof(T)))), n_(n) {}
+  ~BlockArray() { reset(); }
+  BlockArray(BlockArray&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  BlockArray& operator=(BlockArray&& o) noexcept {
+    if (this != &o) {
+      reset();
+      p_ = o.p_, n_ = o.n_;
+      o.p_ = nullptr, o.n_ = 0;
+    }
+    return *this;
+  }
+  BlockArray(const BlockArray&) = delete;
+  BlockArray& operator=(const BlockArray&) = delete;
+  T* data() const { return p_; }
+
+ private:
+  void reset() noexcept {
+    if (p_) block_free(p_, n_ * sizeof(T));
+    p_ = nullptr, n_ = 0;
+  }
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
 }  // namespace pycnnrnn

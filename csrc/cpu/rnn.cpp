@@ -22,6 +22,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/block_cache.h"
 #include "core/dispatch.h"
 #include "core/errors.h"
 #include "core/thread_pool.h"
@@ -208,7 +209,7 @@ int rnn_row_threads(int64_t B, int64_t GH, int64_t K) {
 struct FwdPanels {
   int nv = 0;
   int64_t units = 0, count = 0;
-  std::vector<float> data;
+  BlockArray<float> data;
 };
 FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
   FwdPanels p;
@@ -216,34 +217,41 @@ FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
   p.units = G == 1 ? 4 * vl : vl;
   p.count = (H + p.units - 1) / p.units;
   const int64_t pw = p.nv * vl;
-  p.data.assign(static_cast<size_t>(p.count * K * pw), 0.f);
-  // rows of the panel (k) outermost: sequential writes, the vl source rows stay in L1
+  p.data = BlockArray<float>(static_cast<size_t>(p.count * K * pw));
+  // One source row (a column c of the panel) at a time: read in one sequential run (the
+  // prefetchers keep up), written down the panel (K x pw floats, in L2). Columns past H are
+  // zeros.
   split_run(p.count, p.count * K * pw, [&](int64_t p0, int64_t p1) {
     for (int64_t q = p0; q < p1; ++q) {
-      const float* src[16 * 4];
+      float* panel = p.data.data() + q * K * pw;
       for (int v = 0; v < p.nv; ++v)
         for (int l = 0; l < vl; ++l) {
           const int64_t unit = q * p.units + (G == 1 ? v * vl : 0) + l;
-          src[v * vl + l] = unit < H ? w_hh + ((G == 1 ? 0 : v) * H + unit) * K : nullptr;
+          float* d = panel + v * vl + l;
+          if (unit < H) {
+            const float* s = w_hh + ((G == 1 ? 0 : v) * H + unit) * K;
+            for (int64_t k = 0; k < K; ++k) d[k * pw] = s[k];
+          } else {
+            for (int64_t k = 0; k < K; ++k) d[k * pw] = 0.f;
+          }
         }
-      float* dst = p.data.data() + q * K * pw;
-      for (int64_t k = 0; k < K; ++k, dst += pw)
-        for (int c = 0; c < pw; ++c) dst[c] = src[c] ? src[c][k] : 0.f;
     }
   });
   return p;
 }
 
 // Backward panels: 4*vl columns of W_hh [GH][K] each, zero past K.
-std::vector<float> pack_backward(const float* w_hh, int64_t GH, int64_t K, int vl, int64_t* count) {
+BlockArray<float> pack_backward(const float* w_hh, int64_t GH, int64_t K, int vl, int64_t* count) {
   const int64_t pw = 4 * vl;
   *count = (K + pw - 1) / pw;
-  std::vector<float> d(static_cast<size_t>(*count * GH * pw), 0.f);
+  BlockArray<float> d(static_cast<size_t>(*count * GH * pw));
   split_run(*count, *count * GH * pw, [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q)
       for (int64_t g = 0; g < GH; ++g) {
         const int64_t n = std::min<int64_t>(pw, K - q * pw);
-        std::memcpy(d.data() + (q * GH + g) * pw, w_hh + g * K + q * pw, static_cast<size_t>(n) * sizeof(float));
+        float* row = d.data() + (q * GH + g) * pw;
+        std::memcpy(row, w_hh + g * K + q * pw, static_cast<size_t>(n) * sizeof(float));
+        std::fill(row + n, row + pw, 0.f);
       }
   });
   return d;
@@ -559,7 +567,7 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
   if (lstm) copy_rows(carry_c.data(), dcn, B * H);
 
   const RnnKernelsF32* vk = nullptr;
-  std::vector<float> bpanels;
+  BlockArray<float> bpanels;
   int64_t nq = 0;
   if constexpr (std::is_same<T, float>::value) {
     if (f32_kernels().vl > 0 && TB > 0) {
