@@ -174,7 +174,7 @@ def test_large_outputs_reuse_freed_blocks():
     assert _C.block_cache_bytes() == held
     _C.block_cache_clear()
     assert _C.block_cache_bytes() == 0
-    assert _C.BLOCK_CACHE_MIN_BYTES == 1 << 20 and _C.BLOCK_CACHE_MAX_BYTES == 1 << 30
+    assert _C.BLOCK_CACHE_MIN_BYTES == 1 << 16 and _C.BLOCK_CACHE_MAX_BYTES == 1 << 30
 
 
 def test_block_cache_stays_bounded():

@@ -16,7 +16,7 @@ constexpr size_t kHuge = size_t{2} << 20;
 
 struct Block {
   void* p;
-  size_t bytes;  // mapped size (multiple of kHuge)
+  size_t bytes;  // mapped size (mapped_size)
 };
 
 struct Cache {
@@ -34,9 +34,20 @@ Cache& cache() {
   return *c;
 }
 
-size_t mapped_size(size_t bytes) { return (bytes + kHuge - 1) / kHuge * kHuge; }
+// Blocks of at least one huge page: whole huge pages, 2 MiB aligned. Smaller ones: 64 KiB
+// granules (a 2 MiB block for a 100 KB array would be 20x its size).
+constexpr size_t kGranule = size_t{64} << 10;
+size_t mapped_size(size_t bytes) {
+  const size_t unit = bytes >= kHuge ? kHuge : kGranule;
+  return (bytes + unit - 1) / unit * unit;
+}
 
 void* map_block(size_t size) {
+  if (size < kHuge) {
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    return p;
+  }
   // Over-map by one huge page and trim, so the block starts on a 2 MiB boundary.
   void* raw = mmap(nullptr, size + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) throw std::bad_alloc();

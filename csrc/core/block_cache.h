@@ -1,16 +1,17 @@
 // block_cache.h — memory for large output arrays that is reused instead of returned to the
 // kernel. glibc hands blocks above its mmap threshold (at most 32 MiB) out as fresh mappings,
 // so every call that returns a 100 MB array (VGG at batch 8, pool backward) paid ~25,000 page
-// faults and the zero-fill of each page: 4-13 ms per call, measured. Blocks of at least
-// BLOCK_CACHE_MIN_BYTES are mapped here instead (2 MiB aligned, transparent huge pages
-// requested), and a freed one waits in a small cache for the next request of about its size.
-// Thread-safe; the GIL is not needed.
+// faults and the zero-fill of each page: 4-13 ms per call, measured; blocks of a few hundred
+// KB come and go the same way when glibc trims its heap (an LSTM(300, 512, 2) forward at batch
+// 8: 120 faults per call). Blocks of at least BLOCK_CACHE_MIN_BYTES are mapped here instead
+// (from 2 MiB: 2 MiB aligned, transparent huge pages requested), and a freed one waits in a
+// small cache for the next request of about its size. Thread-safe; the GIL is not needed.
 #pragma once
 #include <cstddef>
 
 namespace pycnnrnn {
 
-constexpr size_t BLOCK_CACHE_MIN_BYTES = size_t{1} << 20;  // smaller ones: malloc
+constexpr size_t BLOCK_CACHE_MIN_BYTES = size_t{64} << 10;  // smaller ones: malloc
 constexpr size_t BLOCK_CACHE_MAX_BYTES = size_t{1} << 30;  // cached (free) bytes at most
 
 // At least `bytes` bytes, 64-byte aligned (2 MiB for cached sizes); throws std::bad_alloc.

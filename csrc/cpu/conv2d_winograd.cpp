@@ -32,6 +32,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/block_cache.h"
 #include "core/dispatch.h"
 #include "core/thread_pool.h"
 #include "cpu/conv2d.h"
@@ -321,11 +322,11 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
   // The 16 transformed weight matrices U[xi] [Co][C], once for all images, phases and chunks
   // (or once for the layer's lifetime: Conv2dPrepared); the GEMMs read them in place as their
   // row-major A.
-  std::unique_ptr<T[]> U_call;
+  BlockArray<T> U_call;
   if (!U) {
-    U_call.reset(new T[static_cast<size_t>(16 * s.Co * s.C)]);  // fully written below
-    transform_weights(s, w, U_call.get());
-    U = U_call.get();
+    U_call = BlockArray<T>(static_cast<size_t>(16 * s.Co * s.C));  // fully written below
+    transform_weights(s, w, U_call.data());
+    U = U_call.data();
   }
   auto gemms = [&](const T* V, T* M, int64_t tc, int64_t x0, int64_t x1) {
     for (int64_t xi = x0; xi < x1; ++xi)  // M[xi][Co][tc] = U[xi][Co][C] x V[xi][C][tc]
@@ -372,9 +373,8 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
   work = chunks(s, rows, cp.row_tiles, 256);
   const std::vector<Run> all = runs(work, 0, static_cast<int64_t>(work.size()), cp.row_tiles);
   const int64_t tc_max = max_run_tiles(all);
-  std::unique_ptr<T[]> V(new T[static_cast<size_t>(16 * s.C * tc_max)]);
-  std::unique_ptr<T[]> M(new T[static_cast<size_t>(16 * s.Co * tc_max)]);
-  for (const Run& r : all) run_chunks(work, r, V.get(), M.get(), true);
+  BlockArray<T> V(static_cast<size_t>(16 * s.C * tc_max)), M(static_cast<size_t>(16 * s.Co * tc_max));
+  for (const Run& r : all) run_chunks(work, r, V.data(), M.data(), true);
 }
 
 // ---- grad_weight ---------------------------------------------------------------------------
@@ -432,20 +432,19 @@ void winograd_backward_weight(const Conv2dShape& s, const T* gy, const T* x, T* 
   const std::vector<AxisPhase> rows = axis_phases(s.OH, s.dh);
   const std::vector<Chunk> work = chunks(s, rows, cp.row_tiles, 192);  // ~192 tiles per chunk
   const int64_t tc_max = max_chunk_rows(work) * cp.row_tiles;
-  std::unique_ptr<T[]> V(new T[static_cast<size_t>(16 * s.C * tc_max)]);
-  std::unique_ptr<T[]> Z(new T[static_cast<size_t>(16 * s.Co * tc_max)]);
-  std::unique_ptr<T[]> M(new T[static_cast<size_t>(16 * CoC)]);
+  BlockArray<T> V(static_cast<size_t>(16 * s.C * tc_max)), Z(static_cast<size_t>(16 * s.Co * tc_max));
+  BlockArray<T> M(static_cast<size_t>(16 * CoC));
   bool first = true;
   for (const Chunk& c : work) {
     const int64_t tc = (c.th1 - c.th0) * cp.row_tiles;
-    transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V.get(), tc);
-    transform_output_grad(s, cp, *c.row, gy + c.n * s.Co * s.OH * s.OW, c.th0, c.th1, Z.get(), tc);
+    transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V.data(), tc);
+    transform_output_grad(s, cp, *c.row, gy + c.n * s.Co * s.OH * s.OW, c.th0, c.th1, Z.data(), tc);
     // The 16 products split over threads, each single-threaded: every M[xi] sums its tiles
     // in the same order whatever the thread count.
     parallel_for(16, 1, [&](int64_t x0, int64_t x1) {
       for (int64_t xi = x0; xi < x1; ++xi)
-        gemm<T>(false, true, s.Co, s.C, tc, T(1), Z.get() + xi * s.Co * tc, tc, V.get() + xi * s.C * tc, tc,
-                first ? T(0) : T(1), M.get() + xi * CoC, s.C, conv_gemm_options<T>(), 1);
+        gemm<T>(false, true, s.Co, s.C, tc, T(1), Z.data() + xi * s.Co * tc, tc, V.data() + xi * s.C * tc, tc,
+                first ? T(0) : T(1), M.data() + xi * CoC, s.C, conv_gemm_options<T>(), 1);
     });
     first = false;
   }
@@ -453,7 +452,7 @@ void winograd_backward_weight(const Conv2dShape& s, const T* gy, const T* x, T* 
   parallel_for(CoC, 1024, [&](int64_t e0, int64_t e1) {
     for (int64_t e = e0; e < e1; ++e) {
       T m[4][4], t[3][4];
-      for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = M[xi * CoC + e];
+      for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = M.data()[xi * CoC + e];
       for (int j = 0; j < 4; ++j) {  // G^T m
         t[0][j] = m[0][j] + T(0.5) * (m[1][j] + m[2][j]);
         t[1][j] = T(0.5) * (m[1][j] - m[2][j]);
