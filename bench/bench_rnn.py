@@ -1,6 +1,7 @@
 """Recurrent layers: pycnnrnn vs torch vs onnxruntime (same weights, same run, 2 threads).
 
-Cases (issue 6): LSTM(300, 512, num_layers=2), T=30, forward B=1/8/64 (torch, onnxruntime);
+Cases (issue 6): LSTM(300, 512, num_layers=2), T=30, forward B=1/8/64 (torch, onnxruntime), also
+with pycnnrnn's prepared recurrent weights (the `prepared` groups);
 forward+backward B=1/64 (torch); LSTMCell(512, 512) one step B=1 (torch); GRU and RNN forward
 at the same shapes (onnxruntime, torch). onnxruntime runs torch.onnx.export'ed models
 (needs the onnx package). Run:
@@ -51,9 +52,12 @@ def _ort_session(m, x):
     return lambda: sess.run(None, {name: x})
 
 
-def _forward_fn(impl, kind, m, x):
+def _forward_fn(impl, kind, m, x, prepared=False):
     if impl == "pycnnrnn":
         params = [p.detach().numpy() for p in m._flat_weights]
+        if prepared:  # every weight_hh packed once, as onnxruntime packs its session's weights
+            params = [R.prepare_rnn_weight(p) if n.startswith("weight_hh") else p
+                      for n, p in zip(m._flat_weights_names, params)]  # fmt: skip
         mode = "rnn_tanh" if kind == "rnn" else kind
         return lambda: R.rnn_forward(mode, x, None, params, L)
     if impl == "torch":
@@ -74,6 +78,19 @@ def test_lstm_forward(benchmark, impl, B):
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
     fn = _forward_fn(impl, "lstm", m, x)
     benchmark.group = f"rnn-lstm300x512x2-T30-fwd-B{B}"
+    benchmark.extra_info["flops"] = _flops("lstm", B)
+    benchmark(fn)
+
+
+# pycnnrnn with prepared recurrent weights (R.prepare_rnn_weight, nn.LSTM.prepack()); torch and
+# onnxruntime run as in test_lstm_forward (onnxruntime packs its weights at session creation).
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("B", [1, 8, 64])
+def test_lstm_forward_prepared(benchmark, impl, B):
+    m = _module("lstm")
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+    fn = _forward_fn(impl, "lstm", m, x, prepared=True)
+    benchmark.group = f"rnn-lstm300x512x2-T30-fwd-prepared-B{B}"
     benchmark.extra_info["flops"] = _flops("lstm", B)
     benchmark(fn)
 

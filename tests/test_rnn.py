@@ -630,3 +630,86 @@ def test_module_lengths_and_training_dropout(rng):
     c, _ = m(x)
     d, _ = m(x)
     assert not np.allclose(c, d), "training mode must draw fresh dropout masks"
+
+
+# ---- prepared recurrent weights (inference) -----------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("B", [1, 3, 8, 13])  # below 8: packed only when prepared; from 8: packed either way
+def test_prepared_weight_hh(mode, B, rng):
+    """PreparedRnnWeight in place of every weight_hh: float32 within the error gate against
+    float64 torch (like the plain call), bit-identical to the plain call from batch 8 (both run
+    the packed panels), and the panels built once and reused by later calls of other sizes."""
+    m = torch_module(mode, 7, 21, 2, bidir=True, proj=4 if mode == "lstm" else 0)
+    params = [w.detach().numpy() for w in m._flat_weights]
+    names = m._flat_weights_names
+    prepared = [R.prepare_rnn_weight(w) if n.startswith("weight_hh") else w for n, w in zip(names, params)]
+    assert all(isinstance(p, R.PreparedRnnWeight) for n, p in zip(names, prepared) if n.startswith("weight_hh"))
+    m64 = copy.deepcopy(m).double()
+    kw = dict(num_layers=2, bidirectional=True, proj_size=4 if mode == "lstm" else 0)
+    for T in (5, 2):
+        x = rng.standard_normal((T, B, 7))
+        y, h, c, _ = R.rnn_forward(mode, x.astype(np.float32), None, prepared, **kw)
+        y0, h0, c0, _ = R.rnn_forward(mode, x.astype(np.float32), None, params, **kw)
+        ref = torch_run(m64, mode, x, None)
+        t32 = torch_run(m, mode, x, None)
+        for name, a, a0 in [("y", y, y0), ("h", h, h0)] + ([("c", c, c0)] if mode == "lstm" else []):
+            assert_error_gate(a, ref[name], t32[name], floor=2e-6, what=f"prepared {mode} {name}")
+            if B >= 8:
+                np.testing.assert_array_equal(a, a0)
+    # the snapshot is what the prepared weight holds: the original array may change freely
+    p0 = prepared[names.index("weight_hh_l0")]
+    assert not p0.weight.flags.writeable and p0.shape == params[1].shape and p0.dtype == np.float32
+    with pytest.raises(ValueError, match="read-only"):
+        p0.weight[0, 0] = 1.0
+    assert "PreparedRnnWeight(shape=" in repr(p0)
+    assert np.array_equal(copy.deepcopy(p0).weight, p0.weight)
+
+
+def test_prepared_weight_errors_and_float64(rng):
+    w_ih, w_hh, b_ih, b_hh = (rng.standard_normal(s).astype(np.float32) for s in [(24, 5), (24, 6), (24,), (24,)])
+    x = rng.standard_normal((3, 2, 5)).astype(np.float32)
+    with pytest.raises(TypeError, match=r"params\[0\] \(weight_ih_l0\): only a weight_hh may be a PreparedRnnWeight"):
+        R.rnn_forward("lstm", x, None, [R.prepare_rnn_weight(w_ih), w_hh, b_ih, b_hh])
+    with pytest.raises(ValueError, match=r"weight must be 2-D"):
+        R.prepare_rnn_weight(b_ih)
+    with pytest.raises(TypeError, match="must be a numpy array"):
+        R.prepare_rnn_weight([[1.0]])
+    with pytest.raises(ValueError, match="made for a different weight_hh array"):  # the C++ check behind the Python one
+        y = _C.empty((3, 2, 6), np.dtype(np.float32))
+        _C.rnn_layer_forward(0, False, x, None, None, w_ih, w_hh, b_ih, b_hh, None, None, y, 0,
+                             _C.empty((2, 6), np.dtype(np.float32)), None, None,
+                             prepared=_C.RnnPrepared(R.prepare_rnn_weight(w_hh).weight))  # fmt: skip
+    with pytest.raises(ValueError, match="read-only"):
+        _C.RnnPrepared(w_hh.copy())
+    plain64 = [a.astype(np.float64) for a in (w_ih, w_hh, b_ih, b_hh)]
+    with pytest.raises(TypeError, match=r"params\[1\] \(weight_hh_l0\) must have dtype float64 .* got float32"):
+        R.rnn_forward("lstm", x.astype(np.float64), None, [plain64[0], R.prepare_rnn_weight(w_hh), *plain64[2:]])
+    p64 = [plain64[0], R.prepare_rnn_weight(plain64[1]), *plain64[2:]]
+    for a, b in zip(R.rnn_forward("lstm", x.astype(np.float64), None, p64)[:3],
+                    R.rnn_forward("lstm", x.astype(np.float64), None, plain64)[:3]):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name,kwargs", [("LSTM", dict(num_layers=2, bidirectional=True)), ("GRU", {}), ("RNN", {})])
+def test_module_prepack(name, kwargs, rng):
+    """Module.prepack() on a recurrent module: every weight_hh becomes a read-only snapshot with
+    its packed panels; outputs match the unprepared module; a new weight array or
+    load_state_dict() drops the prepared form."""
+    om = getattr(_nn(), name)(5, 12, **kwargs)
+    x = rng.standard_normal((4, 9, 5)).astype(np.float32)  # batch 9: packed either way, bit-identical
+    before = om(x)[0]
+    sd = {k: v.copy() for k, v in om.state_dict().items()}
+    assert om.prepack() is om and not om.training
+    hh = [n for n in om._flat_weights_names if n.startswith("weight_hh")]
+    assert hh and all(not getattr(om, n).flags.writeable for n in hh)
+    assert all(isinstance(w, R.PreparedRnnWeight) for n, w in zip(om._flat_weights_names, om._flat_weights) if n in hh)
+    np.testing.assert_array_equal(om(x)[0], before)
+    with pytest.raises(ValueError, match="read-only"):
+        getattr(om, hh[0])[0, 0] = 0.0
+    om.weight_hh_l0 = np.zeros_like(om.weight_hh_l0)  # a new array: the prepared form is not used for it
+    assert not isinstance(om._flat_weights[om._flat_weights_names.index("weight_hh_l0")], R.PreparedRnnWeight)
+    changed = om(x)[0]
+    assert not np.array_equal(changed, before)
+    om.load_state_dict(sd)
+    np.testing.assert_array_equal(om(x)[0], before)
+    assert not any(isinstance(w, R.PreparedRnnWeight) for w in om._flat_weights)

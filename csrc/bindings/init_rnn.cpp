@@ -39,6 +39,35 @@ const T* opt_in(const py::object& o, const char* name, std::initializer_list<int
   return in_ptr<T>(a, name);
 }
 
+// The C++ half of pycnnrnn.functional.PreparedRnnWeight: the read-only weight_hh array it was
+// made for (kept alive here) and its packed panels, built on first use (RnnPrepared).
+struct PreparedRnn {
+  py::array weight;
+  RnnPrepared prepared;
+
+  explicit PreparedRnn(py::array w) : weight(std::move(w)) {
+    if (weight.ndim() != 2)
+      throw std::invalid_argument(concat("weight must be 2-D (gates*hidden_size, K), got ", weight.ndim(), "-D"));
+    const bool f32_or_f64 = weight.dtype().kind() == 'f' && (weight.itemsize() == 4 || weight.itemsize() == 8);
+    if (!f32_or_f64) throw py::type_error("weight must have dtype float32 or float64");
+    const int flags = py::detail::array_proxy(weight.ptr())->flags;
+    if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+      throw std::invalid_argument("weight must be C-contiguous and aligned");
+    if (flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_)
+      throw std::invalid_argument("weight must be read-only (the packed panels are derived from it once)");
+  }
+};
+
+// prepared (a PreparedRnn or None) checked against the weight_hh array passed with it.
+RnnPrepared* prepared_for(const py::object& prepared, const py::array& w_hh) {
+  if (prepared.is_none()) return nullptr;
+  PreparedRnn& p = prepared.cast<PreparedRnn&>();
+  bool same = p.weight.data() == w_hh.data() && p.weight.dtype().is(w_hh.dtype()) && p.weight.ndim() == w_hh.ndim();
+  for (py::ssize_t d = 0; same && d < w_hh.ndim(); ++d) same = p.weight.shape(d) == w_hh.shape(d);
+  if (!same) throw std::invalid_argument("prepared: made for a different weight_hh array than the one passed");
+  return &p.prepared;
+}
+
 // Layer from the weights; x gives T, B, I; w_hh gives H (rows / G) and K.
 template <typename T>
 RnnLayer<T> make_layer(int mode, bool reverse, const py::array& x, const py::array& w_ih, const py::array& w_hh,
@@ -79,9 +108,11 @@ template <typename T>
 void forward_impl(int mode, bool reverse, const py::array& x, const py::object& h0, const py::object& c0,
                   const py::array& w_ih, const py::array& w_hh, const py::object& b_ih, const py::object& b_hh,
                   const py::object& w_hr, const py::object& lengths, py::array& y, int64_t y_col, py::array& hn,
-                  const py::object& cn, const py::object& ws, bool naive) {
+                  const py::object& cn, const py::object& ws, bool naive, const py::object& prepared) {
   Dims d;
   RnnLayer<T> L = make_layer<T>(mode, reverse, x, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, &d);
+  RnnPrepared* prep = prepared_for(prepared, w_hh);
+  if (std::is_same<T, float>::value) L.prepared = prep;  // (float64 has no packed kernels)
   const T* xp = in_ptr<T>(x, "input", 3);
   const bool lstm = d.mode == RnnMode::lstm;
   const T* h0p = opt_in<T>(h0, "h0", {d.B, d.K});
@@ -165,17 +196,22 @@ void init_rnn(py::module_& m) {
       [](int mode, bool reverse, const py::array& x, const py::object& h0, const py::object& c0,
          const py::array& w_ih, const py::array& w_hh, const py::object& b_ih, const py::object& b_hh,
          const py::object& w_hr, const py::object& lengths, py::array& y, int64_t y_col, py::array& hn,
-         const py::object& cn, const py::object& ws, bool naive) {
+         const py::object& cn, const py::object& ws, bool naive, const py::object& prepared) {
         if (is_f64(x))
           forward_impl<double>(mode, reverse, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, y, y_col, hn, cn, ws,
-                               naive);
+                               naive, prepared);
         else
           forward_impl<float>(mode, reverse, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, y, y_col, hn, cn, ws,
-                              naive);
+                              naive, prepared);
       },
       py::arg("mode"), py::arg("reverse"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"),
       py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"), py::arg("lengths"), py::arg("y"),
-      py::arg("y_col"), py::arg("hn"), py::arg("cn"), py::arg("ws"), py::arg("naive") = false);
+      py::arg("y_col"), py::arg("hn"), py::arg("cn"), py::arg("ws"), py::arg("naive") = false,
+      py::arg("prepared") = py::none());
+  py::class_<PreparedRnn>(m, "RnnPrepared",
+                          "weight_hh prepared for many forward calls (pycnnrnn.functional.PreparedRnnWeight)")
+      .def(py::init<py::array>(), py::arg("weight"))
+      .def_readonly("weight", &PreparedRnn::weight);
   m.def(
       "rnn_layer_backward",
       [](int mode, bool reverse, const py::array& x, const py::array& w_ih, const py::array& w_hh,

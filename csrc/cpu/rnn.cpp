@@ -240,6 +240,18 @@ FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
   return p;
 }
 
+}  // namespace
+
+const float* RnnPrepared::forward_panels(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
+  std::call_once(once_, [&] {
+    panels_ = pack_forward(w_hh, G, H, K, vl).data;
+    G_ = G, H_ = H, K_ = K, vl_ = vl;
+  });
+  return G == G_ && H == H_ && K == K_ && vl == vl_ ? panels_.data() : nullptr;
+}
+
+namespace {
+
 // Backward panels: 4*vl columns of W_hh [GH][K] each, zero past K.
 BlockArray<float> pack_backward(const float* w_hh, int64_t GH, int64_t K, int vl, int64_t* count) {
   const int64_t pw = 4 * vl;
@@ -393,14 +405,20 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     // single step (cells) takes its input projection there too (own units, same region).
     const RnnKernelsF32* vk = nullptr;
     FwdPanels panels;
+    const float* panel_data = nullptr;  // panels.data, or the prepared weights' panels
     bool packed = false;
     std::vector<T> rec;
     if constexpr (std::is_same<T, float>::value) {
       if (f32_kernels().vl > 0) {
         vk = &f32_kernels();
-        packed = B >= pack_min_batch() && Tn >= 2;
-        if (packed) {
+        if (L.prepared && Tn >= 2) panel_data = L.prepared->forward_panels(L.w_hh, G, H, K, vk->vl);
+        packed = panel_data || (B >= pack_min_batch() && Tn >= 2);
+        if (panel_data) {
+          const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // units per panel, as packed
+          panels.count = (H + units - 1) / units;
+        } else if (packed) {
           panels = pack_forward(L.w_hh, G, H, K, vk->vl);
+          panel_data = panels.data.data();
         } else {
           rec.resize(B * GH);
           const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // units per panel, as packed
@@ -483,7 +501,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
             const int64_t t = L.reverse ? Tn - 1 - s : s;
             save_state(t, b0, b1);
             RnnStepF32 fs = f32_args(step_args(t, b0, b1));
-            fs.Kd = K, fs.wp = panels.data.data();
+            fs.Kd = K, fs.wp = panel_data;
             fs.reverse = (s & 1) != 0;  // serpentine order over this thread's steps
             vk->step(fs, 0, panels.count);
             finish_rows(t, b0, b1);
@@ -500,7 +518,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
             const bool reverse = next_pass_reversed();  // serpentine order: packed panels or own rows
             if (packed) {
               fs.Kd = K;
-              fs.wp = panels.data.data();
+              fs.wp = panel_data;
               fs.reverse = reverse;
             } else {
               fs.rec = rec.data();

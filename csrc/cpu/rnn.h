@@ -17,12 +17,34 @@
 // torch's PackedSequence results.
 #pragma once
 #include <cstdint>
+#include <mutex>
+
+#include "core/block_cache.h"
 
 namespace pycnnrnn {
 
 enum class RnnMode : int { lstm = 0, gru = 1, rnn_tanh = 2, rnn_relu = 3 };
 
 inline int rnn_gate_count(RnnMode m) { return m == RnnMode::lstm ? 4 : m == RnnMode::gru ? 3 : 1; }
+
+// W_hh of one layer-direction prepared once for many forward calls (inference): the float32
+// kernels' forward panels (gate-interleaved, cpu/rnn_kernels.h), packed by the first forward
+// call that runs on them and kept. The caller guarantees that w_hh never changes (the Python
+// side hands in a read-only snapshot). With it a multi-step forward takes the packed kernels at
+// every batch size; without, from pack_min_batch() rows, where packing on every call pays for
+// itself.
+class RnnPrepared {
+ public:
+  // The panels of w_hh [G*H][K] for vectors of vl floats; null when they were built for another
+  // geometry (e.g. another ISA's vector length): the caller then packs for this call.
+  const float* forward_panels(const float* w_hh, int G, int64_t H, int64_t K, int vl);
+
+ private:
+  std::once_flag once_;
+  int G_ = 0, vl_ = 0;
+  int64_t H_ = 0, K_ = 0;
+  BlockArray<float> panels_;
+};
 
 // One layer and direction: sizes and weights (b_* may be null: bias=False; w_hr null iff P=0;
 // lengths null: every step valid).
@@ -37,6 +59,7 @@ struct RnnLayer {
   const T* b_hh = nullptr;  // [GH]
   const T* w_hr = nullptr;  // [P][H]
   const int64_t* lengths = nullptr;  // [B]
+  RnnPrepared* prepared = nullptr;    // float32: w_hh's packed panels (null: packed per call)
 };
 
 // The training workspace of one layer-direction: separate [T][B][n] arrays, in this order:

@@ -94,7 +94,24 @@ class RNNBase(Module):
 
     @property
     def _flat_weights(self):
-        return [getattr(self, n) for n in self._flat_weights_names]
+        """The weights in torch's order; a weight_hh prepared by prepack() as its
+        PreparedRnnWeight while it still is this layer's weight (no new array assigned since)."""
+        prepared = getattr(self, "_prepared", {})
+        out = []
+        for n in self._flat_weights_names:
+            w = getattr(self, n)
+            p = prepared.get(n)
+            out.append(p if p is not None and p.weight is w else w)
+        return out
+
+    def _prepack(self) -> None:
+        # every weight_hh: a read-only snapshot with its packed panels (ops.rnn.PreparedRnnWeight)
+        self._prepared = {}
+        for n in self._flat_weights_names:
+            if n.startswith("weight_hh"):
+                p = _rnn.prepare_rnn_weight(getattr(self, n))
+                self._prepared[n] = p
+                setattr(self, n, p.weight)  # the snapshot is the parameter now
 
     def forward(self, input, hx=None, lengths=None):
         out, h_n, c_n, _ = _rnn.rnn_forward(

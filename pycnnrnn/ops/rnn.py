@@ -13,6 +13,10 @@ Training: ``rnn_forward(..., need_saved=True)`` also returns ``saved``, a list o
 (per layer-direction workspaces, then the inputs of layers 1.., then the dropout masks) that
 ``rnn_backward`` takes back; nothing opaque crosses the boundary.
 
+Inference: ``prepare_rnn_weight(w_hh)`` -> PreparedRnnWeight, accepted in ``params`` in place of a
+weight_hh: the packed step panels are built once and kept (``nn.LSTM.prepack()`` does it for a
+module).
+
 The C++ side (csrc/cpu/rnn.cpp) runs one layer-direction per call, the whole sequence with the
 GIL released.
 """
@@ -27,10 +31,12 @@ from .. import _C
 from ._validate import as_float_array, check_int
 
 __all__ = [
+    "PreparedRnnWeight",
     "gru",
     "gru_cell",
     "lstm",
     "lstm_cell",
+    "prepare_rnn_weight",
     "rnn_backward",
     "rnn_forward",
     "rnn_relu",
@@ -41,6 +47,48 @@ __all__ = [
 
 MODES = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+class PreparedRnnWeight:
+    """A recurrent weight (``weight_hh_l*``) prepared once for many forward calls (inference):
+    ``weight`` is a read-only copy of the array it was made from, and the gate-interleaved
+    panels the float32 kernels read at every step (the whole matrix, every step) are packed on
+    the first forward call and kept, as onnxruntime packs a session's initializers. Pass it in
+    ``params`` in place of that weight_hh. A multi-step float32 forward then runs the packed
+    kernels at every batch size (unprepared: from 8 rows, where packing on each call pays for
+    itself), so below batch 8 the results may differ from the unprepared call's in the last bits
+    (float32 rounding; identical from batch 8). Changes to the original array are not seen:
+    prepare again after changing weights. Backward and the cells take the plain array."""
+
+    __slots__ = ("weight", "_c")
+
+    def __init__(self, weight):
+        w = as_float_array(weight, "weight")
+        if w.ndim != 2:
+            raise ValueError(f"weight must be 2-D (gates*hidden_size, hidden_size or proj_size), got shape {w.shape}")
+        snapshot = np.array(w, copy=True, order="C")
+        snapshot.flags.writeable = False
+        self.weight = snapshot
+        self._c = _C.RnnPrepared(snapshot)
+
+    @property
+    def shape(self):
+        return self.weight.shape
+
+    @property
+    def dtype(self):
+        return self.weight.dtype
+
+    def __reduce__(self):  # pickle / copy.deepcopy: prepare the copied weights afresh
+        return (PreparedRnnWeight, (self.weight,))
+
+    def __repr__(self) -> str:
+        return f"PreparedRnnWeight(shape={self.weight.shape}, dtype={self.weight.dtype})"
+
+
+def prepare_rnn_weight(weight) -> PreparedRnnWeight:
+    """``PreparedRnnWeight(weight)``: pass the result in ``params`` in place of a weight_hh."""
+    return PreparedRnnWeight(weight)
 
 
 def _check_bool(v, name):
@@ -93,7 +141,8 @@ class _Config:
                 f"bias={self.bias}, proj_size={self.proj_size}; got {len(params)}"
             )
         G = GATES[self.mode]
-        w_hh0 = as_float_array(params[1], "params[1] (weight_hh_l0)")
+        w_hh0 = params[1].weight if isinstance(params[1], PreparedRnnWeight) else params[1]
+        w_hh0 = as_float_array(w_hh0, "params[1] (weight_hh_l0)")
         if w_hh0.ndim != 2 or w_hh0.shape[0] % G or w_hh0.shape[0] == 0:
             raise ValueError(f"weight_hh_l0 must be ({G}*hidden_size, hidden_size), got shape {w_hh0.shape}")
         H = w_hh0.shape[0] // G
@@ -114,16 +163,22 @@ class _Config:
                 if self.proj_size:
                     names.append("weight_hr" + sfx)
                     shapes.append((self.proj_size, H))
-                arrs = {}
+                arrs, prepared = {}, None
                 for name, shape in zip(names, shapes):
-                    a = as_float_array(params[i], f"params[{i}] ({name})", self.dtype)
+                    a = params[i]
+                    if isinstance(a, PreparedRnnWeight):
+                        if not name.startswith("weight_hh"):
+                            raise TypeError(f"params[{i}] ({name}): only a weight_hh may be a PreparedRnnWeight")
+                        a, prepared = a.weight, a._c
+                    a = as_float_array(a, f"params[{i}] ({name})", self.dtype)
                     if a.shape != shape:
                         if name.startswith("weight_ih") and a.ndim == 2 and a.shape[0] == shape[0] and layer == 0:
                             raise ValueError(f"input.size(-1) must be equal to input_size. Expected {a.shape[1]}, got {in_size}")
                         raise ValueError(f"params[{i}] ({name}) must have shape {shape}, got {a.shape}")
                     arrs[name.split("_l")[0]] = a
                     i += 1
-                dirs.append((arrs["weight_ih"], arrs["weight_hh"], arrs.get("bias_ih"), arrs.get("bias_hh"), arrs.get("weight_hr")))
+                dirs.append((arrs["weight_ih"], arrs["weight_hh"], arrs.get("bias_ih"), arrs.get("bias_hh"),
+                             arrs.get("weight_hr"), prepared))  # fmt: skip
             layers.append(dirs)
         return layers
 
@@ -234,14 +289,14 @@ def rnn_forward(
     for layer in range(L):
         out = _C.empty((T, B, D * K), cfg.dtype)
         for d in range(D):
-            w_ih, w_hh, b_ih, b_hh, w_hr = cfg.layers[layer][d]
+            w_ih, w_hh, b_ih, b_hh, w_hr, prepared = cfg.layers[layer][d]
             idx = layer * D + d
             ws = _C.empty((_C.rnn_workspace_size(MODES[mode], T, B, H, cfg.proj_size),), cfg.dtype) if need_saved else None
             _C.rnn_layer_forward(
                 MODES[mode], d == 1, layer_in,
                 None if h0 is None else h0[idx], None if c0 is None else c0[idx],
                 w_ih, w_hh, b_ih, b_hh, w_hr, cfg.lengths,
-                out, d * K, h_n[idx], c_n[idx] if lstm else None, ws,
+                out, d * K, h_n[idx], c_n[idx] if lstm else None, ws, prepared=prepared,
             )  # fmt: skip
             ws_list.append(ws)
         layer_in = out
@@ -303,7 +358,7 @@ def rnn_backward(
         layer_in = cfg.x if layer == 0 else as_float_array(inputs[layer - 1], f"saved input of layer {layer}", cfg.dtype)
         dx = _C.empty(layer_in.shape, cfg.dtype)
         for d in range(D):
-            w_ih, w_hh, b_ih, b_hh, w_hr = cfg.layers[layer][d]
+            w_ih, w_hh, b_ih, b_hh, w_hr, _ = cfg.layers[layer][d]
             idx = layer * D + d
             g = [_C.empty(w_ih.shape, cfg.dtype), _C.empty(w_hh.shape, cfg.dtype)]
             if cfg.bias:
