@@ -296,7 +296,7 @@ def rnn_forward(
                 MODES[mode], d == 1, layer_in,
                 None if h0 is None else h0[idx], None if c0 is None else c0[idx],
                 w_ih, w_hh, b_ih, b_hh, w_hr, cfg.lengths,
-                out, d * K, h_n[idx], c_n[idx] if lstm else None, ws, prepared=prepared,
+                out, d * K, h_n[idx], c_n[idx] if lstm else None, ws, False, prepared,
             )  # fmt: skip
             ws_list.append(ws)
         layer_in = out
