@@ -51,17 +51,7 @@ struct PreparedConv2d {
   std::unique_ptr<Conv2dPrepared<float>> f32 = std::make_unique<Conv2dPrepared<float>>();
   std::unique_ptr<Conv2dPrepared<double>> f64 = std::make_unique<Conv2dPrepared<double>>();
 
-  explicit PreparedConv2d(py::array w) : weight(std::move(w)) {
-    if (weight.ndim() != 4)
-      throw std::invalid_argument(concat("weight must be 4-D, got ", weight.ndim(), "-D"));
-    const bool f32_or_f64 = weight.dtype().kind() == 'f' && (weight.itemsize() == 4 || weight.itemsize() == 8);
-    if (!f32_or_f64) throw py::type_error("weight must have dtype float32 or float64");
-    const int flags = py::detail::array_proxy(weight.ptr())->flags;
-    if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-      throw std::invalid_argument("weight must be C-contiguous and aligned");
-    if (flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_)
-      throw std::invalid_argument("weight must be read-only (the prepared weights are derived from it once)");
-  }
+  explicit PreparedConv2d(py::array w) : weight(std::move(w)) { check_prepared_snapshot(weight, 4); }
   template <typename T>
   Conv2dPrepared<T>* get();
 };
@@ -84,10 +74,7 @@ py::array forward_impl(const py::array& x, const py::array& w, const py::object&
   Conv2dPrepared<T>* prep = nullptr;
   if (!prepared.is_none()) {
     PreparedConv2d& p = prepared.cast<PreparedConv2d&>();
-    bool same = p.weight.data() == static_cast<const void*>(wp) && p.weight.dtype().is(w.dtype()) &&
-                p.weight.ndim() == w.ndim();
-    for (py::ssize_t d = 0; same && d < w.ndim(); ++d) same = p.weight.shape(d) == w.shape(d);
-    if (!same)  // the derived weights are built once, for the first shape they meet
+    if (!is_snapshot(p.weight, w))  // the derived weights are built once, for the first shape they meet
       throw std::invalid_argument("prepared: made for a different weight array than the one passed");
     prep = p.get<T>();
   }

@@ -45,26 +45,15 @@ struct PreparedRnn {
   py::array weight;
   RnnPrepared prepared;
 
-  explicit PreparedRnn(py::array w) : weight(std::move(w)) {
-    if (weight.ndim() != 2)
-      throw std::invalid_argument(concat("weight must be 2-D (gates*hidden_size, K), got ", weight.ndim(), "-D"));
-    const bool f32_or_f64 = weight.dtype().kind() == 'f' && (weight.itemsize() == 4 || weight.itemsize() == 8);
-    if (!f32_or_f64) throw py::type_error("weight must have dtype float32 or float64");
-    const int flags = py::detail::array_proxy(weight.ptr())->flags;
-    if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-      throw std::invalid_argument("weight must be C-contiguous and aligned");
-    if (flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_)
-      throw std::invalid_argument("weight must be read-only (the packed panels are derived from it once)");
-  }
+  explicit PreparedRnn(py::array w) : weight(std::move(w)) { check_prepared_snapshot(weight, 2); }
 };
 
 // prepared (a PreparedRnn or None) checked against the weight_hh array passed with it.
 RnnPrepared* prepared_for(const py::object& prepared, const py::array& w_hh) {
   if (prepared.is_none()) return nullptr;
   PreparedRnn& p = prepared.cast<PreparedRnn&>();
-  bool same = p.weight.data() == w_hh.data() && p.weight.dtype().is(w_hh.dtype()) && p.weight.ndim() == w_hh.ndim();
-  for (py::ssize_t d = 0; same && d < w_hh.ndim(); ++d) same = p.weight.shape(d) == w_hh.shape(d);
-  if (!same) throw std::invalid_argument("prepared: made for a different weight_hh array than the one passed");
+  if (!is_snapshot(p.weight, w_hh))
+    throw std::invalid_argument("prepared: made for a different weight_hh array than the one passed");
   return &p.prepared;
 }
 

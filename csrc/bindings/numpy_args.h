@@ -113,6 +113,28 @@ inline py::array_t<T> empty_array(const std::vector<py::ssize_t>& shape) {
   return py::array_t<T>(shape, static_cast<T*>(owner->p), base);
 }
 
+// The snapshot a prepared weight is derived from (PreparedConv2dWeight, PreparedRnnWeight): ndim
+// dimensions, float32 or float64, C-contiguous, aligned and read-only (the derived forms are
+// built from it once, so it must never change).
+inline void check_prepared_snapshot(const py::array& w, int ndim) {
+  if (w.ndim() != ndim) throw std::invalid_argument(concat("weight must be ", ndim, "-D, got ", w.ndim(), "-D"));
+  if (!(w.dtype().kind() == 'f' && (w.itemsize() == 4 || w.itemsize() == 8)))
+    throw py::type_error("weight must have dtype float32 or float64");
+  const int flags = py::detail::array_proxy(w.ptr())->flags;
+  if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw std::invalid_argument("weight must be C-contiguous and aligned");
+  if (flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_)
+    throw std::invalid_argument("weight must be read-only (the prepared weights are derived from it once)");
+}
+
+// True when a (the weight an op was given) is the prepared snapshot w itself: same data,
+// dtype and shape.
+inline bool is_snapshot(const py::array& w, const py::array& a) {
+  bool same = w.data() == a.data() && w.dtype().is(a.dtype()) && w.ndim() == a.ndim();
+  for (py::ssize_t d = 0; same && d < a.ndim(); ++d) same = w.shape(d) == a.shape(d);
+  return same;
+}
+
 // True when a is float64 (used to choose the template instance).
 inline bool is_f64(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize() == 8; }
 

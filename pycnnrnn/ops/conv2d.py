@@ -40,6 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _C
+from ._prepared import PreparedWeight
 from ._validate import as_float_array, check_int, check_ndim, check_numel, pair
 
 __all__ = ["PreparedConv2dWeight", "conv2d", "conv2d_backward", "conv2d_relu", "prepare_conv2d_weight"]
@@ -49,7 +50,7 @@ _SIZE_LIMIT = 1 << 40  # spatial extents beyond this cannot index a real array a
 _ALGOS = {"auto": 0, "gemm": 1, "depthwise": 2, "winograd": 3, "direct": 4}
 
 
-class PreparedConv2dWeight:
+class PreparedConv2dWeight(PreparedWeight):
     """A conv2d weight prepared once for many forward calls (inference): ``weight`` is a
     read-only copy of the array it was made from, and the transforms a forward call would
     otherwise redo every time (Winograd's 16 matrices U = G g G^T, 16/9 of the weight's memory)
@@ -57,29 +58,10 @@ class PreparedConv2dWeight:
     are not seen (like torch.jit.freeze or an onnxruntime session's initializers): prepare
     again after changing weights. Results are bit-identical to passing the plain array."""
 
-    __slots__ = ("weight", "_c")
-
-    def __init__(self, weight):
-        w = as_float_array(weight, "weight")
-        check_ndim(w, "weight", (4,), " (out_channels, in_channels/groups, kH, kW)")
-        snapshot = np.array(w, copy=True, order="C")
-        snapshot.flags.writeable = False
-        self.weight = snapshot
-        self._c = _C.Conv2dPrepared(snapshot)
-
-    @property
-    def shape(self):
-        return self.weight.shape
-
-    @property
-    def dtype(self):
-        return self.weight.dtype
-
-    def __reduce__(self):  # pickle / copy.deepcopy: prepare the copied weights afresh
-        return (PreparedConv2dWeight, (self.weight,))
-
-    def __repr__(self) -> str:
-        return f"PreparedConv2dWeight(shape={self.weight.shape}, dtype={self.weight.dtype})"
+    __slots__ = ()
+    NDIM = 4
+    SHAPE_NAMES = "(out_channels, in_channels/groups, kH, kW)"
+    make_c = staticmethod(lambda snapshot: _C.Conv2dPrepared(snapshot))
 
 
 def prepare_conv2d_weight(weight) -> PreparedConv2dWeight:

@@ -28,6 +28,7 @@ import numbers
 import numpy as np
 
 from .. import _C
+from ._prepared import PreparedWeight
 from ._validate import as_float_array, check_int
 
 __all__ = [
@@ -49,7 +50,7 @@ MODES = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
 GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 
-class PreparedRnnWeight:
+class PreparedRnnWeight(PreparedWeight):
     """A recurrent weight (``weight_hh_l*``) prepared once for many forward calls (inference):
     ``weight`` is a read-only copy of the array it was made from, and the gate-interleaved
     panels the float32 kernels read at every step (the whole matrix, every step) are packed on
@@ -60,30 +61,10 @@ class PreparedRnnWeight:
     (float32 rounding; identical from batch 8). Changes to the original array are not seen:
     prepare again after changing weights. Backward and the cells take the plain array."""
 
-    __slots__ = ("weight", "_c")
-
-    def __init__(self, weight):
-        w = as_float_array(weight, "weight")
-        if w.ndim != 2:
-            raise ValueError(f"weight must be 2-D (gates*hidden_size, hidden_size or proj_size), got shape {w.shape}")
-        snapshot = np.array(w, copy=True, order="C")
-        snapshot.flags.writeable = False
-        self.weight = snapshot
-        self._c = _C.RnnPrepared(snapshot)
-
-    @property
-    def shape(self):
-        return self.weight.shape
-
-    @property
-    def dtype(self):
-        return self.weight.dtype
-
-    def __reduce__(self):  # pickle / copy.deepcopy: prepare the copied weights afresh
-        return (PreparedRnnWeight, (self.weight,))
-
-    def __repr__(self) -> str:
-        return f"PreparedRnnWeight(shape={self.weight.shape}, dtype={self.weight.dtype})"
+    __slots__ = ()
+    NDIM = 2
+    SHAPE_NAMES = "(gates*hidden_size, hidden_size or proj_size)"
+    make_c = staticmethod(lambda snapshot: _C.RnnPrepared(snapshot))
 
 
 def prepare_rnn_weight(weight) -> PreparedRnnWeight:
