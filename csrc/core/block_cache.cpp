@@ -34,9 +34,9 @@ Cache& cache() {
   return *c;
 }
 
-// Blocks of at least one huge page: whole huge pages, 2 MiB aligned. Smaller ones: 64 KiB
-// granules (a 2 MiB block for a 100 KB array would be 20x its size).
-constexpr size_t kGranule = size_t{64} << 10;
+// Blocks of at least one huge page: whole huge pages, 2 MiB aligned. Smaller ones: whole pages
+// (a 2 MiB block for a 100 KB array would be 20x its size).
+constexpr size_t kGranule = size_t{4} << 10;
 size_t mapped_size(size_t bytes) {
   const size_t unit = bytes >= kHuge ? kHuge : kGranule;
   return (bytes + unit - 1) / unit * unit;

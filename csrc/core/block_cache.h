@@ -4,8 +4,9 @@
 // faults and the zero-fill of each page: 4-13 ms per call, measured; blocks of a few hundred
 // KB come and go the same way when glibc trims its heap (an LSTM(300, 512, 2) forward at batch
 // 8: 120 faults per call). Blocks of at least BLOCK_CACHE_MIN_BYTES are mapped here instead
-// (from 2 MiB: 2 MiB aligned, transparent huge pages requested), and a freed one waits in a
-// small cache for the next request of about its size. Thread-safe; the GIL is not needed.
+// (whole pages; from 2 MiB whole huge pages, 2 MiB aligned, transparent huge pages requested),
+// and a freed one waits in a small cache for the next request of about its size. Thread-safe;
+// the GIL is not needed.
 #pragma once
 #include <cstddef>
 
@@ -14,7 +15,8 @@ namespace pycnnrnn {
 constexpr size_t BLOCK_CACHE_MIN_BYTES = size_t{64} << 10;  // smaller ones: malloc
 constexpr size_t BLOCK_CACHE_MAX_BYTES = size_t{1} << 30;  // cached (free) bytes at most
 
-// At least `bytes` bytes, 64-byte aligned (2 MiB for cached sizes); throws std::bad_alloc.
+// At least `bytes` bytes, 64-byte aligned (cached sizes page aligned, and 2 MiB aligned from
+// 2 MiB up); throws std::bad_alloc.
 void* block_alloc(size_t bytes);
 // Returns a block from block_alloc (same `bytes`).
 void block_free(void* p, size_t bytes) noexcept;
