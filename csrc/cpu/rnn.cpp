@@ -89,14 +89,16 @@ void split_run(int64_t n, int64_t work, Fn&& fn) {
 
 // Batch rows from which a multi-step forward packs W_hh (below: per-step GEMV/small-M product
 // from the GEMM engine on the unpacked weights, then the fused gate formulas). Packing is a pass
-// over W_hh on every call; measured on 2 threads, LSTM(300, 512, 2) T=30, same runs: B=1 packed
-// 4.6-5.2 ms vs unpacked 3.7-4.2, B=4 7.8-8.2 vs 6.8-7.0, B=8 13.1-14.2 vs 14.0-14.9; GRU B=1
-// 2.6-2.8 vs 2.1-2.2. Cells (T = 1) never pack. PYCNNRNN_RNN_PACK_MIN_B overrides it (a tuning
-// knob for benchmarks and tests, read once).
+// over W_hh on every call (without prepared weights). Measured on 2 threads, LSTM(300, 512, 2)
+// T=30, three alternating runs, median ms unpacked / packed, on Zen 3 once packing read its
+// rows sequentially into reused memory: B=2 9.0-12.1 / 7.9-8.8, B=4 14.6-26.7 / 15.6-20.6 (min
+// 13.2-19.1 / 11.0-11.6); GRU B=4 min 10.1-11.8 / 8.4-10.4; B=1 even (LSTM 4.1-5.3 / 5.0-5.4,
+// GRU mixed). Cells (T = 1) never pack. PYCNNRNN_RNN_PACK_MIN_B overrides it (a tuning knob for
+// benchmarks and tests, read once).
 int64_t pack_min_batch() {
   static const int64_t v = [] {
     const char* e = std::getenv("PYCNNRNN_RNN_PACK_MIN_B");
-    return e && *e ? std::max<int64_t>(1, std::atoll(e)) : int64_t(8);
+    return e && *e ? std::max<int64_t>(1, std::atoll(e)) : int64_t(2);
   }();
   return v;
 }

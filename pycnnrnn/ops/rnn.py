@@ -56,9 +56,9 @@ class PreparedRnnWeight(PreparedWeight):
     panels the float32 kernels read at every step (the whole matrix, every step) are packed on
     the first forward call and kept, as onnxruntime packs a session's initializers. Pass it in
     ``params`` in place of that weight_hh. A multi-step float32 forward then runs the packed
-    kernels at every batch size (unprepared: from 8 rows, where packing on each call pays for
-    itself), so below batch 8 the results may differ from the unprepared call's in the last bits
-    (float32 rounding; identical from batch 8). Changes to the original array are not seen:
+    kernels at every batch size (unprepared: from 2 rows, where packing on each call pays for
+    itself), so at batch 1 the results may differ from the unprepared call's in the last bits
+    (float32 rounding; identical from batch 2). Changes to the original array are not seen:
     prepare again after changing weights. Backward and the cells take the plain array."""
 
     __slots__ = ()
