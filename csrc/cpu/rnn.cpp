@@ -207,17 +207,22 @@ int rnn_row_threads(int64_t B, int64_t GH, int64_t K) {
   return GH * K * int64_t(sizeof(float)) <= RNN_ROW_SPLIT_MAX_WEIGHT_BYTES ? nt : 1;
 }
 
-// Forward panels for the float32 ISA kernels (layout in rnn_kernels.h).
+// Forward panels for the float32 ISA kernels (layout in rnn_kernels.h): the geometry, which
+// also splits the hidden units between threads when W_hh is not packed, and the data when it is.
 struct FwdPanels {
   int nv = 0;
-  int64_t units = 0, count = 0;
+  int64_t units = 0, count = 0;  // hidden units per panel, panels
   BlockArray<float> data;
 };
-FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
+FwdPanels panel_geometry(int G, int64_t H, int vl) {
   FwdPanels p;
   p.nv = G == 3 ? 3 : 4;
   p.units = G == 1 ? 4 * vl : vl;
   p.count = (H + p.units - 1) / p.units;
+  return p;
+}
+FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
+  FwdPanels p = panel_geometry(G, H, vl);
   const int64_t pw = p.nv * vl;
   p.data = BlockArray<float>(static_cast<size_t>(p.count * K * pw));
   // One source row (a column c of the panel) at a time: read in one sequential run (the
@@ -415,16 +420,12 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
         vk = &f32_kernels();
         if (L.prepared && Tn >= 2) panel_data = L.prepared->forward_panels(L.w_hh, G, H, K, vk->vl);
         packed = panel_data || (B >= pack_min_batch() && Tn >= 2);
-        if (panel_data) {
-          const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // units per panel, as packed
-          panels.count = (H + units - 1) / units;
-        } else if (packed) {
+        if (packed && !panel_data) {
           panels = pack_forward(L.w_hh, G, H, K, vk->vl);
           panel_data = panels.data.data();
         } else {
-          rec.resize(B * GH);
-          const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // units per panel, as packed
-          panels.count = (H + units - 1) / units;
+          panels = panel_geometry(G, H, vk->vl);
+          if (!packed) rec.resize(B * GH);
         }
       }
     }
@@ -526,7 +527,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
               fs.rec = rec.data();
             }
             RnnStepFn fn = vk->step;
-            const int64_t units = G == 1 ? 4 * vk->vl : vk->vl;  // hidden units per panel
+            const int64_t units = panels.units;
             split_run(panels.count, (B * GH * K) << int(input_in_step), [&](int64_t p0, int64_t p1) {
               if (!packed) {
                 // this thread's units [u0, u1) of every gate, in chunks of 64 units in serpentine

@@ -12,15 +12,12 @@ from ._validate import as_float_array, check_ndim
 class PreparedWeight:
     """``weight``: a read-only copy of the array this was made from; changes to the original are
     not seen (prepare again after changing weights). Subclasses set NDIM, SHAPE_NAMES (for the
-    error message) and make_c (the C++ holder's constructor)."""
+    error message) and C_TYPE (the C++ holder, built from the snapshot)."""
 
     __slots__ = ("weight", "_c")
-    NDIM = 0
-    SHAPE_NAMES = ""
-
-    @staticmethod
-    def make_c(snapshot):
-        raise NotImplementedError
+    NDIM: int
+    SHAPE_NAMES: str
+    C_TYPE: type
 
     def __init__(self, weight):
         w = as_float_array(weight, "weight")
@@ -28,7 +25,7 @@ class PreparedWeight:
         snapshot = np.array(w, copy=True, order="C")
         snapshot.flags.writeable = False
         self.weight = snapshot
-        self._c = self.make_c(snapshot)
+        self._c = self.C_TYPE(snapshot)
 
     @property
     def shape(self):

@@ -61,7 +61,7 @@ class PreparedConv2dWeight(PreparedWeight):
     __slots__ = ()
     NDIM = 4
     SHAPE_NAMES = "(out_channels, in_channels/groups, kH, kW)"
-    make_c = staticmethod(lambda snapshot: _C.Conv2dPrepared(snapshot))
+    C_TYPE = _C.Conv2dPrepared
 
 
 def prepare_conv2d_weight(weight) -> PreparedConv2dWeight:

@@ -59,12 +59,13 @@ class PreparedRnnWeight(PreparedWeight):
     kernels at every batch size (unprepared: from 2 rows, where packing on each call pays for
     itself), so at batch 1 the results may differ from the unprepared call's in the last bits
     (float32 rounding; identical from batch 2). Changes to the original array are not seen:
-    prepare again after changing weights. Backward and the cells take the plain array."""
+    prepare again after changing weights. rnn_backward accepts it too (it reads the snapshot);
+    the cells take plain arrays."""
 
     __slots__ = ()
     NDIM = 2
     SHAPE_NAMES = "(gates*hidden_size, hidden_size or proj_size)"
-    make_c = staticmethod(lambda snapshot: _C.RnnPrepared(snapshot))
+    C_TYPE = _C.RnnPrepared
 
 
 def prepare_rnn_weight(weight) -> PreparedRnnWeight:
