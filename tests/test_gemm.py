@@ -242,6 +242,20 @@ def test_results_do_not_depend_on_thread_count(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tb", [False, True])
+def test_small_m_wide_rows_cross_column_chunks(rng, dtype, tb):
+    # The small-M kernels sum a column chunk at a time (e.g. 512 floats at M = 8, 4096 at
+    # M = 1) and the driver splits columns across threads: N spans several chunks with a
+    # ragged tail, and K leaves a remainder after the unrolled k groups.
+    for m in range(1, 9):
+        for n, k in [(4096 + 8 * 3 + 5, 7), (1361, 258), (2 * 520 + 3, 1)]:
+            a, b = _operands(rng, m, n, k, False, tb, dtype)
+            c = np.full((m, n), np.nan, dtype)
+            _C.gemm(a, b, c, False, tb)
+            _check(c, a, b, False, tb, what=f"m={m} n={n} k={k} tb={tb}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_zero_sizes(rng, dtype):
     # M or N == 0: nothing written; K == 0: C = beta*C (+ bias, relu)
     for m, n in [(0, 5), (5, 0), (0, 0)]:
