@@ -635,15 +635,19 @@ def test_module_lengths_and_training_dropout(rng):
 # ---- prepared recurrent weights (inference) -----------------------------------------------------
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("B", [1, 3, 8, 13])  # batch 1: packed only when prepared; from 2: packed either way
-def test_prepared_weight_hh(mode, B, rng):
-    """PreparedRnnWeight in place of every weight_hh: float32 within the error gate against
-    float64 torch (like the plain call), bit-identical to the plain call from batch 2 (both run
-    the packed panels), and the panels built once and reused by later calls of other sizes."""
+@pytest.mark.parametrize("which", [("weight_hh",), ("weight_ih", "weight_hh"), ("weight_ih",)])
+def test_prepared_weights(mode, B, which, rng):
+    """PreparedRnnWeight in place of every weight_hh and/or weight_ih: float32 within the error
+    gate against float64 torch (like the plain call), bit-identical to the plain call from batch
+    2 (both run the packed panels; a prepared weight_ih only replaces the packing the input GEMM
+    does anyway) and with only weight_ih prepared at every batch, and the packed forms built
+    once and reused by later calls of other sizes (T * B on both sides of the GEMM's small-M
+    path)."""
     m = torch_module(mode, 7, 21, 2, bidir=True, proj=4 if mode == "lstm" else 0)
     params = [w.detach().numpy() for w in m._flat_weights]
     names = m._flat_weights_names
-    prepared = [R.prepare_rnn_weight(w) if n.startswith("weight_hh") else w for n, w in zip(names, params)]
-    assert all(isinstance(p, R.PreparedRnnWeight) for n, p in zip(names, prepared) if n.startswith("weight_hh"))
+    prepared = [R.prepare_rnn_weight(w) if n.startswith(which) else w for n, w in zip(names, params)]
+    assert sum(isinstance(p, R.PreparedRnnWeight) for p in prepared) == 4 * len(which)
     m64 = copy.deepcopy(m).double()
     kw = dict(num_layers=2, bidirectional=True, proj_size=4 if mode == "lstm" else 0)
     for T in (5, 2):
@@ -654,11 +658,18 @@ def test_prepared_weight_hh(mode, B, rng):
         t32 = torch_run(m, mode, x, None)
         for name, a, a0 in [("y", y, y0), ("h", h, h0)] + ([("c", c, c0)] if mode == "lstm" else []):
             assert_error_gate(a, ref[name], t32[name], floor=2e-6, what=f"prepared {mode} {name}")
-            if B >= 2:
+            if B >= 2 or "weight_hh" not in which:
                 np.testing.assert_array_equal(a, a0)
+    # the forms the calls needed were built: panels (float32, T >= 2), and the input operand when
+    # some call's input GEMM had more rows (T * B) than the GEMM's small-M path takes (8)
+    for n, p in zip(names, prepared):
+        if isinstance(p, R.PreparedRnnWeight):
+            want = (True, False) if n.startswith("weight_hh") else (False, 5 * B > 8)
+            assert p._c.built == want, (n, B)
     # the snapshot is what the prepared weight holds: the original array may change freely
-    p0 = prepared[names.index("weight_hh_l0")]
-    assert not p0.weight.flags.writeable and p0.shape == params[1].shape and p0.dtype == np.float32
+    p0 = prepared[names.index(which[0] + "_l0")]
+    assert not p0.weight.flags.writeable and p0.shape == params[names.index(which[0] + "_l0")].shape
+    assert p0.dtype == np.float32
     with pytest.raises(ValueError, match="read-only"):
         p0.weight[0, 0] = 1.0
     assert "PreparedRnnWeight(shape=" in repr(p0)
@@ -668,8 +679,8 @@ def test_prepared_weight_hh(mode, B, rng):
 def test_prepared_weight_errors_and_float64(rng):
     w_ih, w_hh, b_ih, b_hh = (rng.standard_normal(s).astype(np.float32) for s in [(24, 5), (24, 6), (24,), (24,)])
     x = rng.standard_normal((3, 2, 5)).astype(np.float32)
-    with pytest.raises(TypeError, match=r"params\[0\] \(weight_ih_l0\): only a weight_hh may be a PreparedRnnWeight"):
-        R.rnn_forward("lstm", x, None, [R.prepare_rnn_weight(w_ih), w_hh, b_ih, b_hh])
+    with pytest.raises(TypeError, match=r"params\[2\] \(bias_ih_l0\): only a weight_ih or weight_hh may be a Prepared"):
+        R.rnn_forward("lstm", x, None, [w_ih, w_hh, R.prepare_rnn_weight(w_ih), b_hh])
     with pytest.raises(ValueError, match=r"weight must be 2-D"):
         R.prepare_rnn_weight(b_ih)
     with pytest.raises(TypeError, match="must be a numpy array"):
@@ -679,6 +690,11 @@ def test_prepared_weight_errors_and_float64(rng):
         _C.rnn_layer_forward(0, False, x, None, None, w_ih, w_hh, b_ih, b_hh, None, None, y, 0,
                              _C.empty((2, 6), np.dtype(np.float32)), None, None,
                              prepared=_C.RnnPrepared(R.prepare_rnn_weight(w_hh).weight))  # fmt: skip
+    with pytest.raises(ValueError, match="prepared_ih: made for a different weight_ih array"):
+        y = _C.empty((3, 2, 6), np.dtype(np.float32))
+        _C.rnn_layer_forward(0, False, x, None, None, w_ih, w_hh, b_ih, b_hh, None, None, y, 0,
+                             _C.empty((2, 6), np.dtype(np.float32)), None, None, False, None,
+                             _C.RnnPrepared(R.prepare_rnn_weight(w_ih).weight))  # fmt: skip
     with pytest.raises(ValueError, match="read-only"):
         _C.RnnPrepared(w_hh.copy())
     plain64 = [a.astype(np.float64) for a in (w_ih, w_hh, b_ih, b_hh)]
@@ -692,22 +708,23 @@ def test_prepared_weight_errors_and_float64(rng):
 
 @pytest.mark.parametrize("name,kwargs", [("LSTM", dict(num_layers=2, bidirectional=True)), ("GRU", {}), ("RNN", {})])
 def test_module_prepack(name, kwargs, rng):
-    """Module.prepack() on a recurrent module: every weight_hh becomes a read-only snapshot with
-    its packed panels; outputs match the unprepared module; a new weight array or
+    """Module.prepack() on a recurrent module: every weight_ih and weight_hh becomes a read-only
+    snapshot with its packed form; outputs match the unprepared module; a new weight array or
     load_state_dict() drops the prepared form."""
     om = getattr(_nn(), name)(5, 12, **kwargs)
     x = rng.standard_normal((4, 9, 5)).astype(np.float32)  # batch 9: packed either way, bit-identical
     before = om(x)[0]
     sd = {k: v.copy() for k, v in om.state_dict().items()}
     assert om.prepack() is om and not om.training
-    hh = [n for n in om._flat_weights_names if n.startswith("weight_hh")]
-    assert hh and all(not getattr(om, n).flags.writeable for n in hh)
+    hh = [n for n in om._flat_weights_names if n.startswith(("weight_ih", "weight_hh"))]
+    assert len(hh) == 2 * om.num_layers * (1 + om.bidirectional) and all(not getattr(om, n).flags.writeable for n in hh)
     assert all(isinstance(w, R.PreparedRnnWeight) for n, w in zip(om._flat_weights_names, om._flat_weights) if n in hh)
     np.testing.assert_array_equal(om(x)[0], before)
     with pytest.raises(ValueError, match="read-only"):
         getattr(om, hh[0])[0, 0] = 0.0
     om.weight_hh_l0 = np.zeros_like(om.weight_hh_l0)  # a new array: the prepared form is not used for it
     assert not isinstance(om._flat_weights[om._flat_weights_names.index("weight_hh_l0")], R.PreparedRnnWeight)
+    assert isinstance(om._flat_weights[om._flat_weights_names.index("weight_ih_l0")], R.PreparedRnnWeight)
     changed = om(x)[0]
     assert not np.array_equal(changed, before)
     om.load_state_dict(sd)

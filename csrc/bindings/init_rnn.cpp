@@ -3,6 +3,8 @@
 // pycnnrnn/ops/rnn.py validates, normalises and allocates every array (outputs included, so
 // two directions can write the two halves of one output); these functions re-check dtypes,
 // shapes and contiguity, then run the whole sequence with the GIL released.
+#include <string>
+
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -39,8 +41,8 @@ const T* opt_in(const py::object& o, const char* name, std::initializer_list<int
   return in_ptr<T>(a, name);
 }
 
-// The C++ half of pycnnrnn.functional.PreparedRnnWeight: the read-only weight_hh array it was
-// made for (kept alive here) and its packed panels, built on first use (RnnPrepared).
+// The C++ half of pycnnrnn.functional.PreparedRnnWeight: the read-only weight array it was
+// made for (kept alive here) and its packed forms, built on first use (RnnPrepared).
 struct PreparedRnn {
   py::array weight;
   RnnPrepared prepared;
@@ -48,12 +50,12 @@ struct PreparedRnn {
   explicit PreparedRnn(py::array w) : weight(std::move(w)) { check_prepared_snapshot(weight, 2); }
 };
 
-// prepared (a PreparedRnn or None) checked against the weight_hh array passed with it.
-RnnPrepared* prepared_for(const py::object& prepared, const py::array& w_hh) {
+// prepared (a PreparedRnn or None) checked against the weight array passed with it.
+RnnPrepared* prepared_for(const py::object& prepared, const py::array& w, const char* arg, const char* weight) {
   if (prepared.is_none()) return nullptr;
   PreparedRnn& p = prepared.cast<PreparedRnn&>();
-  if (!is_snapshot(p.weight, w_hh))
-    throw std::invalid_argument("prepared: made for a different weight_hh array than the one passed");
+  if (!is_snapshot(p.weight, w))
+    throw std::invalid_argument(std::string(arg) + ": made for a different " + weight + " array than the one passed");
   return &p.prepared;
 }
 
@@ -97,11 +99,13 @@ template <typename T>
 void forward_impl(int mode, bool reverse, const py::array& x, const py::object& h0, const py::object& c0,
                   const py::array& w_ih, const py::array& w_hh, const py::object& b_ih, const py::object& b_hh,
                   const py::object& w_hr, const py::object& lengths, py::array& y, int64_t y_col, py::array& hn,
-                  const py::object& cn, const py::object& ws, bool naive, const py::object& prepared) {
+                  const py::object& cn, const py::object& ws, bool naive, const py::object& prepared,
+                  const py::object& prepared_ih) {
   Dims d;
   RnnLayer<T> L = make_layer<T>(mode, reverse, x, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, &d);
-  RnnPrepared* prep = prepared_for(prepared, w_hh);
-  if (std::is_same<T, float>::value) L.prepared = prep;  // (float64 has no packed kernels)
+  RnnPrepared* prep = prepared_for(prepared, w_hh, "prepared", "weight_hh");
+  RnnPrepared* prep_ih = prepared_for(prepared_ih, w_ih, "prepared_ih", "weight_ih");
+  if (std::is_same<T, float>::value) L.prepared = prep, L.prepared_ih = prep_ih;  // (float64: no packed kernels)
   const T* xp = in_ptr<T>(x, "input", 3);
   const bool lstm = d.mode == RnnMode::lstm;
   const T* h0p = opt_in<T>(h0, "h0", {d.B, d.K});
@@ -185,22 +189,28 @@ void init_rnn(py::module_& m) {
       [](int mode, bool reverse, const py::array& x, const py::object& h0, const py::object& c0,
          const py::array& w_ih, const py::array& w_hh, const py::object& b_ih, const py::object& b_hh,
          const py::object& w_hr, const py::object& lengths, py::array& y, int64_t y_col, py::array& hn,
-         const py::object& cn, const py::object& ws, bool naive, const py::object& prepared) {
+         const py::object& cn, const py::object& ws, bool naive, const py::object& prepared,
+         const py::object& prepared_ih) {
         if (is_f64(x))
           forward_impl<double>(mode, reverse, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, y, y_col, hn, cn, ws,
-                               naive, prepared);
+                               naive, prepared, prepared_ih);
         else
           forward_impl<float>(mode, reverse, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, lengths, y, y_col, hn, cn, ws,
-                              naive, prepared);
+                              naive, prepared, prepared_ih);
       },
       py::arg("mode"), py::arg("reverse"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"),
       py::arg("w_hh"), py::arg("b_ih"), py::arg("b_hh"), py::arg("w_hr"), py::arg("lengths"), py::arg("y"),
       py::arg("y_col"), py::arg("hn"), py::arg("cn"), py::arg("ws"), py::arg("naive") = false,
-      py::arg("prepared") = py::none());
+      py::arg("prepared") = py::none(), py::arg("prepared_ih") = py::none());
   py::class_<PreparedRnn>(m, "RnnPrepared",
-                          "weight_hh prepared for many forward calls (pycnnrnn.functional.PreparedRnnWeight)")
+                          "weight_ih or weight_hh prepared for many forward calls (pycnnrnn.functional.PreparedRnnWeight)")
       .def(py::init<py::array>(), py::arg("weight"))
-      .def_readonly("weight", &PreparedRnn::weight);
+      .def_readonly("weight", &PreparedRnn::weight)
+      .def_property_readonly("built",
+                             [](const PreparedRnn& p) {
+                               return py::make_tuple(p.prepared.has_panels(), p.prepared.has_input_weights());
+                             },
+                             "(step panels built, input-projection operand built)");
   m.def(
       "rnn_layer_backward",
       [](int mode, bool reverse, const py::array& x, const py::array& w_ih, const py::array& w_hh,

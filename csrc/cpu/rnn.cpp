@@ -27,6 +27,7 @@
 #include "core/errors.h"
 #include "core/thread_pool.h"
 #include "cpu/gemm.h"
+#include "cpu/gemm_ukernel.h"
 #include "cpu/rnn_kernels.h"
 
 namespace pycnnrnn {
@@ -257,6 +258,11 @@ const float* RnnPrepared::forward_panels(const float* w_hh, int G, int64_t H, in
   return G == G_ && H == H_ && K == K_ && vl == vl_ ? panels_.data() : nullptr;
 }
 
+const PackedB<float>* RnnPrepared::input_weights(const float* w_ih, int64_t GH, int64_t I) {
+  std::call_once(once_input_, [&] { input_ = pack_b<float>(true, I, GH, w_ih, I); });
+  return input_.K == I && input_.N == GH && input_.isa == static_cast<int>(active_isa()) ? &input_ : nullptr;
+}
+
 namespace {
 
 // Backward panels: 4*vl columns of W_hh [GH][K] each, zero past K.
@@ -434,7 +440,16 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
       GemmEpilogue<T> ep;
       ep.bias = bsum.data();
       ep.bias_kind = BiasKind::col;
-      gemm<T>(false, true, Tn * B, GH, I, T(1), x, I, L.w_ih, I, T(0), pre.data(), GH, ep);
+      // pre[T*B][GH] = x[T*B][I] W_ih^T + bias. A prepared W_ih is used where gemm() would pack
+      // it too (above its small-M path): the same sums, bit-identical to the unprepared call.
+      bool done = false;
+      if constexpr (std::is_same<T, float>::value) {
+        const PackedB<float>* wih =
+            L.prepared_ih && Tn * B > SMALLM_MAX ? L.prepared_ih->input_weights(L.w_ih, GH, I) : nullptr;
+        if (wih) gemm_packed_b<float>(false, Tn * B, 1.f, x, I, *wih, 0.f, pre.data(), GH, ep);
+        done = wih != nullptr;
+      }
+      if (!done) gemm<T>(false, true, Tn * B, GH, I, T(1), x, I, L.w_ih, I, T(0), pre.data(), GH, ep);
     }
     const T* b_hn = (gru && L.b_hh) ? L.b_hh + 2 * H : nullptr;
 

@@ -20,6 +20,7 @@
 #include <mutex>
 
 #include "core/block_cache.h"
+#include "cpu/gemm.h"
 
 namespace pycnnrnn {
 
@@ -27,23 +28,31 @@ enum class RnnMode : int { lstm = 0, gru = 1, rnn_tanh = 2, rnn_relu = 3 };
 
 inline int rnn_gate_count(RnnMode m) { return m == RnnMode::lstm ? 4 : m == RnnMode::gru ? 3 : 1; }
 
-// W_hh of one layer-direction prepared once for many forward calls (inference): the float32
-// kernels' forward panels (gate-interleaved, cpu/rnn_kernels.h), packed by the first forward
-// call that runs on them and kept. The caller guarantees that w_hh never changes (the Python
-// side hands in a read-only snapshot). With it a multi-step forward takes the packed kernels at
-// every batch size; without, from pack_min_batch() rows, where packing on every call pays for
-// itself.
+// A weight of one layer-direction prepared once for many forward calls (inference), in the form
+// the float32 kernels read, built by the first forward call that needs it and kept. The caller
+// guarantees that the weight never changes (the Python side hands in a read-only snapshot).
+// - As W_hh: the step kernels' forward panels (gate-interleaved, cpu/rnn_kernels.h). A
+//   multi-step forward then takes the packed kernels at every batch size; without, from
+//   pack_min_batch() rows, where packing on every call pays for itself.
+// - As W_ih: W_ih^T packed as the B operand of the input projection's GEMM (pack_b), which
+//   otherwise packs it on every call (8% of an LSTM(300, 512, 2) T=30 B=1 forward).
 class RnnPrepared {
  public:
   // The panels of w_hh [G*H][K] for vectors of vl floats; null when they were built for another
   // geometry (e.g. another ISA's vector length): the caller then packs for this call.
   const float* forward_panels(const float* w_hh, int G, int64_t H, int64_t K, int vl);
+  // w_ih [GH][I] as the packed B = w_ih^T [I][GH]; null when packed for another ISA.
+  const PackedB<float>* input_weights(const float* w_ih, int64_t GH, int64_t I);
+  // Which forms a call has built so far (tests).
+  bool has_panels() const { return panels_.data() != nullptr; }
+  bool has_input_weights() const { return input_.data != nullptr; }
 
  private:
-  std::once_flag once_;
+  std::once_flag once_, once_input_;
   int G_ = 0, vl_ = 0;
   int64_t H_ = 0, K_ = 0;
   BlockArray<float> panels_;
+  PackedB<float> input_;
 };
 
 // One layer and direction: sizes and weights (b_* may be null: bias=False; w_hr null iff P=0;
@@ -59,7 +68,8 @@ struct RnnLayer {
   const T* b_hh = nullptr;  // [GH]
   const T* w_hr = nullptr;  // [P][H]
   const int64_t* lengths = nullptr;  // [B]
-  RnnPrepared* prepared = nullptr;    // float32: w_hh's packed panels (null: packed per call)
+  RnnPrepared* prepared = nullptr;     // float32: w_hh's packed panels (null: packed per call)
+  RnnPrepared* prepared_ih = nullptr;  // float32: w_ih packed for the input GEMM (null: per call)
 };
 
 // The training workspace of one layer-direction: separate [T][B][n] arrays, in this order:

@@ -339,8 +339,8 @@ class Module:
 
     def prepack(self) -> Module:
         """Prepare every layer for inference: eval mode, and each Conv2d's weight (and each
-        recurrent layer's weight_hh) replaced by a read-only snapshot whose derived forms (the
-        Winograd transform; the packed step panels) are built on the first forward call and
+        recurrent layer's weight_ih and weight_hh) replaced by a read-only snapshot whose derived
+        forms (the Winograd transform; the packed operands) are built on the first forward call and
         reused by every later one, as onnxruntime does for a session's initializers. In-place
         writes to a snapshot raise; assigning a new weight array or load_state_dict() drops the
         prepared form (the layer then runs on the new array as before). Outputs are

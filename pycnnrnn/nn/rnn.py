@@ -94,7 +94,7 @@ class RNNBase(Module):
 
     @property
     def _flat_weights(self):
-        """The weights in torch's order; a weight_hh prepared by prepack() as its
+        """The weights in torch's order; a weight_ih/weight_hh prepared by prepack() as its
         PreparedRnnWeight while it still is this layer's weight (no new array assigned since)."""
         prepared = getattr(self, "_prepared", {})
         out = []
@@ -105,10 +105,11 @@ class RNNBase(Module):
         return out
 
     def _prepack(self) -> None:
-        # every weight_hh: a read-only snapshot with its packed panels (ops.rnn.PreparedRnnWeight)
+        # every weight_ih and weight_hh: a read-only snapshot with its packed form
+        # (ops.rnn.PreparedRnnWeight)
         self._prepared = {}
         for n in self._flat_weights_names:
-            if n.startswith("weight_hh"):
+            if n.startswith(("weight_ih", "weight_hh")):
                 p = _rnn.prepare_rnn_weight(getattr(self, n))
                 self._prepared[n] = p
                 setattr(self, n, p.weight)  # the snapshot is the parameter now

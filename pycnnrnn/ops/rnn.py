@@ -13,9 +13,9 @@ Training: ``rnn_forward(..., need_saved=True)`` also returns ``saved``, a list o
 (per layer-direction workspaces, then the inputs of layers 1.., then the dropout masks) that
 ``rnn_backward`` takes back; nothing opaque crosses the boundary.
 
-Inference: ``prepare_rnn_weight(w_hh)`` -> PreparedRnnWeight, accepted in ``params`` in place of a
-weight_hh: the packed step panels are built once and kept (``nn.LSTM.prepack()`` does it for a
-module).
+Inference: ``prepare_rnn_weight(w)`` -> PreparedRnnWeight, accepted in ``params`` in place of a
+weight_ih or weight_hh: what the kernels read (the packed step panels; the input projection's
+packed operand) is built once and kept (``nn.LSTM.prepack()`` does it for a module).
 
 The C++ side (csrc/cpu/rnn.cpp) runs one layer-direction per call, the whole sequence with the
 GIL released.
@@ -51,25 +51,31 @@ GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
 
 
 class PreparedRnnWeight(PreparedWeight):
-    """A recurrent weight (``weight_hh_l*``) prepared once for many forward calls (inference):
-    ``weight`` is a read-only copy of the array it was made from, and the gate-interleaved
-    panels the float32 kernels read at every step (the whole matrix, every step) are packed on
-    the first forward call and kept, as onnxruntime packs a session's initializers. Pass it in
-    ``params`` in place of that weight_hh. A multi-step float32 forward then runs the packed
-    kernels at every batch size (unprepared: from 2 rows, where packing on each call pays for
-    itself), so at batch 1 the results may differ from the unprepared call's in the last bits
-    (float32 rounding; identical from batch 2). Changes to the original array are not seen:
-    prepare again after changing weights. rnn_backward accepts it too (it reads the snapshot);
-    the cells take plain arrays."""
+    """A recurrent layer's weight (``weight_hh_l*`` or ``weight_ih_l*``) prepared once for many
+    forward calls (inference): ``weight`` is a read-only copy of the array it was made from, and
+    what the float32 kernels read is packed on the first forward call and kept, as onnxruntime
+    packs a session's initializers. Pass it in ``params`` in place of that weight.
+
+    - weight_hh: the gate-interleaved panels the step kernels read (the whole matrix, every
+      step). A multi-step float32 forward then runs the packed kernels at every batch size
+      (unprepared: from 2 rows, where packing on each call pays for itself), so at batch 1 the
+      results may differ from the unprepared call's in the last bits (float32 rounding;
+      identical from batch 2).
+    - weight_ih: the input projection's operand, otherwise packed on every call (identical
+      results).
+
+    Changes to the original array are not seen: prepare again after changing weights.
+    rnn_backward accepts it too (it reads the snapshot); the cells take plain arrays."""
 
     __slots__ = ()
     NDIM = 2
-    SHAPE_NAMES = "(gates*hidden_size, hidden_size or proj_size)"
+    SHAPE_NAMES = "(gates*hidden_size, input size)"
     C_TYPE = _C.RnnPrepared
 
 
 def prepare_rnn_weight(weight) -> PreparedRnnWeight:
-    """``PreparedRnnWeight(weight)``: pass the result in ``params`` in place of a weight_hh."""
+    """``PreparedRnnWeight(weight)``: pass the result in ``params`` in place of a weight_ih or
+    weight_hh."""
     return PreparedRnnWeight(weight)
 
 
@@ -145,13 +151,13 @@ class _Config:
                 if self.proj_size:
                     names.append("weight_hr" + sfx)
                     shapes.append((self.proj_size, H))
-                arrs, prepared = {}, None
+                arrs, prepared = {}, {}
                 for name, shape in zip(names, shapes):
                     a = params[i]
                     if isinstance(a, PreparedRnnWeight):
-                        if not name.startswith("weight_hh"):
-                            raise TypeError(f"params[{i}] ({name}): only a weight_hh may be a PreparedRnnWeight")
-                        a, prepared = a.weight, a._c
+                        if not name.startswith(("weight_ih", "weight_hh")):
+                            raise TypeError(f"params[{i}] ({name}): only a weight_ih or weight_hh may be a PreparedRnnWeight")
+                        a, prepared[name.split("_l")[0]] = a.weight, a._c
                     a = as_float_array(a, f"params[{i}] ({name})", self.dtype)
                     if a.shape != shape:
                         if name.startswith("weight_ih") and a.ndim == 2 and a.shape[0] == shape[0] and layer == 0:
@@ -160,7 +166,7 @@ class _Config:
                     arrs[name.split("_l")[0]] = a
                     i += 1
                 dirs.append((arrs["weight_ih"], arrs["weight_hh"], arrs.get("bias_ih"), arrs.get("bias_hh"),
-                             arrs.get("weight_hr"), prepared))  # fmt: skip
+                             arrs.get("weight_hr"), prepared.get("weight_hh"), prepared.get("weight_ih")))  # fmt: skip
             layers.append(dirs)
         return layers
 
@@ -271,14 +277,14 @@ def rnn_forward(
     for layer in range(L):
         out = _C.empty((T, B, D * K), cfg.dtype)
         for d in range(D):
-            w_ih, w_hh, b_ih, b_hh, w_hr, prepared = cfg.layers[layer][d]
+            w_ih, w_hh, b_ih, b_hh, w_hr, prepared_hh, prepared_ih = cfg.layers[layer][d]
             idx = layer * D + d
             ws = _C.empty((_C.rnn_workspace_size(MODES[mode], T, B, H, cfg.proj_size),), cfg.dtype) if need_saved else None
             _C.rnn_layer_forward(
                 MODES[mode], d == 1, layer_in,
                 None if h0 is None else h0[idx], None if c0 is None else c0[idx],
                 w_ih, w_hh, b_ih, b_hh, w_hr, cfg.lengths,
-                out, d * K, h_n[idx], c_n[idx] if lstm else None, ws, False, prepared,
+                out, d * K, h_n[idx], c_n[idx] if lstm else None, ws, False, prepared_hh, prepared_ih,
             )  # fmt: skip
             ws_list.append(ws)
         layer_in = out
@@ -340,7 +346,7 @@ def rnn_backward(
         layer_in = cfg.x if layer == 0 else as_float_array(inputs[layer - 1], f"saved input of layer {layer}", cfg.dtype)
         dx = _C.empty(layer_in.shape, cfg.dtype)
         for d in range(D):
-            w_ih, w_hh, b_ih, b_hh, w_hr, _ = cfg.layers[layer][d]
+            w_ih, w_hh, b_ih, b_hh, w_hr, _, _ = cfg.layers[layer][d]
             idx = layer * D + d
             g = [_C.empty(w_ih.shape, cfg.dtype), _C.empty(w_hh.shape, cfg.dtype)]
             if cfg.bias:
