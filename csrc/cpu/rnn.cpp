@@ -195,16 +195,24 @@ bool next_pass_reversed() {
 
 // Threads that each run the whole recurrence for their own batch rows (rows are independent:
 // no barrier per step, and the state copies run in parallel too), or 1: every step split over
-// hidden units with a barrier per step. For batches of at least 8 rows a thread and packed
-// weights small enough for each thread to stream all of them every step from its L2 (W_hh
-// read once per thread instead of once in all). Torch-autograd calls, same runs: LSTM(32, 96)
-// T=10 B=64 (the training model's) forward 0.83 -> 0.67 ms, backward 1.53 -> 1.35 ms;
-// LSTM(64, 128) T=20 B=32 forward 1.29 -> 0.92 ms, backward 2.23 -> 1.94 ms.
+// hidden units with a barrier per step.
+// - From 8 rows a thread when the packed weights are small enough for each thread to stream
+//   all of them every step from its L2 (W_hh read once per thread instead of once in all).
+//   Torch-autograd calls, same runs: LSTM(32, 96) T=10 B=64 (the training model's) forward
+//   0.83 -> 0.67 ms, backward 1.53 -> 1.35 ms; LSTM(64, 128) T=20 B=32 forward 1.29 -> 0.92 ms,
+//   backward 2.23 -> 1.94 ms.
+// - From 16 rows a thread whatever the weights' size: each thread then reads all of W_hh from
+//   L3 every step, but 16 rows of work per panel hide it, and the 2 x T barriers go. LSTM(300,
+//   512, 2) T=30 on 2 threads, alternating in one process: forward B=64 1.01-1.04x, B=48
+//   1.06x, B=32 1.02x; forward+backward B=64 1.05-1.11x, B=32 1.01-1.09x; at 8 rows a thread
+//   (B=16) 0.97-1.02x, so not there.
 constexpr int64_t RNN_ROW_SPLIT_MIN_ROWS = 8;
 constexpr int64_t RNN_ROW_SPLIT_MAX_WEIGHT_BYTES = int64_t(512) << 10;
+constexpr int64_t RNN_ROW_SPLIT_ANY_WEIGHT_ROWS = 16;
 int rnn_row_threads(int64_t B, int64_t GH, int64_t K) {
   const int nt = get_num_threads();
   if (nt <= 1 || B < RNN_ROW_SPLIT_MIN_ROWS * nt) return 1;
+  if (B >= RNN_ROW_SPLIT_ANY_WEIGHT_ROWS * nt) return nt;
   return GH * K * int64_t(sizeof(float)) <= RNN_ROW_SPLIT_MAX_WEIGHT_BYTES ? nt : 1;
 }
 
