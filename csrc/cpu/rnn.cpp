@@ -751,19 +751,23 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
   gemm<T>(true, false, GH, I, TB, T(1), dgx.data(), GH, x, I, T(0), dw_ih, I);
   gemm<T>(true, false, GH, K, TB, T(1), dgh, GH, ws + wl.hprev, K, T(0), dw_hh, K);
   if (P) gemm<T>(true, false, P, H, TB, T(1), dhp.data(), P, ws + wl.hraw, H, T(0), dw_hr, H);
-  if (db_ih || db_hh) {
-    for (int64_t r = 0; r < GH; ++r) {
-      if (db_ih) db_ih[r] = 0;
-      if (db_hh) db_hh[r] = 0;
-    }
-    for (int64_t i = 0; i < TB; ++i) {
-      const T* a = dgx.data() + i * GH;
-      const T* bh = dgh + i * GH;
-      if (db_ih)
-        for (int64_t r = 0; r < GH; ++r) db_ih[r] += a[r];
-      if (db_hh)
-        for (int64_t r = 0; r < GH; ++r) db_hh[r] += bh[r];
-    }
+  // bias gradients: column sums of dG over all steps, threads over columns (the same order of
+  // rows for every column: deterministic). LSTM/RNN: dG_h is dG_x, so db_hh = db_ih.
+  auto column_sums = [&](const T* d, T* out) {
+    split_run(GH, TB * GH, [&](int64_t r0, int64_t r1) {
+      std::fill(out + r0, out + r1, T(0));
+      for (int64_t i = 0; i < TB; ++i) {
+        const T* a = d + i * GH;
+        for (int64_t r = r0; r < r1; ++r) out[r] += a[r];
+      }
+    });
+  };
+  if (db_ih) column_sums(dgx.data(), db_ih);
+  if (db_hh) {
+    if (db_ih && dgh == dgx.data())
+      std::memcpy(db_hh, db_ih, sizeof(T) * GH);
+    else
+      column_sums(dgh, db_hh);
   }
   if (dx && TB > 0 && I > 0)
     gemm<T>(false, false, TB, I, GH, T(1), dgx.data(), GH, L.w_ih, I, accumulate_dx ? T(1) : T(0), dx, I);
