@@ -107,7 +107,7 @@ def _ort_session(case, w, b):
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def _forward(benchmark, impl, case, prepared):
+def _forward(benchmark, timed, impl, case, prepared):
     name, n, ci, co, hw, k, s, p, d, g = case
     x, w, b = _data(case)
     benchmark.group = f"conv2d-fwd-{'prepared-' if prepared else ''}{name}"
@@ -128,13 +128,13 @@ def _forward(benchmark, impl, case, prepared):
     else:
         sess = _ort_session(case, w, b)
         fn, args = sess.run, (["y"], {"x": x})
-    benchmark.pedantic(fn, args=args, rounds=rounds, warmup_rounds=1)
+    timed(fn, *args, rounds=rounds)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_forward(benchmark, impl, case):
-    _forward(benchmark, impl, case, prepared=False)
+def test_forward(benchmark, timed, impl, case):
+    _forward(benchmark, timed, impl, case, prepared=False)
 
 
 # The VGG layers at N=1 once more with pycnnrnn on prepare_conv2d_weight (the Winograd matrices
@@ -145,13 +145,13 @@ PREPARED_CASES = [c for c in CASES if c[0].startswith("vgg-") and c[1] == 1]
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", PREPARED_CASES, ids=[c[0] for c in PREPARED_CASES])
-def test_forward_prepared(benchmark, impl, case):
-    _forward(benchmark, impl, case, prepared=True)
+def test_forward_prepared(benchmark, timed, impl, case):
+    _forward(benchmark, timed, impl, case, prepared=True)
 
 
 @pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
 @pytest.mark.parametrize("case", BWD_CASES, ids=[c[0] for c in BWD_CASES])
-def test_backward(benchmark, impl, case):
+def test_backward(benchmark, timed, impl, case):
     name, n, ci, co, hw, k, s, p, d, g = case
     x, w, b = _data(case)
     o = _out(hw, k, s, p, d)
@@ -160,10 +160,10 @@ def test_backward(benchmark, impl, case):
     benchmark.extra_info["flops"] = 2 * _flops(case)  # grad_input + grad_weight
     rounds = max(3, _rounds(case) // 2)
     if impl == "pycnnrnn":
-        benchmark.pedantic(F.conv2d_backward, args=(gy, x, w, s, p, d, g), rounds=rounds, warmup_rounds=1)
+        timed(F.conv2d_backward, gy, x, w, s, p, d, g, rounds=rounds)
     else:
         torch = pytest.importorskip("torch")
         tg, tx, tw = (torch.from_numpy(a) for a in (gy, x, w))
         bw = torch.ops.aten.convolution_backward
         args = (tg, tx, tw, [co], [s, s], [p, p], [d, d], False, [0, 0], g, [True, True, True])
-        benchmark.pedantic(bw, args=args, rounds=rounds, warmup_rounds=1)
+        timed(bw, *args, rounds=rounds)

@@ -38,7 +38,7 @@ def _fn(impl, a, b):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_matmul(benchmark, impl, case):
+def test_matmul(benchmark, timed, impl, case):
     name, m, k, n, membound = case
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)
@@ -50,8 +50,7 @@ def test_matmul(benchmark, impl, case):
         benchmark.extra_info["flops"] = 2 * m * n * k
     benchmark.extra_info["threads"] = pycnnrnn.get_num_threads()
     fn = _fn(impl, a, b)
-    fn()
-    benchmark.pedantic(fn, rounds=7 if m * n * k < 2**31 else 5, iterations=1, warmup_rounds=1)
+    timed(fn, rounds=7 if m * n * k < 2**31 else 5)
 
 
 # Linear (x @ W^T + b, W stored (out, in)) at the model shapes
@@ -61,7 +60,7 @@ LINEAR = [("vqa-fc 30x300->2048", 30, 300, 2048), ("vgg-fc6 1x25088->4096", 1, 2
 
 @pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
 @pytest.mark.parametrize("case", LINEAR, ids=[c[0] for c in LINEAR])
-def test_linear(benchmark, impl, case):
+def test_linear(benchmark, timed, impl, case):
     name, m, k, n = case
     rng = np.random.default_rng(0)
     x = rng.standard_normal((m, k), dtype=np.float32)
@@ -78,5 +77,4 @@ def test_linear(benchmark, impl, case):
         torch = pytest.importorskip("torch")
         tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(bias)
         fn = lambda: torch.nn.functional.linear(tx, tw, tb)  # noqa: E731
-    fn()
-    benchmark.pedantic(fn, rounds=7, iterations=1, warmup_rounds=1)
+    timed(fn, rounds=7)

@@ -72,7 +72,7 @@ def vgg16_prepacked(vgg16):
     return copy.deepcopy(vgg16[0]).prepack()
 
 
-def _vgg16(benchmark, request, vgg16, impl, n, prepacked):
+def _vgg16(benchmark, timed, request, vgg16, impl, n, prepacked):
     model, macs = vgg16
     x = np.random.default_rng(1).random((n, 3, 224, 224), dtype=np.float32)
     benchmark.group = f"vgg16-fwd-{'prepacked-' if prepacked else ''}N{n}"
@@ -91,18 +91,18 @@ def _vgg16(benchmark, request, vgg16, impl, n, prepacked):
     else:
         sess = request.getfixturevalue("ort_vgg16")
         fn, args = sess.run, (["y"], {"x": x})
-    benchmark.pedantic(fn, args=args, rounds=5 if n == 1 else 3, warmup_rounds=1)
+    timed(fn, *args, rounds=5 if n == 1 else 3)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("n", BATCHES, ids=lambda n: f"N{n}")
-def test_vgg16_forward(benchmark, request, vgg16, impl, n):
-    _vgg16(benchmark, request, vgg16, impl, n, prepacked=False)
+def test_vgg16_forward(benchmark, timed, request, vgg16, impl, n):
+    _vgg16(benchmark, timed, request, vgg16, impl, n, prepacked=False)
 
 
 # pycnnrnn after Module.prepack() (the Winograd matrices kept across calls, as onnxruntime keeps
 # its session's prepacked initializers); torch eager has no such step.
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("n", BATCHES, ids=lambda n: f"N{n}")
-def test_vgg16_forward_prepacked(benchmark, request, vgg16, impl, n):
-    _vgg16(benchmark, request, vgg16, impl, n, prepacked=True)
+def test_vgg16_forward_prepacked(benchmark, timed, request, vgg16, impl, n):
+    _vgg16(benchmark, timed, request, vgg16, impl, n, prepacked=True)

@@ -67,47 +67,47 @@ def _ort_session(k, s, with_indices):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_forward(benchmark, impl, case):
+def test_forward(benchmark, timed, impl, case):
     n, k, s = case
     x = _input(n)
     o = _out_hw(k, s)
     benchmark.group = f"max_pool2d-fwd-{_case_id(case)}"
     benchmark.extra_info["bytes"] = x.nbytes + n * C * o * o * 4
     if impl == "pycnnrnn":
-        benchmark(F.max_pool2d, x, k, s)
+        timed(F.max_pool2d, x, k, s)
     elif impl == "torch":
         torch = pytest.importorskip("torch")
         tx = torch.from_numpy(x)
         with torch.no_grad():
-            benchmark(torch.nn.functional.max_pool2d, tx, k, s)
+            timed(torch.nn.functional.max_pool2d, tx, k, s)
     else:
         sess, names = _ort_session(k, s, False)
-        benchmark(sess.run, names, {"x": x})
+        timed(sess.run, names, {"x": x})
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_forward_indices(benchmark, impl, case):
+def test_forward_indices(benchmark, timed, impl, case):
     n, k, s = case
     x = _input(n)
     o = _out_hw(k, s)
     benchmark.group = f"max_pool2d-fwd-idx-{_case_id(case)}"
     benchmark.extra_info["bytes"] = x.nbytes + n * C * o * o * (4 + 8)
     if impl == "pycnnrnn":
-        benchmark(F.max_pool2d, x, k, s, return_indices=True)
+        timed(F.max_pool2d, x, k, s, return_indices=True)
     elif impl == "torch":
         torch = pytest.importorskip("torch")
         tx = torch.from_numpy(x)
         with torch.no_grad():
-            benchmark(torch.nn.functional.max_pool2d, tx, k, s, return_indices=True)
+            timed(torch.nn.functional.max_pool2d, tx, k, s, return_indices=True)
     else:
         sess, names = _ort_session(k, s, True)
-        benchmark(sess.run, names, {"x": x})
+        timed(sess.run, names, {"x": x})
 
 
 @pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_backward(benchmark, impl, case):
+def test_backward(benchmark, timed, impl, case):
     n, k, s = case
     x = _input(n)
     y, idx = F.max_pool2d(x, k, s, return_indices=True)
@@ -115,9 +115,9 @@ def test_backward(benchmark, impl, case):
     benchmark.group = f"max_pool2d-bwd-{_case_id(case)}"
     benchmark.extra_info["bytes"] = gy.nbytes + idx.nbytes + x.nbytes
     if impl == "pycnnrnn":
-        benchmark(F.max_pool2d_backward, gy, x, idx, k, s)
+        timed(F.max_pool2d_backward, gy, x, idx, k, s)
     else:
         torch = pytest.importorskip("torch")
         tg, tx, ti = torch.from_numpy(gy), torch.from_numpy(x), torch.from_numpy(idx)
         bw = torch.ops.aten.max_pool2d_with_indices_backward
-        benchmark(bw, tg, tx, [k, k], [s, s], [0, 0], [1, 1], False, ti)
+        timed(bw, tg, tx, [k, k], [s, s], [0, 0], [1, 1], False, ti)

@@ -73,43 +73,43 @@ def _forward_fn(impl, kind, m, x, prepared=False):
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("B", [1, 8, 64])
-def test_lstm_forward(benchmark, impl, B):
+def test_lstm_forward(benchmark, timed, impl, B):
     m = _module("lstm")
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
     fn = _forward_fn(impl, "lstm", m, x)
     benchmark.group = f"rnn-lstm300x512x2-T30-fwd-B{B}"
     benchmark.extra_info["flops"] = _flops("lstm", B)
-    benchmark(fn)
+    timed(fn)
 
 
 # pycnnrnn with prepared recurrent weights (R.prepare_rnn_weight, nn.LSTM.prepack()); torch and
 # onnxruntime run as in test_lstm_forward (onnxruntime packs its weights at session creation).
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("B", [1, 8, 64])
-def test_lstm_forward_prepared(benchmark, impl, B):
+def test_lstm_forward_prepared(benchmark, timed, impl, B):
     m = _module("lstm")
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
     fn = _forward_fn(impl, "lstm", m, x, prepared=True)
     benchmark.group = f"rnn-lstm300x512x2-T30-fwd-prepared-B{B}"
     benchmark.extra_info["flops"] = _flops("lstm", B)
-    benchmark(fn)
+    timed(fn)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind", ["gru", "rnn"])
 @pytest.mark.parametrize("B", [1, 64])
-def test_gru_rnn_forward(benchmark, impl, kind, B):
+def test_gru_rnn_forward(benchmark, timed, impl, kind, B):
     m = _module(kind)
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
     fn = _forward_fn(impl, kind, m, x)
     benchmark.group = f"rnn-{kind}300x512x2-T30-fwd-B{B}"
     benchmark.extra_info["flops"] = _flops("gru" if kind == "gru" else "rnn_tanh", B)
-    benchmark(fn)
+    timed(fn)
 
 
 @pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
 @pytest.mark.parametrize("B", [1, 64])
-def test_lstm_forward_backward(benchmark, impl, B):
+def test_lstm_forward_backward(benchmark, timed, impl, B):
     m = _module("lstm").train()
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
     gy = np.random.default_rng(1).standard_normal((T, B, H)).astype(np.float32)
@@ -131,11 +131,11 @@ def test_lstm_forward_backward(benchmark, impl, B):
 
     benchmark.group = f"rnn-lstm300x512x2-T30-fwdbwd-B{B}"
     benchmark.extra_info["flops"] = _flops("lstm", B, backward=True)
-    benchmark(fn)
+    timed(fn)
 
 
 @pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
-def test_lstm_cell_step(benchmark, impl):
+def test_lstm_cell_step(benchmark, timed, impl):
     torch.manual_seed(0)
     cell = torch.nn.LSTMCell(512, 512)
     rng = np.random.default_rng(0)
@@ -154,4 +154,4 @@ def test_lstm_cell_step(benchmark, impl):
 
     benchmark.group = "rnn-lstmcell512-B1-step"
     benchmark.extra_info["flops"] = 2 * 4 * 512 * 1024
-    benchmark(fn)
+    timed(fn)

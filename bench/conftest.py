@@ -40,6 +40,42 @@ def roof():
     return roofline()
 
 
+# Every case starts on idle cores and times warm calls. A library's worker threads keep spinning
+# after its last call (OpenBLAS for ~0.1 s or more, torch's OpenMP team for milliseconds,
+# pycnnrnn's pool for under one), and the cases of one group run back to back in one process:
+# on the 2-core Zen 3 box pycnnrnn's 64x512 @ 512x2048 ran 2.2x slower right after numpy's rounds
+# and 1.3x slower right after torch's, so the order of the implementations decided the ratios.
+# After an idle pause the first calls are slow too (about 3x for the first, ~10 ms of calls to
+# settle), so each case warms up for WARMUP_S before its timed rounds. The same for every
+# implementation.
+SETTLE_S = 0.3
+WARMUP_S = 0.05
+
+
+@pytest.fixture(autouse=True)
+def _settle(request):
+    if "benchmark" in request.fixturenames:
+        time.sleep(SETTLE_S)
+
+
+@pytest.fixture
+def timed(benchmark):
+    """timed(fn, *args, rounds=None, **kwargs): fn(*args, **kwargs) called for WARMUP_S (at least
+    twice), then timed by pytest-benchmark: `rounds` rounds of one call (pedantic), or its own
+    calibration when None. Returns fn's result."""
+
+    def run(fn, *args, rounds=None, **kwargs):
+        t0, calls = time.perf_counter(), 0
+        while calls < 2 or time.perf_counter() - t0 < WARMUP_S:
+            fn(*args, **kwargs)
+            calls += 1
+        if rounds is None:
+            return benchmark(fn, *args, **kwargs)
+        return benchmark.pedantic(fn, args=args, kwargs=kwargs, rounds=rounds, iterations=1, warmup_rounds=0)
+
+    return run
+
+
 def pytest_configure(config):
     try:
         import torch
