@@ -717,12 +717,13 @@ def test_module_prepack(name, kwargs, rng):
     before = om(x)[0]
     sd = {k: v.copy() for k, v in om.state_dict().items()}
     assert om.prepack() is om and not om.training
-    hh = [n for n in om._flat_weights_names if n.startswith(("weight_ih", "weight_hh"))]
-    assert len(hh) == 2 * om.num_layers * (1 + om.bidirectional) and all(not getattr(om, n).flags.writeable for n in hh)
-    assert all(isinstance(w, R.PreparedRnnWeight) for n, w in zip(om._flat_weights_names, om._flat_weights) if n in hh)
+    weights = [n for n in om._flat_weights_names if n.startswith(("weight_ih", "weight_hh"))]
+    assert len(weights) == 2 * om.num_layers * (1 + om.bidirectional)
+    assert all(not getattr(om, n).flags.writeable for n in weights)
+    assert all(isinstance(w, R.PreparedRnnWeight) for n, w in zip(om._flat_weights_names, om._flat_weights) if n in weights)
     np.testing.assert_array_equal(om(x)[0], before)
     with pytest.raises(ValueError, match="read-only"):
-        getattr(om, hh[0])[0, 0] = 0.0
+        getattr(om, weights[0])[0, 0] = 0.0
     om.weight_hh_l0 = np.zeros_like(om.weight_hh_l0)  # a new array: the prepared form is not used for it
     assert not isinstance(om._flat_weights[om._flat_weights_names.index("weight_hh_l0")], R.PreparedRnnWeight)
     assert isinstance(om._flat_weights[om._flat_weights_names.index("weight_ih_l0")], R.PreparedRnnWeight)

@@ -418,7 +418,7 @@ void run(const Problem<T>& P, int nthreads) {
   nt = static_cast<int>(std::max<double>(1.0, std::min<double>(nt, work / (1 << 18))));
   // Small-M path (measured against packing, interleaved in one process, at 5x and 8x25088x4096:
   // 66 vs 96 ms and 86 vs 105 ms).
-  if (!P.pa && !P.pb && !P.prov && P.M <= SMALLM_MAX) return run_smallm(P, kr, nt);
+  if (!P.pa && !P.pb && !P.prov && gemm_small_m(P.M)) return run_smallm(P, kr, nt);
   const int64_t nblocks_n = (P.N + kr.nr - 1) / kr.nr, nblocks_m = (P.M + kr.mr - 1) / kr.mr;
   // Split N (each thread packs only its own B; a provider is asked for each block once) unless
   // splitting M balances the micro-tiles better, e.g. N = 196 = 3 panels + 4 columns on two
@@ -449,6 +449,8 @@ void run(const Problem<T>& P, int nthreads) {
 }  // namespace
 
 // ---- public entry points ---------------------------------------------------------------
+bool gemm_small_m(int64_t M) { return M <= SMALLM_MAX; }
+
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {

@@ -121,11 +121,13 @@ template <typename T>
 void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, const PackedB<T>& B, T beta, T* C,
                    int64_t ldc, const GemmEpilogue<T>& ep = {}, int nthreads = 0);
 
+// Whether gemm() runs M rows on its unpacked small-M path (A and B in memory, M <= 8): it
+// streams B once at memory bandwidth (GEMV-like Linear/LSTM shapes) in a summation order of its
+// own; above it gemm() packs B like gemm_packed_b() and gives the same sums. Both paths are
+// deterministic. The provider and packed entry points always use the packed path.
+bool gemm_small_m(int64_t M);
+
 // Notes for callers:
-// - gemm() with few rows (M <= 8) takes an unpacked path that
-//   streams B once at memory bandwidth (GEMV-like Linear/LSTM shapes); its summation order
-//   differs from the packed path, both are deterministic. The provider and packed entry
-//   points always use the packed path.
 // - The provider and any code running while the engine runs on this thread must not call
 //   the engine re-entrantly (per-thread packing buffers).
 

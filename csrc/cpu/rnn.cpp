@@ -27,7 +27,6 @@
 #include "core/errors.h"
 #include "core/thread_pool.h"
 #include "cpu/gemm.h"
-#include "cpu/gemm_ukernel.h"
 #include "cpu/rnn_kernels.h"
 
 namespace pycnnrnn {
@@ -453,7 +452,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
       bool done = false;
       if constexpr (std::is_same<T, float>::value) {
         const PackedB<float>* wih =
-            L.prepared_ih && Tn * B > SMALLM_MAX ? L.prepared_ih->input_weights(L.w_ih, GH, I) : nullptr;
+            L.prepared_ih && !gemm_small_m(Tn * B) ? L.prepared_ih->input_weights(L.w_ih, GH, I) : nullptr;
         if (wih) gemm_packed_b<float>(false, Tn * B, 1.f, x, I, *wih, 0.f, pre.data(), GH, ep);
         done = wih != nullptr;
       }

@@ -69,7 +69,7 @@ class PreparedRnnWeight(PreparedWeight):
 
     __slots__ = ()
     NDIM = 2
-    SHAPE_NAMES = "(gates*hidden_size, input size)"
+    SHAPE_NAMES = "(gates*hidden_size, input_size) or (gates*hidden_size, hidden_size or proj_size)"
     C_TYPE = _C.RnnPrepared
 
 
