@@ -349,7 +349,7 @@ def test_backward_layouts_and_unbatched(rng):
 
 
 @pytest.mark.parametrize("k,s", [(2, 2), (3, 2), ((1, 2), (3, 2))])
-@pytest.mark.parametrize("W", [10, 99])
+@pytest.mark.parametrize("W", [10, 99])  # 10: whole small planes; 99: bands
 def test_backward_foreign_indices_match_torch(rng, k, s, W):
     """Indices that are valid in the plane but not from the forward pass (outside their own
     window, duplicated): torch scatter-adds them all in output order; so must we (the banded
@@ -376,17 +376,18 @@ def test_backward_foreign_indices_match_torch(rng, k, s, W):
     assert_bits_equal(F.max_pool2d_backward(gy, x, j, k, s), tg)
 
 
-@pytest.mark.parametrize("k", [2, 3])  # 2: the banded path, 3 (stride 3): the banded path's redo
-def test_backward_out_of_plane_indices_contribute_nothing(rng, k):
+@pytest.mark.parametrize("k", [2, 3])  # 2 (W=200): the banded path, 3 (stride 3): the banded path's redo
+@pytest.mark.parametrize("W", [6, 200])  # 6: planes small enough to go whole (no bands)
+def test_backward_out_of_plane_indices_contribute_nothing(rng, k, W):
     # torch's CPU kernel does not bounds-check here (it writes outside the plane, or crashes);
     # pycnnrnn drops such an index, which equals a zero gradient at that output
-    x = tricky_input(rng, (1, 2, 6, 6), np.float32, specials=False)
+    x = tricky_input(rng, (1, 2, 6, W), np.float32, specials=False)
     y, i = F.max_pool2d(x, k, return_indices=True)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     gy0 = gy.copy()
     gy0[0, 1, 1, 1] = 0
     want = F.max_pool2d_backward(gy0, x, i, k)
-    for bad in (36, -1, 1 << 40, -(1 << 62)):
+    for bad in (6 * W, -1, 1 << 40, -(1 << 62)):
         j = i.copy()
         j[0, 1, 1, 1] = bad
         assert_bits_equal(F.max_pool2d_backward(gy, x, j, k), want, f"index {bad}")

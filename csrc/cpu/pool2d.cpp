@@ -131,8 +131,8 @@ void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
   const char* x_end = reinterpret_cast<const char*>(x + s.planes * s.H * s.W);
   const int64_t step_bytes = s.sh * s.W * static_cast<int64_t>(sizeof(T));
   auto do_rows = [&](int64_t r0, int64_t r1, T* yb, int64_t* ib) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t p = r / s.OH, oh = r % s.OH;
+    int64_t p = r0 / s.OH, oh = r0 % s.OH;  // row r's plane and output row (no division per row)
+    for (int64_t r = r0; r < r1; ++r, oh = oh + 1 < s.OH ? oh + 1 : (++p, 0)) {
       const T* xp = x + p * s.H * s.W;
       {
         const int64_t h0 = std::max<int64_t>(0, oh * s.sh - s.ph);
@@ -267,6 +267,9 @@ inline void stream_copy(double* dst, const double* src, int64_t n) {
 }
 #endif
 
+// Largest plane the non-overlapping backward takes whole instead of band by band (below).
+constexpr int64_t POOL_PLANE_PATH_MAX_BYTES = 4096;
+
 // Largest plane the streamed path gathers in a per-thread buffer (it must stay in L2).
 constexpr int64_t POOL_STREAM_PLANE_MAX_BYTES = int64_t{1} << 20;
 
@@ -285,7 +288,12 @@ void max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dSha
   const bool stream = false;
 #endif
   std::unique_ptr<unsigned char[]> redo;
-  const bool banded = (s.kh - 1) * s.dh + 1 <= s.sh && s.OH > 0;
+  // Small planes without a vector band kernel for their rows go plane by plane (zero-fill and
+  // scatter in output order, the reference): the banded path's per-row work (a division, two
+  // prefetch runs, a band memset) cost more than the row itself on 8x8 planes.
+  const bool small_planes =
+      int64_t(plane_bytes) <= POOL_PLANE_PATH_MAX_BYTES && (band_kernel<T>(s) == nullptr || s.OW < 16);
+  const bool banded = (s.kh - 1) * s.dh + 1 <= s.sh && s.OH > 0 && !(small_planes && !stream);
   if (banded) {
     redo.reset(new unsigned char[static_cast<size_t>(s.planes)]());
     backward_banded(gy, idx, gx, s, stream, redo.get());
