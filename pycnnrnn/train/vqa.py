@@ -112,6 +112,14 @@ def build_model(backend: str, cfg: VqaConfig | None = None, seed: int = 0) -> nn
 
 
 @torch.no_grad()
+def make_optimizer(params, lr: float) -> torch.optim.Optimizer:
+    """The training loop's optimizer, the same for every backend: Adam as torch's fused CPU
+    kernel (one pass over all parameters per step). The default per-tensor loop took 2.3-2.6 ms
+    a step on the 456k parameters (fused: 0.28 ms), about a tenth of a training step whichever
+    modules run the model."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
+
+
 def evaluate(model: nn.Module, split: Split, batch_size: int = 500) -> tuple[float, dict[str, float]]:
     model.eval()
     n = len(split.data)
@@ -139,11 +147,11 @@ def train(
     checkpoint: str | Path | None = None,
     log=print,
 ) -> tuple[nn.Module, History]:
-    """Adam + cross-entropy over shuffled batches (the same order for every backend); held-out
+    """Adam (make_optimizer) + cross-entropy over shuffled batches (the same order for every backend); held-out
     accuracy after each epoch. Stops early once ``target`` accuracy is reached. ``checkpoint``:
     an .npz path rewritten whenever the held-out accuracy improves."""
     model = build_model(backend, cfg, seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = make_optimizer(model.parameters(), lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=max(epochs // 2, 1), gamma=0.3)
     hist = History(backend)
     n = len(train_split.data)
