@@ -644,6 +644,11 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
         const T* tc = ws + wl.tanhc + (row0 + b) * H;
         const T* cp = ws + wl.cprev + (row0 + b) * H;
         T* dc = carry_c.data() + b * H;
+        if constexpr (std::is_same<T, float>::value)
+          if (vk) {  // the same formulas in vectors (ISA kernels)
+            vk->lstm_back_row(dhb, dc, gb, tc, cp, gxb, H);
+            continue;
+          }
         for (int64_t j = 0; j < H; ++j)
           GCell<T>::lstm_bwd(dhb[j], dc[j], gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], tc[j], cp[j], gxb[j],
                              gxb[H + j], gxb[2 * H + j], gxb[3 * H + j]);

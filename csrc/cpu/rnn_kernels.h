@@ -44,6 +44,11 @@ struct RnnBackF32 {
 
 using RnnStepFn = void (*)(const RnnStepF32&, int64_t p0, int64_t p1);
 using RnnBackFn = void (*)(const RnnBackF32&, int64_t q0, int64_t q1);
+// LSTM pointwise backward of one batch row over H units: dg [4H] = (di, df, dg, do) from dh [H],
+// the saved gates [4H] (i, f, g, o), tanh(c) [H] and c_prev [H]; dc [H] (the cell-state carry)
+// is updated in place.
+using LstmBackRowFn = void (*)(const float* dh, float* dc, const float* gates, const float* tc, const float* c_prev,
+                               float* dg, int64_t H);
 
 struct RnnKernelsF32 {
   int vl = 0;  // floats per vector; 0 = no vector kernels (scalar path)
@@ -53,6 +58,7 @@ struct RnnKernelsF32 {
   int mr = 1;
   RnnStepFn step = nullptr;
   RnnBackFn back = nullptr;
+  LstmBackRowFn lstm_back_row = nullptr;
 };
 
 namespace rnn_avx512 {
