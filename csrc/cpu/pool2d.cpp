@@ -11,7 +11,8 @@
 // 3. Backward: the reference is zero-fill + ordered scatter-add per plane (torch's order).
 //    When windows do not overlap vertically, each output row owns a band of input rows and
 //    the bands are done in parallel (2x2/2 float32: a dense AVX-512 write, no scatter);
-//    foreign indices fall back to the reference per plane. Then unpool.
+//    foreign indices fall back to the reference per plane. Small planes (at most 4 KiB, no
+//    vector band kernel for their rows) take the reference whole. Then unpool.
 //
 // Shapes: x (planes, H, W), y/idx/grad_output (planes, OH, OW); planes = N * C.
 #include "cpu/pool2d.h"
