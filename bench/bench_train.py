@@ -2,8 +2,9 @@
 
 One step = forward + cross-entropy + backward + Adam update (the training loop's
 make_optimizer) on a batch of 64 (32x32 images, 10-token questions), same weights and batch
-for both, torch and pycnnrnn on the same thread count. The issue's speed floor (pycnnrnn step at least 1.5x faster than the torch step) is read
-off the ratio column; timings are measured, never asserted.
+for both, torch and pycnnrnn on the same thread count. The issue's speed floor (pycnnrnn step
+at least 1.5x faster than the torch step) is read off the ratio column; timings are measured,
+never asserted.
 
     PYTHONPATH=build/dev-torch/stage pytest bench/bench_train.py --benchmark-enable -p no:cacheprovider
 """

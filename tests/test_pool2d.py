@@ -376,8 +376,10 @@ def test_backward_foreign_indices_match_torch(rng, k, s, W):
     assert_bits_equal(F.max_pool2d_backward(gy, x, j, k, s), tg)
 
 
-@pytest.mark.parametrize("k", [2, 3])  # 2 (W=200): the banded path, 3 (stride 3): the banded path's redo
-@pytest.mark.parametrize("W", [6, 200])  # 6: planes small enough to go whole (no bands)
+# W=200: k=2 takes the banded path, k=3 (stride 3) the banded path's redo; W=6: planes small
+# enough to go whole (no bands)
+@pytest.mark.parametrize("k", [2, 3])
+@pytest.mark.parametrize("W", [6, 200])
 def test_backward_out_of_plane_indices_contribute_nothing(rng, k, W):
     # torch's CPU kernel does not bounds-check here (it writes outside the plane, or crashes);
     # pycnnrnn drops such an index, which equals a zero gradient at that output

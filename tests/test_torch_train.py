@@ -130,6 +130,21 @@ def test_pycnnrnn_model_trains_like_torch(fusion):
 
 
 @pytest.mark.torch
+def test_evaluate_runs_without_autograd_and_the_optimizer_is_fused_adam():
+    torch = pytest.importorskip("torch")
+    from pycnnrnn.train.vqa import Split, build_model, evaluate, make_optimizer
+
+    model = build_model("pycnnrnn", seed=2)
+    grad_modes = []
+    model.register_forward_hook(lambda m, inputs, out: grad_modes.append(torch.is_grad_enabled()))
+    acc, fam = evaluate(model, Split.make(3, seed=12), batch_size=8)
+    assert grad_modes and not any(grad_modes) and 0.0 <= acc <= 1.0 and fam
+    assert torch.is_grad_enabled()  # restored for the training loop
+    opt = make_optimizer(model.parameters(), 1e-3)
+    assert isinstance(opt, torch.optim.Adam) and opt.defaults["fused"] and opt.defaults["lr"] == 1e-3
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize("fusion", ["product", "concat"])
 def test_saved_weights_numpy_inference_matches_torch(tmp_path, fusion):
     torch = pytest.importorskip("torch")

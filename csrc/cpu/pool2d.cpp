@@ -289,12 +289,13 @@ void max_pool2d_backward(const T* gy, const int64_t* idx, T* gx, const Pool2dSha
   const bool stream = false;
 #endif
   std::unique_ptr<unsigned char[]> redo;
-  // Small planes without a vector band kernel for their rows go plane by plane (zero-fill and
-  // scatter in output order, the reference): the banded path's per-row work (a division, two
-  // prefetch runs, a band memset) cost more than the row itself on 8x8 planes.
-  const bool small_planes =
-      int64_t(plane_bytes) <= POOL_PLANE_PATH_MAX_BYTES && (band_kernel<T>(s) == nullptr || s.OW < 16);
-  const bool banded = (s.kh - 1) * s.dh + 1 <= s.sh && s.OH > 0 && !(small_planes && !stream);
+  // Small cached planes whose rows no vector band kernel serves (none on this ISA, or rows
+  // shorter than the AVX-512 kernel's 16 outputs) go whole through the reference below: the
+  // banded path's per-row work (a division, two prefetch runs, a band memset) cost more than
+  // the row itself on 8x8 planes.
+  const bool whole_planes = !stream && int64_t(plane_bytes) <= POOL_PLANE_PATH_MAX_BYTES &&
+                            (band_kernel<T>(s) == nullptr || s.OW < 16);
+  const bool banded = (s.kh - 1) * s.dh + 1 <= s.sh && s.OH > 0 && !whole_planes;
   if (banded) {
     redo.reset(new unsigned char[static_cast<size_t>(s.planes)]());
     backward_banded(gy, idx, gx, s, stream, redo.get());
