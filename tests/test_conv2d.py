@@ -841,6 +841,12 @@ DIRECT_GRID = [
     ),
     ((3, 70, 12, 12), (8, 70, 3, 3), {"padding": 1}),  # 630-step reduction: several summed chunks
     ((2, 2, 9, 14), (3, 2, 1, 3), {"padding": (0, 1)}),  # 1x3 kernel, no rows of padding
+    # 8-lane row pieces (AVX2, portable): two rows per vector, an odd row count's half-empty
+    # last vector, a 9-wide row's one-column piece, a vector that straddles rows of 24
+    ((3, 32, 8, 8), (64, 32, 3, 3), {"padding": 1}),
+    ((2, 5, 7, 9), (7, 5, 3, 3), {"padding": 1, "padding_mode": "reflect"}),
+    ((2, 4, 5, 24), (6, 4, 3, 3), {"padding": 1}),
+    ((1, 3, 9, 10), (8, 3, 3, 3), {"padding": 0}),  # 8x8 output of a 10x10 input, no padding
 ]
 
 
@@ -888,7 +894,13 @@ def test_direct_keeps_nan_and_auto_takes_it_on_vector_isas(rng):
 @pytest.mark.torch
 @pytest.mark.parametrize(
     "xs,ws",
-    [((8, 3, 32, 32), (16, 3, 3, 3)), ((8, 16, 16, 16), (32, 16, 3, 3)), ((8, 32, 16, 16), (16, 32, 3, 3))],
+    [
+        ((8, 3, 32, 32), (16, 3, 3, 3)),
+        ((8, 16, 16, 16), (32, 16, 3, 3)),
+        ((8, 32, 16, 16), (16, 32, 3, 3)),
+        ((8, 32, 8, 8), (64, 32, 3, 3)),  # 8x8 maps: AVX2's two-row vectors (forward and grad_input)
+        ((8, 64, 8, 8), (128, 64, 3, 3)),
+    ],
 )
 def test_direct_error_gate_and_backward(xs, ws, rng):
     """The small layers auto sends to the direct kernel (also grad_input's forward route):

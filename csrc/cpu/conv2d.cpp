@@ -743,9 +743,20 @@ bool winograd_preferred(const Conv2dShape& s) {
 // 0.93-0.98, 16->32@16 1.71-2.11 / 1.58-1.74, 32->16@16 2.32-2.46 / 1.63-1.71, 32->32@16
 // 3.69-6.06 / 2.67-3.09; N=8 16->16@24 even. Only where the ISA has a vector tile
 // (direct_vector_tile).
+//
+// AVX2's row pieces (conv2d_direct.h) fill every lane of 8x8 and 24-wide maps, and there the
+// direct kernel also wins at 64 and 128 output channels. Measured (Zen 3, N=64, 2 threads, min
+// of 21, two runs, im2col GEMM / direct): 32->64@8 1.35-1.37 / 1.23-1.25, 64->32@8 (grad_input's
+// forward route of the former) 1.79-1.98 / 1.30-1.33, 64->64@8 2.95-3.08 / 2.32-2.53,
+// 128->128@8 8.1-11.0 / 7.4-7.5, 16->64@16 2.2 / 1.9, 32->64@16 5.8-5.9 / 5.7-5.7; N=8
+// 128->128@8 1.0-1.2 / 1.0-1.1; 64->256@8 and 128->256@8 even within noise, and N=8 64->64@12
+// (a row and a half-empty piece) worse, 0.73-0.95 / 0.95-1.13.
 bool direct_preferred(const Conv2dShape& s, bool is_float) {
-  return direct_vector_tile(is_float) && direct_applies(s, is_float) && s.groups == 1 && s.Co <= 32 && s.OW <= 32 &&
-         batch_threads(s) > 1;
+  if (!(direct_vector_tile(is_float) && direct_applies(s, is_float) && s.groups == 1 && s.OW <= 32 &&
+        batch_threads(s) > 1))
+    return false;
+  if (active_isa() == Isa::avx512) return s.Co <= 32 && s.OW >= 12;  // 16-lane rows: 8-11 wide ones half idle
+  return s.Co <= 32 || (s.Co <= 128 && s.OW % 8 == 0);
 }
 
 // grad_weight: the direct kernel (no im2col, conv2d_direct.h) for 36 to 320 reduction rows
@@ -768,7 +779,7 @@ ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested, bool is_fl
     case ConvAlgo::gemm: return ConvAlgo::gemm;
     case ConvAlgo::direct:
       PYC_CHECK(direct_applies(s, is_float), "algorithm='direct' needs float32, stride 1, a kernel larger than ",
-                "1x1, output rows of at least 12 and a padded image group of at most 64 KiB; got stride (", s.sh,
+                "1x1, output rows of at least 8 and a padded image group of at most 64 KiB; got stride (", s.sh,
                 ", ", s.sw, "), kernel (", s.KH, ", ", s.KW, "), output width ", s.OW, ", padded image ", s.Cg(),
                 " x ", s.H + s.pt + s.pb, " x ", s.W + s.pl + s.pr, is_float ? "" : ", float64");
       return ConvAlgo::direct;

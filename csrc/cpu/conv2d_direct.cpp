@@ -13,7 +13,7 @@ namespace {
 
 // The padded image group stays in L1/L2 while every tile reads it.
 constexpr int64_t DIRECT_MAX_IMAGE_BYTES = 64 << 10;
-constexpr int64_t DIRECT_MIN_OW = 12;  // narrower rows leave too many of a vector's lanes idle
+constexpr int64_t DIRECT_MIN_OW = 8;  // narrower rows leave too many of a vector's lanes idle
 
 // Input channels per register-sum chunk: the reduction split evenly into chains of at most
 // 128 steps (each chunk's sums are added to the output: a C tile round trip per chunk)
@@ -62,14 +62,33 @@ std::vector<int64_t> column_sources(const Conv2dShape& s, const Padded& pd) {
   return col_src;
 }
 
-// Output vectors, rows top to bottom, 16 columns of one row at a time (src in xp, dst in the
-// output plane).
-std::vector<DirectVec> output_vectors(const Conv2dShape& s, const Padded& pd) {
+// Output vectors, rows top to bottom (src in xp, dst in the output plane). AVX-512
+// (row_pieces false): 16 columns of one row at a time. Otherwise each row is cut into pieces of
+// 8 columns (the last one partial) and consecutive pieces pair up into the two halves of a
+// vector, across rows: OW = 8 puts two rows in a vector, OW = 24 a row and a third.
+std::vector<DirectVec> output_vectors(const Conv2dShape& s, const Padded& pd, bool row_pieces) {
   std::vector<DirectVec> vec;
+  if (!row_pieces) {
+    for (int64_t oh = 0; oh < s.OH; ++oh)
+      for (int64_t ow = 0; ow < s.OW; ow += 16) {
+        const int64_t n = std::min<int64_t>(16, s.OW - ow);
+        const int64_t src = oh * pd.Wp + ow, dst = oh * s.OW + ow;
+        vec.push_back({src, dst, src + 8, dst + 8, static_cast<uint32_t>((1u << n) - 1u)});
+      }
+    return vec;
+  }
+  bool half_open = false;  // the last vector's lanes 8-15 are still free
   for (int64_t oh = 0; oh < s.OH; ++oh)
-    for (int64_t ow = 0; ow < s.OW; ow += 16) {
-      const int64_t n = std::min<int64_t>(16, s.OW - ow);
-      vec.push_back({oh * pd.Wp + ow, oh * s.OW + ow, static_cast<uint32_t>((1u << n) - 1u)});
+    for (int64_t ow = 0; ow < s.OW; ow += 8) {
+      const int64_t src = oh * pd.Wp + ow, dst = oh * s.OW + ow;
+      const uint32_t lanes = (1u << std::min<int64_t>(8, s.OW - ow)) - 1u;
+      if (half_open) {
+        DirectVec& v = vec.back();
+        v.src_hi = src, v.dst_hi = dst, v.mask |= lanes << 8;
+      } else {
+        vec.push_back({src, dst, src, dst, lanes});  // (an unused high half reads the low one's)
+      }
+      half_open = !half_open;
     }
   return vec;
 }
@@ -130,7 +149,7 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
         wp[static_cast<size_t>(((g * panels + co / mr) * Kg + k) * mr + co % mr)] = w[(g * Cog + co) * Kg + k];
   const std::vector<int64_t> toff = tap_offsets(s, pd);
   const std::vector<int64_t> col_src = column_sources(s, pd);
-  const std::vector<DirectVec> vec = output_vectors(s, pd);
+  const std::vector<DirectVec> vec = output_vectors(s, pd, active_isa() != Isa::avx512);
   const int64_t nvec = static_cast<int64_t>(vec.size()), ksub = ksub_channels(s);
   auto pad = [&](const float* xg, float* xp) { pad_image(s, pd, col_src, xg, xp); };
   // panels [p0, p1) of image group (n, g), every tile of vectors

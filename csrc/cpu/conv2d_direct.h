@@ -13,10 +13,14 @@
 
 namespace pycnnrnn {
 
-// One output vector: 16 lanes read at xp offset src (+ the tap's shift), stored at output
-// offset dst (the lanes in mask: a row's last vector may be partial).
+// One output vector of 16 lanes in two 8-lane halves: lanes 0-7 read at xp offset src (+ the
+// tap's shift) and stored at output offset dst, lanes 8-15 at src_hi and dst_hi (only the
+// lanes in mask: a row's last piece may be partial). On AVX-512 a vector is 16 consecutive
+// columns of one row (src_hi = src + 8, dst_hi = dst + 8: the tile reads src and dst only); the
+// AVX2 and portable tiles take two 8-column row pieces that may lie in different rows, so an
+// 8-wide map fills every lane (rows oh and oh + 1 in one vector).
 struct DirectVec {
-  int64_t src, dst;
+  int64_t src, dst, src_hi, dst_hi;
   uint32_t mask;
 };
 

@@ -22,6 +22,7 @@ template <int MR>
 void tile(const DirectTileArgs& a) {
   const DirectVec& v = a.vec[0];
   const float* src = a.xp + v.src;
+  const float* src_hi = a.xp + v.src_hi;
   const float* w = a.wp;
   const bool full = v.mask == 0xffffu;
   const __m256i mk0 = half_mask(v.mask, 0), mk1 = half_mask(v.mask, 1);
@@ -33,8 +34,8 @@ void tile(const DirectTileArgs& a) {
     for (int64_t ci = c0; ci < c1; ++ci) {
       const int64_t cbase = ci * a.plane;
       for (int64_t t = 0; t < a.taps; ++t) {
-        const float* s = src + cbase + a.toff[t];
-        const __m256 x0 = _mm256_loadu_ps(s), x1 = _mm256_loadu_ps(s + 8);
+        const int64_t off = cbase + a.toff[t];
+        const __m256 x0 = _mm256_loadu_ps(src + off), x1 = _mm256_loadu_ps(src_hi + off);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
           const __m256 wv = _mm256_broadcast_ss(w + i);
@@ -51,20 +52,20 @@ void tile(const DirectTileArgs& a) {
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
       if (i >= a.m) break;
-      float* yr = a.y + i * a.ystride + v.dst;
 #pragma GCC unroll 2
       for (int h = 0; h < 2; ++h) {
+        float* yr = a.y + i * a.ystride + (h ? v.dst_hi : v.dst);
         const __m256i mk = h ? mk1 : mk0;
         __m256 r = acc[i][h];
-        if (!first) r = _mm256_add_ps(r, full ? _mm256_loadu_ps(yr + 8 * h) : _mm256_maskload_ps(yr + 8 * h, mk));
+        if (!first) r = _mm256_add_ps(r, full ? _mm256_loadu_ps(yr) : _mm256_maskload_ps(yr, mk));
         if (last) {
           if (a.bias) r = _mm256_add_ps(r, _mm256_set1_ps(a.bias[i]));
           if (a.relu) r = _mm256_max_ps(_mm256_setzero_ps(), r);  // NaN kept
         }
         if (full)
-          _mm256_storeu_ps(yr + 8 * h, r);
+          _mm256_storeu_ps(yr, r);
         else
-          _mm256_maskstore_ps(yr + 8 * h, mk, r);
+          _mm256_maskstore_ps(yr, mk, r);
       }
     }
   }

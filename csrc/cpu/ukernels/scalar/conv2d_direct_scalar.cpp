@@ -22,7 +22,8 @@ void direct_tile(const DirectTileArgs& a, int mr) {
         for (int i = 0; i < mr; ++i)
           for (int j = 0; j < a.nv; ++j) {
             const float* x = a.xp + a.vec[j].src + off;
-            for (int l = 0; l < L; ++l) acc[i][j][l] += w[i] * x[l];
+            const float* x_hi = a.xp + a.vec[j].src_hi + off;  // lanes 8-15
+            for (int l = 0; l < L; ++l) acc[i][j][l] += w[i] * (l < 8 ? x[l] : x_hi[l - 8]);
           }
         w += mr;
       }
@@ -32,7 +33,7 @@ void direct_tile(const DirectTileArgs& a, int mr) {
       for (int j = 0; j < a.nv; ++j)
         for (int l = 0; l < L; ++l) {
           if (!(a.vec[j].mask >> l & 1u)) continue;
-          float* yp = a.y + i * a.ystride + a.vec[j].dst + l;
+          float* yp = a.y + i * a.ystride + (l < 8 ? a.vec[j].dst + l : a.vec[j].dst_hi + l - 8);
           float r = first ? acc[i][j][l] : *yp + acc[i][j][l];
           if (last) {
             if (a.bias) r += a.bias[i];
