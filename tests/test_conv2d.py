@@ -890,6 +890,24 @@ def test_direct_keeps_nan_and_auto_takes_it_on_vector_isas(rng):
     np.testing.assert_array_equal(np.nan_to_num(yr), np.maximum(np.nan_to_num(y_auto), 0))
 
 
+def test_auto_takes_direct_for_8_wide_maps_on_avx2(rng):
+    """AVX2's row pieces: auto runs an 8x8 map with 64 output channels (the training model's
+    third layer) and its grad_input route on the direct kernel; elsewhere the same values."""
+    x, w, b = make_inputs(rng, (4, 32, 8, 8), (64, 32, 3, 3))
+    y_direct = F.conv2d(x, w, b, padding=1, algorithm="direct")
+    y_auto = F.conv2d(x, w, b, padding=1)
+    gy = rng.uniform(-1, 1, y_auto.shape).astype(np.float32)
+    gx, _, _ = F.conv2d_backward(gy, x, w, padding=1, output_mask=(True, False, False))
+    wt = np.ascontiguousarray(np.flip(w, (2, 3)).transpose(1, 0, 2, 3))  # the forward route's weights
+    gx_direct = F.conv2d(gy, wt, None, padding=1, algorithm="direct")
+    if pycnnrnn.cpu_isa() == "avx2":
+        np.testing.assert_array_equal(y_auto, y_direct)
+        np.testing.assert_array_equal(gx, gx_direct)
+    else:
+        np.testing.assert_allclose(y_auto, y_direct, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gx, gx_direct, rtol=1e-5, atol=1e-5)
+
+
 @needs_torch
 @pytest.mark.torch
 @pytest.mark.parametrize(

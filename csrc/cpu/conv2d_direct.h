@@ -83,7 +83,7 @@ namespace conv_avx2 {
 void direct_tile_6x1(const DirectTileArgs& a);  // 6 channels x one 16-lane vector (two ymm)
 }  // namespace conv_avx2
 
-// float32, stride 1, rows of at least 12 output columns, the padded image group at most 64 KiB
+// float32, stride 1, rows of at least 8 output columns, the padded image group at most 64 KiB
 // (the AVX-512 or AVX2 tiles, or the portable one on other CPUs).
 bool direct_applies(const Conv2dShape& s, bool is_float);
 

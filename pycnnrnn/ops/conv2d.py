@@ -16,13 +16,14 @@ padding_mode="zeros", algorithm="auto")``
   dilation_h * dilation_w dense layers on interleaved sub-grids; 2.25x fewer multiplies). Every
   convolution GEMM sums in short float chains, which keeps both within torch's float32 error
   on long reductions (measured 0.7-1.2x torch's on VGG layers). "direct" (float32; stride 1,
-  output rows of at least 12, a padded image group of at most 64 KiB): register tiles summed
-  straight from a padded copy of the image, no im2col (AVX-512 tiles; a portable one on other
-  CPUs). "auto" takes
+  output rows of at least 8, a padded image group of at most 64 KiB): register tiles summed
+  straight from a padded copy of the image, no im2col (AVX-512 and AVX2 tiles; a portable one
+  on other CPUs). "auto" takes
   depthwise when groups == C, Winograd for 3x3/stride-1 layers with C_in, C_out >= 32 on maps
   of at least 20x20 outputs (>= 64 channels from 12x12; never below: there the transforms cost
-  more than they save; a dilated layer counts the outputs of one sub-grid), direct (AVX-512) for
-  batches split over threads with C_out <= 32 on rows of at most 32, else gemm.
+  more than they save; a dilated layer counts the outputs of one sub-grid), direct for batches
+  split over threads with C_out <= 32 on rows of at most 32 (AVX-512: of at least 12; AVX2 also
+  C_out <= 128 on rows 8, 16, 24 or 32 wide), else gemm.
 
 ``prepare_conv2d_weight(weight)`` -> PreparedConv2dWeight, accepted wherever ``weight`` is: a
 read-only snapshot of the weights plus what the kernels derive from them (the Winograd

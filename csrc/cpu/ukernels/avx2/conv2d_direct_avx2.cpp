@@ -1,6 +1,7 @@
 // conv2d_direct_avx2.cpp — the direct convolution tiles (cpu/conv2d_direct.h), AVX2: each
-// 16-lane output vector of the driver is two ymm halves, so a tile of 6 output channels x one
-// vector holds 12 accumulators (16 registers in all).
+// 16-lane output vector of the driver is two ymm halves (8-column row pieces, read at src and
+// src_hi, possibly from different rows), so a tile of 6 output channels x one vector holds 12
+// accumulators (16 registers in all).
 #include <immintrin.h>
 
 #include <cstdint>
