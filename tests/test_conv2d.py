@@ -847,6 +847,9 @@ DIRECT_GRID = [
     ((2, 5, 7, 9), (7, 5, 3, 3), {"padding": 1, "padding_mode": "reflect"}),
     ((2, 4, 5, 24), (6, 4, 3, 3), {"padding": 1}),
     ((1, 3, 9, 10), (8, 3, 3, 3), {"padding": 0}),  # 8x8 output of a 10x10 input, no padding
+    # AVX2 / portable channel panels of 6 and 4: 11 = 6 + 6 (a padding row), 20 = 6 + 6 + 4 + 4
+    ((2, 3, 10, 16), (11, 3, 3, 3), {"padding": 1}),
+    ((2, 4, 8, 8), (20, 4, 3, 3), {"padding": 1}),
 ]
 
 

@@ -93,6 +93,34 @@ std::vector<DirectVec> output_vectors(const Conv2dShape& s, const Padded& pd, bo
   return vec;
 }
 
+// Output-channel panels of the direct forward: channels [co0, co0 + mr) (the last may be
+// partial), weights at wofs in the packed wp. AVX-512 (fixed mr: 6, or 8 when it divides the
+// channels): equal panels. AVX2 and portable (fixed_mr 0): panels of 6 with 4-channel panels
+// for the rest, so a remainder of 2 costs no third of a tile: 32 channels are 6+6+6+6+4+4, not
+// 5 x 6 + 2 (a 2-row panel took a full panel's time: N=64 16->32 at 16x16 ran as long as 16->36),
+// 16 are 6+6+4, 13 are 6+4+4 (a padding row), 8 are 4+4. Against equal panels of 6, N=64, 2
+// threads, interleaved in one process (median of 9 ratios): 16->32@16 1.037x, 32->16@16 1.043x,
+// 3->16@32 1.058x, 32->64@8 1.014x, 64->32@8 1.048x.
+struct Panel {
+  int64_t co0;
+  int mr;
+  int64_t wofs;
+};
+
+std::vector<Panel> panel_plan(int64_t Cog, int fixed_mr, int64_t Kg) {
+  std::vector<Panel> plan;
+  int64_t wofs = 0;
+  for (int64_t co0 = 0; co0 < Cog;) {
+    const int64_t rest = Cog - co0;
+    int mr = fixed_mr;
+    if (!mr) mr = rest <= 4 || rest == 7 || rest == 8 ? 4 : 6;  // 7 and 8: 4 + 4; 5: a padding row
+    plan.push_back({co0, mr, wofs});
+    co0 += mr;
+    wofs += mr * Kg;
+  }
+  return plan;
+}
+
 bool avx512_float(bool is_float) {
 #if PYCNNRNN_HAVE_X86
   return is_float && active_isa() == Isa::avx512;
@@ -130,23 +158,27 @@ bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float) {
 void direct_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
                     int outer_threads) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), taps = s.KH * s.KW, Kg = s.Kg(), HW = s.H * s.W, P = s.OH * s.OW;
+  if (Cog == 0) return;
   const Padded pd(s);
-  const bool avx2 = active_isa() == Isa::avx2, wide8 = !avx2 && Cog % 8 == 0;
-  const int mr = wide8 ? 8 : 6, nv = avx2 ? 1 : wide8 ? 3 : 4;
-  auto tile = [&](const DirectTileArgs& a) {
+  const bool avx512 = active_isa() == Isa::avx512, wide8 = avx512 && Cog % 8 == 0;
+  const int nv = avx512 ? (wide8 ? 3 : 4) : 1;
+  const std::vector<Panel> panel = panel_plan(Cog, avx512 ? (wide8 ? 8 : 6) : 0, Kg);
+  const int64_t panels = static_cast<int64_t>(panel.size()), rows = panel.back().wofs / Kg + panel.back().mr;
+  auto tile = [&](const DirectTileArgs& a, int mr) {
 #if PYCNNRNN_HAVE_X86
-    if (active_isa() == Isa::avx512) return wide8 ? conv_avx512::direct_tile_8x3(a) : conv_avx512::direct_tile_6x4(a);
-    if (avx2) return conv_avx2::direct_tile_6x1(a);
+    if (avx512) return wide8 ? conv_avx512::direct_tile_8x3(a) : conv_avx512::direct_tile_6x4(a);
+    if (active_isa() == Isa::avx2) return mr == 6 ? conv_avx2::direct_tile_6x1(a) : conv_avx2::direct_tile_4x1(a);
 #endif
     conv_scalar::direct_tile(a, mr);
   };
-  const int64_t panels = (Cog + mr - 1) / mr;
-  // wp[g][panel][k][i] = w[g][panel * mr + i][k] (zero rows past Cog): the tile's broadcasts
-  std::vector<float> wp(static_cast<size_t>(s.groups * panels * Kg * mr), 0.f);
+  // wp[g][panel p: Kg x mr_p at p.wofs][k][i] = w[g][p.co0 + i][k] (zero rows past Cog): the
+  // tile's broadcasts
+  std::vector<float> wp(static_cast<size_t>(s.groups * rows * Kg), 0.f);
   for (int64_t g = 0; g < s.groups; ++g)
-    for (int64_t co = 0; co < Cog; ++co)
-      for (int64_t k = 0; k < Kg; ++k)
-        wp[static_cast<size_t>(((g * panels + co / mr) * Kg + k) * mr + co % mr)] = w[(g * Cog + co) * Kg + k];
+    for (const Panel& pn : panel)
+      for (int64_t i = 0; i < pn.mr && pn.co0 + i < Cog; ++i)
+        for (int64_t k = 0; k < Kg; ++k)
+          wp[static_cast<size_t>(g * rows * Kg + pn.wofs + k * pn.mr + i)] = w[(g * Cog + pn.co0 + i) * Kg + k];
   const std::vector<int64_t> toff = tap_offsets(s, pd);
   const std::vector<int64_t> col_src = column_sources(s, pd);
   const std::vector<DirectVec> vec = output_vectors(s, pd, active_isa() != Isa::avx512);
@@ -162,11 +194,12 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
       a.vec = vec.data() + j0;
       a.nv = static_cast<int>(std::min<int64_t>(nv, nvec - j0));
       for (int64_t p = p0; p < p1; ++p) {
-        a.wp = wp.data() + (g * panels + p) * Kg * mr;
-        a.m = static_cast<int>(std::min<int64_t>(mr, Cog - p * mr));
-        a.y = yg + p * mr * P;
-        a.bias = b ? b + g * Cog + p * mr : nullptr;
-        tile(a);
+        const Panel& pn = panel[static_cast<size_t>(p)];
+        a.wp = wp.data() + g * rows * Kg + pn.wofs;
+        a.m = static_cast<int>(std::min<int64_t>(pn.mr, Cog - pn.co0));
+        a.y = yg + pn.co0 * P;
+        a.bias = b ? b + g * Cog + pn.co0 : nullptr;
+        tile(a, pn.mr);
       }
     }
   };

@@ -81,6 +81,7 @@ void direct_transpose(const float* src, int64_t rows, int64_t cols, float* dst, 
 }  // namespace conv_avx512
 namespace conv_avx2 {
 void direct_tile_6x1(const DirectTileArgs& a);  // 6 channels x one 16-lane vector (two ymm)
+void direct_tile_4x1(const DirectTileArgs& a);  // 4 channels (the rest of a layer's channels)
 }  // namespace conv_avx2
 
 // float32, stride 1, rows of at least 8 output columns, the padded image group at most 64 KiB

@@ -75,5 +75,6 @@ void tile(const DirectTileArgs& a) {
 }  // namespace
 
 void direct_tile_6x1(const DirectTileArgs& a) { tile<6>(a); }
+void direct_tile_4x1(const DirectTileArgs& a) { tile<4>(a); }
 
 }  // namespace pycnnrnn::conv_avx2
