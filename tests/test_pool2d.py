@@ -141,6 +141,30 @@ def test_forward_random_shapes_match_reference_and_torch(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_row_runs_across_planes_and_threads(rng, dtype):
+    """Small planes go to the row kernel several output rows per call (PoolRowArgs::rows): runs
+    that start after padding rows, stop before ceil_mode's clipped row, and are cut where the
+    two threads' row ranges meet mid-plane (odd plane counts, OH = 5 or 7), against the oracle."""
+    cases = [
+        ((135, 9, 9), (3, 3), (1, 1), (0, 0), False),  # OH = 7: a thread boundary mid-plane
+        ((4095, 8, 8), (2, 2), (2, 2), (0, 0), False),  # 4x4 outputs
+        ((185, 10, 8), (2, 2), (2, 2), (1, 1), False),  # padding rows at both ends
+        ((231, 13, 13), (3, 3), (2, 2), (1, 1), True),  # ceil_mode
+        ((99, 16, 16), (3, 2), (2, 2), (1, 0), False),
+    ]
+    for (planes, H, W), k, st, pad, ceil in cases:
+        x = tricky_input(rng, (planes, H, W), dtype, specials=True)
+        args = (*k, *st, *pad, 1, 1, ceil)
+        ry, ri = _C.max_pool2d_forward(x, *args, True, reference=True)
+        y, i = _C.max_pool2d_forward(x, *args, True)
+        what = f"x{x.shape} {args}"
+        assert_bits_equal(y, ry, what)
+        assert_bits_equal(i, ri, what)
+        y_only = _C.max_pool2d_forward(x, *args, False)
+        assert_bits_equal(y_only[0] if isinstance(y_only, tuple) else y_only, ry, what + " values only")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_ties_nan_inf_rules(dtype):
     # window [1, nan, nan, 2] -> nan at index 2 (the last NaN); ties keep the first max;
     # all -inf -> -inf at the first element; -0.0 then +0.0 -> -0.0 (first).

@@ -46,12 +46,17 @@ int64_t max_unpool2d(const T* x, const int64_t* idx, T* y, int64_t planes, int64
 // ih = ih0 + i * dh for i in [0, nrows). y_row / idx_row point at output column 0 of the row.
 // Index codes: the kernel needs (nrows-1)*dh*W + (kw-1)*dw < 2^31 and sw <= 2^20 (checked by
 // the driver). Returns the column it stopped at (ow1 when done): the driver finishes the rest.
+// rows > 1: the same columns of `rows` consecutive output rows of the plane, row q from window
+// row ih0 + q * sh (same nrows) into y_row / idx_row + q * ystride; the column it stops at is
+// the same for every row. (Small planes: a call per row cost several times the row's own
+// work, e.g. 4 outputs of an 8x8 plane.)
 struct PoolRowArgs {
   const void* x;       // plane base
   void* y_row;         // output row base (column 0)
   int64_t* idx_row;    // nullptr: no indices
   int64_t W, ih0, nrows, ow0, ow1;
   int64_t kw, sw, pw, dh, dw;
+  int64_t rows = 1, sh = 0, ystride = 0;
 };
 using PoolRowFn = int64_t (*)(const PoolRowArgs&);
 

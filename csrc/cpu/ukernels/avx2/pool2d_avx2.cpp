@@ -176,7 +176,24 @@ inline bool vec_body(const PoolRowArgs& a, int64_t ow) {
 }
 
 template <class K, int SW, int KH, int KW, bool IDX>
+int64_t row_one(const PoolRowArgs& a);
+
+// Every row of the call (PoolRowArgs::rows), one after the other.
+template <class K, int SW, int KH, int KW, bool IDX>
 int64_t row_impl(const PoolRowArgs& args) {
+  PoolRowArgs a = args;
+  int64_t ow = a.ow0;
+  for (int64_t q = 0; q < args.rows; ++q) {
+    ow = row_one<K, SW, KH, KW, IDX>(a);
+    a.ih0 += a.sh;
+    a.y_row = static_cast<typename K::T*>(a.y_row) + a.ystride;
+    if (IDX) a.idx_row += a.ystride;
+  }
+  return ow;
+}
+
+template <class K, int SW, int KH, int KW, bool IDX>
+int64_t row_one(const PoolRowArgs& args) {
   const PoolRowArgs a = args;
   const int64_t kw = KW > 0 ? KW : a.kw, sw = SW > 0 ? SW : a.sw;
   // Full vectors only, and (SW == 2) the one extra element the paired load reads must lie in
