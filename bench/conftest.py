@@ -105,6 +105,13 @@ def collect_table(benchmarks) -> list[dict]:
     roof = roofline()
     rows = []
     for group, entries in sorted(groups.items()):
+        # an interleaved case (bench_train: extra_info["paired"]): its own step medians, and the
+        # median of its per-round ratios as the peer's ratio
+        paired = next((e["paired"] for _, _, e in entries if "paired" in e), None)
+        if paired:
+            entries = [("pycnnrnn", paired["pycnnrnn_ms"] * 1e-3, entries[0][2])]
+            rows.append({"group": group, "impl": "torch", "median_ms": paired["torch_ms"],
+                         "ratio_vs_pycnnrnn": paired["torch_ratio"]})
         ours = next((m for i, m, _ in entries if i == "pycnnrnn"), None)
         for impl, med, extra in entries:
             row = {"group": group, "impl": impl, "median_ms": med * 1e3}
