@@ -171,19 +171,7 @@ inline bool vec_body(const PoolRowArgs& a, int64_t ow, int64_t n) {
 template <class K, int SW, int KH, int KW, bool IDX>
 int64_t row_one(const PoolRowArgs& a);
 
-// Every row of the call (PoolRowArgs::rows), one after the other.
-template <class K, int SW, int KH, int KW, bool IDX>
-int64_t row_impl(const PoolRowArgs& args) {
-  PoolRowArgs a = args;
-  int64_t ow = a.ow0;
-  for (int64_t q = 0; q < args.rows; ++q) {
-    ow = row_one<K, SW, KH, KW, IDX>(a);
-    a.ih0 += a.sh;
-    a.y_row = static_cast<typename K::T*>(a.y_row) + a.ystride;
-    if (IDX) a.idx_row += a.ystride;
-  }
-  return ow;
-}
+#include "cpu/pool2d_rows.inc"  // row_impl: the call's rows, each by row_one
 
 template <class K, int SW, int KH, int KW, bool IDX>
 int64_t row_one(const PoolRowArgs& args) {
