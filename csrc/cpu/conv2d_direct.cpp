@@ -163,7 +163,9 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
   const bool avx512 = active_isa() == Isa::avx512, wide8 = avx512 && Cog % 8 == 0;
   const int nv = avx512 ? (wide8 ? 3 : 4) : 1;
   const std::vector<Panel> panel = panel_plan(Cog, avx512 ? (wide8 ? 8 : 6) : 0, Kg);
-  const int64_t panels = static_cast<int64_t>(panel.size()), rows = panel.back().wofs / Kg + panel.back().mr;
+  const int64_t panels = static_cast<int64_t>(panel.size());
+  int64_t rows = 0;  // channels of all panels, padding rows included
+  for (const Panel& pn : panel) rows += pn.mr;
   auto tile = [&](const DirectTileArgs& a, int mr) {
 #if PYCNNRNN_HAVE_X86
     if (avx512) return wide8 ? conv_avx512::direct_tile_8x3(a) : conv_avx512::direct_tile_6x4(a);
