@@ -110,8 +110,8 @@ def collect_table(benchmarks) -> list[dict]:
         paired = next((e["paired"] for _, _, e in entries if "paired" in e), None)
         if paired:
             entries = [("pycnnrnn", paired["pycnnrnn_ms"] * 1e-3, entries[0][2])]
-            rows.append({"group": group, "impl": "torch", "median_ms": paired["torch_ms"],
-                         "ratio_vs_pycnnrnn": paired["torch_ratio"]})
+            peer = {"group": group, "impl": "torch", "median_ms": paired["torch_ms"]}
+            rows.append({**peer, "ratio_vs_pycnnrnn": paired["torch_ratio"]})
         ours = next((m for i, m, _ in entries if i == "pycnnrnn"), None)
         for impl, med, extra in entries:
             row = {"group": group, "impl": impl, "median_ms": med * 1e3}

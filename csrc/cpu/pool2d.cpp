@@ -167,11 +167,13 @@ void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
       if (fn != nullptr && nrows > 0 && owA < owB) {
         PoolRowArgs a{xp, yrow, irow, s.W, hs, nrows, owA, owB, s.kw, s.sw, s.pw, s.dh, s.dw, count, s.sh, s.OW};
         ow = fn(a);
-        for (int64_t q = 0; q < count; ++q)
-          for (int64_t c = 0; c < owA; ++c) ref_one(xp, yrow + q * s.OW, irow ? irow + q * s.OW : nullptr, s, oh + q, c);
+        for (int64_t q = 0; q < count; ++q)  // the left padding's columns
+          for (int64_t c = 0; c < owA; ++c)
+            ref_one(xp, yrow + q * s.OW, irow ? irow + q * s.OW : nullptr, s, oh + q, c);
       }
-      for (int64_t q = 0; q < count; ++q)
-        for (int64_t c = ow; c < s.OW; ++c) ref_one(xp, yrow + q * s.OW, irow ? irow + q * s.OW : nullptr, s, oh + q, c);
+      for (int64_t q = 0; q < count; ++q)  // the columns the kernel left
+        for (int64_t c = ow; c < s.OW; ++c)
+          ref_one(xp, yrow + q * s.OW, irow ? irow + q * s.OW : nullptr, s, oh + q, c);
       r += count;
       oh += count;
       if (oh == s.OH) oh = 0, ++p;
