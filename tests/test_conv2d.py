@@ -958,6 +958,10 @@ DIRECT_GW_GRID = [
         {"padding": (2, 1), "dilation": (2, 1), "groups": 2, "padding_mode": "replicate"},
     ),
     ((2, 8, 7, 11), (40, 8, 2, 3), {}),  # no padding, 40 channels: a partial 64-wide block
+    # maps of at most 128 outputs: images grouped into one GEMM (backward_weight_gemm)
+    ((10, 6, 8, 8), (5, 6, 3, 3), {"padding": 1}),  # 4 at a time, 5 per thread: 4 + 1
+    ((7, 3, 4, 4), (6, 3, 3, 3), {"padding": 1, "padding_mode": "reflect"}),  # one thread, 7 of 16
+    ((9, 4, 6, 5), (3, 4, 3, 3), {}),  # 12 outputs a map, 4 and 5 images per thread
 ]
 
 
