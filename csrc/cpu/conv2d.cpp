@@ -668,55 +668,39 @@ void backward_weight_gemm(const Conv2dShape& s, const T* gy, const T* x, T* gw) 
   int64_t group = 1;
   if (s.groups == 1 && !pointwise && P > 0 && 2 * P <= CONV_GROUP_COLUMNS)
     group = std::min(CONV_GROUP_COLUMNS / P, std::max<int64_t>(1, PADDED_IMAGE_MAX_BYTES / padded_image_bytes<T>(s)));
+  const int64_t chunk = group > 1 ? group * P : pc_max;  // columns per GEMM
   auto images = [&](int64_t n0, int64_t n1, int inner, T* dw) {
-    std::vector<T> col(pointwise ? 0 : static_cast<size_t>(Kg * std::max(pc_max, group * P)));
+    std::vector<T> col(pointwise ? 0 : static_cast<size_t>(Kg * chunk));
+    std::vector<T> dys(group > 1 ? static_cast<size_t>(Cog * group * P) : 0);
     std::vector<T> sum(static_cast<size_t>(Kg * Cog)), one(n1 - n0 > 1 ? static_cast<size_t>(Kg * Cog) : 0);
     ImageCols<T> cols(s, ix, 1, group);
-    if (group > 1) {
-      // dW^T [Kg][Cog] of `count` images at once: im2col of the images side by side [Kg][count * P]
-      // times their dY side by side [Cog][count * P] (transposed by the GEMM's packing)
-      std::vector<T> dys(static_cast<size_t>(Cog * group * P));
-      for (int64_t n = n0; n < n1; n += group) {
-        const int64_t count = std::min(group, n1 - n), cols_n = count * P;
-        T* dst = n == n0 ? sum.data() : one.data();
-        for (int64_t i = 0; i < count; ++i)
-          for (int64_t co = 0; co < Cog; ++co)
-            std::memcpy(dys.data() + co * cols_n + i * P, gy + ((n + i) * s.Co + co) * P, sizeof(T) * P);
-        cols.set_images(x + n * s.C * HW, count);
-        if (inner == 1)
-          cols(0, Kg, 0, cols_n, col.data(), cols_n);
-        else
-          parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) {
-            cols(k0, k1 - k0, 0, cols_n, col.data() + k0 * cols_n, cols_n);
-          });
-        gemm<T>(false, true, Kg, Cog, cols_n, T(1), col.data(), cols_n, dys.data(), cols_n, T(0), dst, Cog,
-                conv_gemm_options<T>(), inner);
-        if (n != n0)
-          for (size_t e = 0; e < sum.size(); ++e) sum[e] += one[e];
-      }
-      for (int64_t c0 = 0; c0 < Cog; c0 += 16)  // dw[co][k] = sum[k][co], in 16 x 16 blocks
-        for (int64_t k0 = 0; k0 < Kg; k0 += 16)
-          for (int64_t co = c0; co < std::min(Cog, c0 + 16); ++co)
-            for (int64_t k = k0; k < std::min(Kg, k0 + 16); ++k) dw[co * Kg + k] = sum[k * Cog + co];
-      return;
-    }
     for (int64_t g = 0; g < s.groups; ++g) {
       T* gwg = dw + g * Cog * Kg;
-      for (int64_t n = n0; n < n1; ++n) {
+      for (int64_t n = n0; n < n1; n += group) {
+        const int64_t count = std::min(group, n1 - n), cols_n = count * P;
         T* dst = n == n0 ? sum.data() : one.data();
         const T* dyg = gy + (n * s.Co + g * Cog) * P;
         const T* xg = x + (n * s.C + g * Cg) * HW;
         if (pointwise) {
           gemm<T>(false, true, Cog, Cg, P, T(1), dyg, P, xg, HW, T(0), dst, Kg, conv_gemm_options<T>(), inner);
         } else {
-          cols.set_image(xg);
-          for (int64_t p0 = 0; p0 < P; p0 += pc_max) {
-            const int64_t pc = std::min(pc_max, P - p0);
+          // dY of the `count` images side by side [Cog][count * P] (one image: in place)
+          const T* dyc = dyg;
+          int64_t ldy = P;
+          if (count > 1) {
+            for (int64_t i = 0; i < count; ++i)
+              for (int64_t co = 0; co < Cog; ++co)
+                std::memcpy(dys.data() + co * cols_n + i * P, dyg + (i * s.Co + co) * P, sizeof(T) * P);
+            dyc = dys.data(), ldy = cols_n;
+          }
+          cols.set_images(xg, count);
+          for (int64_t p0 = 0; p0 < cols_n; p0 += chunk) {
+            const int64_t pc = std::min(chunk, cols_n - p0);
             if (inner == 1)
               cols(0, Kg, p0, pc, col.data(), pc);
             else
               parallel_for(Kg, 1, [&](int64_t k0, int64_t k1) { cols(k0, k1 - k0, p0, pc, col.data() + k0 * pc, pc); });
-            gemm<T>(false, true, Kg, Cog, pc, T(1), col.data(), pc, dyg + p0, P, p0 == 0 ? T(0) : T(1), dst, Cog,
+            gemm<T>(false, true, Kg, Cog, pc, T(1), col.data(), pc, dyc + p0, ldy, p0 == 0 ? T(0) : T(1), dst, Cog,
                     conv_gemm_options<T>(), inner);
           }
         }

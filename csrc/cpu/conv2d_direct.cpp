@@ -158,7 +158,6 @@ bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float) {
 void direct_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
                     int outer_threads) {
   const int64_t Cg = s.Cg(), Cog = s.Cog(), taps = s.KH * s.KW, Kg = s.Kg(), HW = s.H * s.W, P = s.OH * s.OW;
-  if (Cog == 0) return;
   const Padded pd(s);
   const bool avx512 = active_isa() == Isa::avx512, wide8 = avx512 && Cog % 8 == 0;
   const int nv = avx512 ? (wide8 ? 3 : 4) : 1;
