@@ -208,9 +208,10 @@ void init_rnn(py::module_& m) {
       .def_readonly("weight", &PreparedRnn::weight)
       .def_property_readonly("built",
                              [](const PreparedRnn& p) {
-                               return py::make_tuple(p.prepared.has_panels(), p.prepared.has_input_weights());
+                               return py::make_tuple(p.prepared.has_panels(), p.prepared.has_input_weights(),
+                                                     p.prepared.has_recurrent_weights());
                              },
-                             "(step panels built, input-projection operand built)");
+                             "(step panels built, input-projection operand built, engine step operand built)");
   m.def(
       "rnn_layer_backward",
       [](int mode, bool reverse, const py::array& x, const py::array& w_ih, const py::array& w_hh,

@@ -5,8 +5,9 @@
 //      a single step, i.e. a cell, computes it inside step 2 instead)
 //   2. per step t: the recurrent product h_prev W_hh^T and the gate formulas per panel of
 //      hidden units, threads splitting the units (float32: the ISA kernels of cpu/rnn_vec.inc,
-//      fused with the product on packed W_hh from batch 8, after each thread's own small-M
-//      product below; float64 and PYCNNRNN_ISA=scalar: the portable step below); weight rows
+//      fused with the product on packed W_hh from batch 2, after each thread's own small-M
+//      product below, or after one GEMM engine call per step for big W_hh from batch 16, see
+//      rnn_engine_step; float64 and PYCNNRNN_ISA=scalar: the portable step below); weight rows
 //      in serpentine order across steps; LSTM projection: h = h_raw W_hr^T (a small GEMM).
 // Backward (BPTT), steps in reverse: fused pointwise gate gradients dG_t, then
 // dh_prev = dG_t W_hh (packed W_hh for float32 ISA kernels); after the loop the merged GEMMs
@@ -200,11 +201,26 @@ bool next_pass_reversed() {
 //   Torch-autograd calls, same runs: LSTM(32, 96) T=10 B=64 (the training model's) forward
 //   0.83 -> 0.67 ms, backward 1.53 -> 1.35 ms; LSTM(64, 128) T=20 B=32 forward 1.29 -> 0.92 ms,
 //   backward 2.23 -> 1.94 ms.
-// - From 16 rows a thread whatever the weights' size: each thread then reads all of W_hh from
+// - From 16 rows a thread whatever the weights' size (since the engine step below: GRU only, for
+//   weights above 512 KiB): each thread then reads all of W_hh from
 //   L3 every step, but 16 rows of work per panel hide it, and the 2 x T barriers go. LSTM(300,
 //   512, 2) T=30 on 2 threads, alternating in one process: forward B=64 1.01-1.04x, B=48
 //   1.06x, B=32 1.02x; forward+backward B=64 1.05-1.11x, B=32 1.01-1.09x; at 8 rows a thread
 //   (B=16) 0.97-1.02x, so not there.
+// The step's product from the GEMM engine (LSTM and RNN; GRU needs W_hn h apart): from 16 rows,
+// when W_hh is too big for the row split above, each step adds h W_hh^T into its slice of pre
+// with one engine call on W_hh^T packed once per call (or prepared), and the step kernel then
+// applies only the gate formulas (Kd = 0), each thread also saving and updating the state
+// columns of its own units. The fused step's 3-row tiles run at 65-80% of a core's peak (C++
+// microbenchmark, one thread, panels and h streamed through L2); the engine's 6x16 tiles
+// (C prefetched, so pre comes in while the sums run) reach 126-129 GFLOP/s on 2 threads.
+// LSTM(512, 512) one step on 2 threads: B=16 260 vs 328 us, B=32 521 vs 735 us, B=64 1065 vs
+// 1413 us (engine product alone vs fused step); B=8 226 vs 210 us, so not there. The gate
+// formulas then cost about 0.15-0.2 ms a step at B=64, so the whole LSTM(300, 512, 2) T=30
+// forward gains less, alternating in one process (median of 11): B=16 1.04-1.09x, B=32
+// 1.02-1.10x, B=64 1.07-1.15x (prepared 1.00-1.15x), with one 0.94x plain run at B=16.
+constexpr int64_t RNN_ENGINE_STEP_MIN_ROWS = 16;
+bool rnn_engine_step(int64_t B, int64_t GH, int64_t K);
 constexpr int64_t RNN_ROW_SPLIT_MIN_ROWS = 8;
 constexpr int64_t RNN_ROW_SPLIT_MAX_WEIGHT_BYTES = int64_t(512) << 10;
 constexpr int64_t RNN_ROW_SPLIT_ANY_WEIGHT_ROWS = 16;
@@ -213,6 +229,9 @@ int rnn_row_threads(int64_t B, int64_t GH, int64_t K) {
   if (nt <= 1 || B < RNN_ROW_SPLIT_MIN_ROWS * nt) return 1;
   if (B >= RNN_ROW_SPLIT_ANY_WEIGHT_ROWS * nt) return nt;
   return GH * K * int64_t(sizeof(float)) <= RNN_ROW_SPLIT_MAX_WEIGHT_BYTES ? nt : 1;
+}
+bool rnn_engine_step(int64_t B, int64_t GH, int64_t K) {
+  return B >= RNN_ENGINE_STEP_MIN_ROWS && GH * K * int64_t(sizeof(float)) > RNN_ROW_SPLIT_MAX_WEIGHT_BYTES;
 }
 
 // Forward panels for the float32 ISA kernels (layout in rnn_kernels.h): the geometry, which
@@ -268,6 +287,12 @@ const float* RnnPrepared::forward_panels(const float* w_hh, int G, int64_t H, in
 const PackedB<float>* RnnPrepared::input_weights(const float* w_ih, int64_t GH, int64_t I) {
   std::call_once(once_input_, [&] { input_ = pack_b<float>(true, I, GH, w_ih, I); });
   return input_.K == I && input_.N == GH && input_.isa == static_cast<int>(active_isa()) ? &input_ : nullptr;
+}
+
+const PackedB<float>* RnnPrepared::recurrent_weights(const float* w_hh, int64_t GH, int64_t K) {
+  std::call_once(once_recurrent_, [&] { recurrent_ = pack_b<float>(true, K, GH, w_hh, K); });
+  return recurrent_.K == K && recurrent_.N == GH && recurrent_.isa == static_cast<int>(active_isa()) ? &recurrent_
+                                                                                                      : nullptr;
 }
 
 namespace {
@@ -427,18 +452,29 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     FwdPanels panels;
     const float* panel_data = nullptr;  // panels.data, or the prepared weights' panels
     bool packed = false;
+    // the engine's step product (rnn_engine_step): W_hh^T packed for the engine, per call or
+    // prepared
+    PackedB<float> engine_own;
+    const PackedB<float>* engine_w = nullptr;
     std::vector<T> rec;
     if constexpr (std::is_same<T, float>::value) {
       if (f32_kernels().vl > 0) {
         vk = &f32_kernels();
-        if (L.prepared && Tn >= 2) panel_data = L.prepared->forward_panels(L.w_hh, G, H, K, vk->vl);
-        packed = panel_data || (B >= pack_min_batch() && Tn >= 2);
+        if (Tn >= 2 && !gru && rnn_engine_step(B, GH, K)) {
+          if (L.prepared) engine_w = L.prepared->recurrent_weights(L.w_hh, GH, K);
+          if (!engine_w) {
+            engine_own = pack_b<float>(true, K, GH, L.w_hh, K);
+            engine_w = &engine_own;
+          }
+        }
+        if (L.prepared && Tn >= 2 && !engine_w) panel_data = L.prepared->forward_panels(L.w_hh, G, H, K, vk->vl);
+        packed = !engine_w && (panel_data || (B >= pack_min_batch() && Tn >= 2));
         if (packed && !panel_data) {
           panels = pack_forward(L.w_hh, G, H, K, vk->vl);
           panel_data = panels.data.data();
         } else {
           panels = panel_geometry(G, H, vk->vl);
-          if (!packed) rec.resize(B * GH);
+          if (!packed && !engine_w) rec.resize(B * GH);
         }
       }
     }
@@ -516,6 +552,21 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
       }
     };
 
+    // The engine's step without projection or lengths: each thread saves and updates the
+    // columns of its own units after their gate formulas (no serial pass over the rows per step;
+    // the engine has read h by then, and no thread reads another's columns).
+    const bool finish_in_step = engine_w && !P && !L.lengths;
+    auto finish_units = [&](int64_t t, int64_t u0, int64_t u1) {
+      const size_t n = sizeof(T) * static_cast<size_t>(u1 - u0);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t row = t * B + b;
+        if (ws) std::memcpy(ws + wl.hprev + row * K + u0, h.data() + b * K + u0, n);
+        if (ws && lstm) std::memcpy(ws + wl.cprev + row * H + u0, c.data() + b * H + u0, n);
+        std::memcpy(h.data() + b * K + u0, hstep.data() + b * H + u0, n);
+        if (lstm) std::memcpy(c.data() + b * H + u0, cstep.data() + b * H + u0, n);
+        std::memcpy(y + row * ldy + u0, hstep.data() + b * H + u0, n);
+      }
+    };
     const int rt = packed ? rnn_row_threads(B, GH, K) : 1;
     if (rt > 1) {  // every thread runs all steps for its own rows [b0, b1) (see rnn_row_threads)
       if constexpr (std::is_same<T, float>::value)
@@ -535,13 +586,16 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     } else {
       for (int64_t s = 0; s < Tn; ++s) {
         const int64_t t = L.reverse ? Tn - 1 - s : s;
-        save_state(t, 0, B);
+        if (!finish_in_step) save_state(t, 0, B);
         const StepArgs<T> sa = step_args(t, 0, B);
         if constexpr (std::is_same<T, float>::value) {
           if (vk) {
             RnnStepF32 fs = f32_args(sa);
             const bool reverse = next_pass_reversed();  // serpentine order: packed panels or own rows
-            if (packed) {
+            if (engine_w) {
+              // pre[t] += h W_hh^T (the engine's threads), then only the gate formulas below
+              gemm_packed_b<float>(false, B, 1.f, h.data(), K, *engine_w, 1.f, pre.data() + t * B * GH, GH);
+            } else if (packed) {
               fs.Kd = K;
               fs.wp = panel_data;
               fs.reverse = reverse;
@@ -551,7 +605,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
             RnnStepFn fn = vk->step;
             const int64_t units = panels.units;
             split_run(panels.count, (B * GH * K) << int(input_in_step), [&](int64_t p0, int64_t p1) {
-              if (!packed) {
+              if (!packed && !engine_w) {
                 // this thread's units [u0, u1) of every gate, in chunks of 64 units in serpentine
                 // order: rec[:, g*H + c0 .. g*H + c1) = h W_hh[g*H + c0 .. g*H + c1)^T (and for a
                 // single step first pre[...] = x W_ih[...]^T + bias)
@@ -576,11 +630,12 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
                 }
               }
               fn(fs, p0, p1);
+              if (finish_in_step) finish_units(t, std::min(H, p0 * units), std::min(H, p1 * units));
             });
           }
         }
         if (!vk) split_run(H, B * GH * K, [&](int64_t u0, int64_t u1) { portable_step<T>(sa, u0, u1); });
-        finish_rows(t, 0, B);
+        if (!finish_in_step) finish_rows(t, 0, B);
       }
     }
   }

@@ -43,16 +43,20 @@ class RnnPrepared {
   const float* forward_panels(const float* w_hh, int G, int64_t H, int64_t K, int vl);
   // w_ih [GH][I] as the packed B = w_ih^T [I][GH]; null when packed for another ISA.
   const PackedB<float>* input_weights(const float* w_ih, int64_t GH, int64_t I);
+  // w_hh [GH][K] as the packed B = w_hh^T [K][GH] (the GEMM engine's step product at larger
+  // batches, rnn.cpp); null when packed for another ISA.
+  const PackedB<float>* recurrent_weights(const float* w_hh, int64_t GH, int64_t K);
   // Which forms a call has built so far (tests).
   bool has_panels() const { return panels_.data() != nullptr; }
   bool has_input_weights() const { return input_.data != nullptr; }
+  bool has_recurrent_weights() const { return recurrent_.data != nullptr; }
 
  private:
-  std::once_flag once_, once_input_;
+  std::once_flag once_, once_input_, once_recurrent_;
   int G_ = 0, vl_ = 0;
   int64_t H_ = 0, K_ = 0;
   BlockArray<float> panels_;
-  PackedB<float> input_;
+  PackedB<float> input_, recurrent_;
 };
 
 // One layer and direction: sizes and weights (b_* may be null: bias=False; w_hr null iff P=0;
@@ -68,7 +72,7 @@ struct RnnLayer {
   const T* b_hh = nullptr;  // [GH]
   const T* w_hr = nullptr;  // [P][H]
   const int64_t* lengths = nullptr;  // [B]
-  RnnPrepared* prepared = nullptr;     // float32: w_hh's packed panels (null: packed per call)
+  RnnPrepared* prepared = nullptr;     // float32: w_hh's packed panels or engine operand (null: per call)
   RnnPrepared* prepared_ih = nullptr;  // float32: w_ih packed for the input GEMM (null: per call)
 };
 
