@@ -207,6 +207,15 @@ bool next_pass_reversed() {
 //   512, 2) T=30 on 2 threads, alternating in one process: forward B=64 1.01-1.04x, B=48
 //   1.06x, B=32 1.02x; forward+backward B=64 1.05-1.11x, B=32 1.01-1.09x; at 8 rows a thread
 //   (B=16) 0.97-1.02x, so not there.
+constexpr int64_t RNN_ROW_SPLIT_MIN_ROWS = 8;
+constexpr int64_t RNN_ROW_SPLIT_MAX_WEIGHT_BYTES = int64_t(512) << 10;
+constexpr int64_t RNN_ROW_SPLIT_ANY_WEIGHT_ROWS = 16;
+int rnn_row_threads(int64_t B, int64_t GH, int64_t K) {
+  const int nt = get_num_threads();
+  if (nt <= 1 || B < RNN_ROW_SPLIT_MIN_ROWS * nt) return 1;
+  if (B >= RNN_ROW_SPLIT_ANY_WEIGHT_ROWS * nt) return nt;
+  return GH * K * int64_t(sizeof(float)) <= RNN_ROW_SPLIT_MAX_WEIGHT_BYTES ? nt : 1;
+}
 // The step's product from the GEMM engine (LSTM and RNN; GRU needs W_hn h apart): from 16 rows,
 // when W_hh is too big for the row split above, each step adds h W_hh^T into its slice of pre
 // with one engine call on W_hh^T packed once per call (or prepared), and the step kernel then
@@ -217,21 +226,12 @@ bool next_pass_reversed() {
 // LSTM(512, 512) one step on 2 threads: B=16 260 vs 328 us, B=32 521 vs 735 us, B=64 1065 vs
 // 1413 us (engine product alone vs fused step); B=8 226 vs 210 us, so not there. The gate
 // formulas then cost about 0.15-0.2 ms a step at B=64, so the whole LSTM(300, 512, 2) T=30
-// forward gains less, alternating in one process (median of 11): B=16 1.04-1.09x, B=32
-// 1.02-1.10x, B=64 1.07-1.15x (prepared 1.00-1.15x), with one 0.94x plain run at B=16.
+// forward gains less, alternating in one process (medians of 11, three runs): plain B=16
+// 0.94-1.05x, B=32 0.99-1.10x, B=64 0.99-1.08x; prepared 1.06-1.09x, 1.00-1.06x, 1.08-1.15x.
 constexpr int64_t RNN_ENGINE_STEP_MIN_ROWS = 16;
-bool rnn_engine_step(int64_t B, int64_t GH, int64_t K);
-constexpr int64_t RNN_ROW_SPLIT_MIN_ROWS = 8;
-constexpr int64_t RNN_ROW_SPLIT_MAX_WEIGHT_BYTES = int64_t(512) << 10;
-constexpr int64_t RNN_ROW_SPLIT_ANY_WEIGHT_ROWS = 16;
-int rnn_row_threads(int64_t B, int64_t GH, int64_t K) {
-  const int nt = get_num_threads();
-  if (nt <= 1 || B < RNN_ROW_SPLIT_MIN_ROWS * nt) return 1;
-  if (B >= RNN_ROW_SPLIT_ANY_WEIGHT_ROWS * nt) return nt;
-  return GH * K * int64_t(sizeof(float)) <= RNN_ROW_SPLIT_MAX_WEIGHT_BYTES ? nt : 1;
-}
-bool rnn_engine_step(int64_t B, int64_t GH, int64_t K) {
-  return B >= RNN_ENGINE_STEP_MIN_ROWS && GH * K * int64_t(sizeof(float)) > RNN_ROW_SPLIT_MAX_WEIGHT_BYTES;
+bool rnn_engine_step(RnnMode mode, int64_t B, int64_t GH, int64_t K) {
+  return mode != RnnMode::gru && B >= RNN_ENGINE_STEP_MIN_ROWS &&
+         GH * K * int64_t(sizeof(float)) > RNN_ROW_SPLIT_MAX_WEIGHT_BYTES;
 }
 
 // Forward panels for the float32 ISA kernels (layout in rnn_kernels.h): the geometry, which
@@ -460,7 +460,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     if constexpr (std::is_same<T, float>::value) {
       if (f32_kernels().vl > 0) {
         vk = &f32_kernels();
-        if (Tn >= 2 && !gru && rnn_engine_step(B, GH, K)) {
+        if (Tn >= 2 && rnn_engine_step(mode, B, GH, K)) {
           if (L.prepared) engine_w = L.prepared->recurrent_weights(L.w_hh, GH, K);
           if (!engine_w) {
             engine_own = pack_b<float>(true, K, GH, L.w_hh, K);
