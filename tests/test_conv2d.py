@@ -44,6 +44,12 @@ CASES = [
         (8, 1, 3, 5),
         {"groups": 4, "padding": (2, 3), "stride": 2, "dilation": (2, 1)},
     ),
+    # float32 at stride 1 along W: the plane kernel over a padded copy of each plane; rows of
+    # several column chunks, dilation, stride along H, padding past every tap (bias-only columns)
+    ("depthwise_wide_rows", (1, 4, 5, 150), (4, 1, 3, 3), {"groups": 4, "padding": 1}),
+    ("depthwise_dilated", (1, 3, 9, 90), (6, 1, 3, 5), {"groups": 3, "padding": (2, 5), "dilation": (2, 3)}),
+    ("depthwise_stride_h2", (1, 3, 11, 40), (3, 1, 3, 3), {"groups": 3, "padding": 1, "stride": (2, 1)}),
+    ("depthwise_pad_past_taps", (2, 2, 4, 20), (2, 1, 3, 3), {"groups": 2, "padding": (1, 6)}),
     (
         "depthwise_5x5_reflect",
         (1, 3, 9, 40),

@@ -14,11 +14,11 @@ bool depthwise_applies(const Conv2dShape& s) { return s.groups == s.C && s.group
 
 namespace {
 
-DwRowFn dw_row_kernel() {
+DwPlaneFn dw_plane_kernel() {
 #if PYCNNRNN_HAVE_X86
-  static const DwRowFn table[3] = {conv_scalar::dw_row_s1, conv_avx2::dw_row_s1, conv_avx512::dw_row_s1};
+  static const DwPlaneFn table[3] = {conv_scalar::dw_plane_s1, conv_avx2::dw_plane_s1, conv_avx512::dw_plane_s1};
 #else
-  static const DwRowFn table[3] = {conv_scalar::dw_row_s1, conv_scalar::dw_row_s1, conv_scalar::dw_row_s1};
+  static const DwPlaneFn table[3] = {conv_scalar::dw_plane_s1, conv_scalar::dw_plane_s1, conv_scalar::dw_plane_s1};
 #endif
   return pick(table);
 }
@@ -50,19 +50,54 @@ void depthwise_forward(const Conv2dShape& s, const T* x, const T* w, const T* b,
     }
   }
   if (lo >= hi) lo = hi = 0;
-  const bool fast = std::is_same<T, float>::value && s.sw == 1;
-  const DwRowFn row_fn = dw_row_kernel();
+  // float32 at stride 1 along W: each input plane copied with its padding into xp (Hp x Wp),
+  // then the plane kernel. The copy's rows and columns come from the same remap tables.
+  const DwPlaneFn plane_fn = std::is_same<T, float>::value && s.sw == 1 ? dw_plane_kernel() : nullptr;
+  const int64_t Hp = (s.OH - 1) * s.sh + (s.KH - 1) * s.dh + 1, Wused = (s.OW - 1) + (s.KW - 1) * s.dw + 1;
+  const int64_t Wp = Wused + DW_PLANE_SLACK;
+  std::vector<int64_t> xp_col(static_cast<size_t>(plane_fn ? Wp : 0), -1);  // input column of xp column c, -1: 0
+  for (int64_t c = 0; c < (plane_fn ? Wused : 0); ++c) xp_col[c] = pad_source_index(c - s.pl, s.W, s.mode);
+  const int64_t in0 = std::min(s.pl, Wused), in1 = std::max(in0, std::min(s.pl + s.W, Wused));  // xp columns of the row
 
   // grain: about 2^18 multiply-adds per thread, so tiny calls stay on the calling thread
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, s.OH * s.OW * s.KH * s.KW));
   parallel_for(s.N * s.Co, grain, [&](int64_t q0, int64_t q1) {
     std::vector<const T*> rows(static_cast<size_t>(s.KH));
+    std::vector<T> xp(static_cast<size_t>(plane_fn ? Hp * Wp : 0));
+    const T* xp_of = nullptr;  // the input plane now in xp (channel multipliers > 1 share it)
     for (int64_t q = q0; q < q1; ++q) {
       const int64_t n = q / s.Co, co = q % s.Co;
       const T* xc = x + (n * s.C + co / mult) * s.H * s.W;
       const T* wc = w + co * KHW;
       const T bias = b ? b[co] : T(0);
       T* yc = y + q * s.OH * s.OW;
+      if (plane_fn) {
+        if (xp_of != xc) {
+          for (int64_t r = 0; r < Hp; ++r) {  // columns past Wused stay zero
+            T* dst = xp.data() + r * Wp;
+            const int64_t ih = pad_source_index(r - s.pt, s.H, s.mode);
+            if (ih < 0) {
+              std::fill(dst, dst + Wused, T(0));
+              continue;
+            }
+            const T* src = xc + ih * s.W;
+            for (int64_t c = 0; c < in0; ++c) dst[c] = xp_col[c] < 0 ? T(0) : src[xp_col[c]];
+            std::copy(src + in0 - s.pl, src + in1 - s.pl, dst + in0);
+            for (int64_t c = in1; c < Wused; ++c) dst[c] = xp_col[c] < 0 ? T(0) : src[xp_col[c]];
+          }
+          xp_of = xc;
+        }
+        if (q + 1 < q1) {  // the next plane's input streams in while this one is computed (the copy
+          // would otherwise wait on memory with the FMA units idle)
+          const int64_t qn = q + 1;
+          const char* nx = reinterpret_cast<const char*>(x + ((qn / s.Co) * s.C + (qn % s.Co) / mult) * s.H * s.W);
+          const int64_t bytes = s.H * s.W * static_cast<int64_t>(sizeof(T));
+          for (int64_t off = 0; off < bytes; off += 64) __builtin_prefetch(nx + off);
+        }
+        if constexpr (std::is_same<T, float>::value)
+          plane_fn(xp.data(), Wp, s.sh, s.dh, s.KH, wc, s.KW, s.dw, bias, s.OH, s.OW, yc);
+        continue;
+      }
       for (int64_t oh = 0; oh < s.OH; ++oh) {
         for (int64_t kh = 0; kh < s.KH; ++kh) {
           const int64_t ih = ih_tab[kh * s.OH + oh];
@@ -81,29 +116,14 @@ void depthwise_forward(const Conv2dShape& s, const T* x, const T* w, const T* b,
           yr[ow] = acc;
         };
         for (int64_t ow = 0; ow < lo; ++ow) halo(ow);
-        if constexpr (std::is_same<T, float>::value) {
-          if (fast && hi > lo) {
-            const float* rp[64];
-            std::vector<const float*> rp_big;
-            const float** r = rp;
-            if (s.KH > 64) {
-              rp_big.resize(static_cast<size_t>(s.KH));
-              r = rp_big.data();
-            }
-            for (int64_t kh = 0; kh < s.KH; ++kh) r[kh] = rows[kh] ? rows[kh] + (lo - s.pl) : nullptr;
-            row_fn(r, s.KH, wc, s.KW, s.dw, bias, hi - lo, yr + lo);
+        for (int64_t ow = lo; ow < hi; ++ow) {  // interior: every tap inside the row
+          T acc = bias;
+          for (int64_t kh = 0; kh < s.KH; ++kh) {
+            if (!rows[kh]) continue;
+            const T* src = rows[kh] + ow * s.sw - s.pl;
+            for (int64_t kw = 0; kw < s.KW; ++kw) acc += wc[kh * s.KW + kw] * src[kw * s.dw];
           }
-        }
-        if (!fast) {
-          for (int64_t ow = lo; ow < hi; ++ow) {
-            T acc = bias;
-            for (int64_t kh = 0; kh < s.KH; ++kh) {
-              if (!rows[kh]) continue;
-              const T* src = rows[kh] + ow * s.sw - s.pl;
-              for (int64_t kw = 0; kw < s.KW; ++kw) acc += wc[kh * s.KW + kw] * src[kw * s.dw];
-            }
-            yr[ow] = acc;
-          }
+          yr[ow] = acc;
         }
         for (int64_t ow = hi; ow < s.OW; ++ow) halo(ow);
       }
