@@ -817,11 +817,28 @@ ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested, bool is_fl
   throw std::invalid_argument("algorithm: unknown value");
 }
 
+// Without prepared weights Winograd transforms them on every call (16/9 of the weights written).
+// Where the weights are large (from memory, not cache) and the batch has few outputs per weight,
+// that costs more than the 2.25x fewer multiplies save, and auto takes the GEMM instead.
+// Measured on AMD Zen 5 (2 threads, median of 3x7, ms, GEMM / Winograd): 512->512@14 N=1
+// 2.69 / 3.18, N=2 4.72 / 4.64, N=3 7.9 / 6.0, 512->512@20 N=1 4.89 / 4.35; 256->256@14 N=1
+// 0.80 / 0.78 and 128->128@14 0.27 / 0.24 (weights in cache). Prepared, 512@14 N=1 takes 1.6.
+constexpr int64_t WINOGRAD_UNPREPARED_MIN_OUTPUTS = 300;           // N x one phase's map
+constexpr int64_t WINOGRAD_UNPREPARED_BIG_WEIGHTS = int64_t{4} << 20;  // bytes of float32 weights
+bool winograd_per_call_transform_too_costly(const Conv2dShape& s) {
+  const int64_t weight_bytes = s.Co * s.Cg() * s.KH * s.KW * int64_t(sizeof(float));
+  return weight_bytes > WINOGRAD_UNPREPARED_BIG_WEIGHTS &&
+         s.N * winograd_phase_outputs(s) < WINOGRAD_UNPREPARED_MIN_OUTPUTS;
+}
+
 template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo, bool relu,
                     Conv2dPrepared<T>* prepared) {
   if (s.N == 0) return;
-  switch (conv2d_choose_algo(s, algo, std::is_same<T, float>::value)) {
+  ConvAlgo chosen = conv2d_choose_algo(s, algo, std::is_same<T, float>::value);
+  if (chosen == ConvAlgo::winograd && algo == ConvAlgo::auto_ && !prepared && winograd_per_call_transform_too_costly(s))
+    chosen = ConvAlgo::gemm;
+  switch (chosen) {
     case ConvAlgo::depthwise: {
       depthwise_forward(s, x, w, b, y);
       if (relu) relu_inplace(y, s.N * s.Co * s.OH * s.OW);
