@@ -337,7 +337,9 @@ def test_auto_winograd_within_twice_torch_without_floor(cin, hw, seed):
     np.testing.assert_array_equal(y, F.conv2d(x, w, b, padding=1, algorithm="winograd"))  # auto == winograd
     assert_error_gate(y, y64, y32, floor=0.0, what="auto winograd, no floor")
     unprepared = "gemm" if cin == 512 else "winograd"
-    np.testing.assert_array_equal(F.conv2d(x, w, b, padding=1), F.conv2d(x, w, b, padding=1, algorithm=unprepared))
+    np.testing.assert_array_equal(
+        F.conv2d(x, w, b, padding=1), F.conv2d(x, w, b, padding=1, algorithm=unprepared)
+    )
     # and the implicit-GEMM path on the same layer, also without a floor
     assert_error_gate(
         F.conv2d(x, w, b, padding=1, algorithm="gemm"), y64, y32, floor=0.0, what="gemm, no floor"
