@@ -401,6 +401,28 @@ def test_one_thread_matches_two(rng):
         np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["zeros", "reflect"])
+def test_single_image_output_channel_split_shares_im2col(dtype, mode, rng):
+    """One image, 96 output channels on a 14x14 map: the engine splits the output channels
+    over two threads and both read one im2col the threads provided together. Bit-identical to
+    one thread; float64 equals the naive oracle."""
+    x, w, b = make_inputs(rng, (1, 32, 14, 14), (96, 32, 3, 3), dtype=dtype)
+    kw = {"padding": 1, "padding_mode": mode, "algorithm": "gemm"}
+    n0 = pycnnrnn.get_num_threads()
+    try:
+        pycnnrnn.set_num_threads(1)
+        y1 = F.conv2d(x, w, b, **kw)
+        pycnnrnn.set_num_threads(2)
+        y2 = F.conv2d(x, w, b, **kw)
+    finally:
+        pycnnrnn.set_num_threads(n0)
+    np.testing.assert_array_equal(y1, y2)
+    if dtype == np.float64:
+        args = _oracle_args(x, w, {"padding": 1, "padding_mode": mode})
+        np.testing.assert_allclose(y2, _C.conv2d_forward_naive(x, w, b, *args), rtol=1e-12, atol=1e-12)
+
+
 def test_output_mask_and_zero_batch(rng):
     x, w, _ = make_inputs(rng, (2, 3, 6, 6), (4, 3, 3, 3))
     gy = rng.uniform(-1, 1, (2, 4, 6, 6)).astype(np.float32)

@@ -403,6 +403,49 @@ double max_thread_tiles(int64_t N, int nr, int step, int nt) {
   return worst;
 }
 
+// M split with B from a provider: instead of every thread providing all of B for its own rows
+// (conv 512->512 at 14x14, N=1: each of two threads ran the whole im2col), the threads provide
+// B's panels once, each its share, into one buffer in the pre-packed layout (PackedB), and then
+// each runs its rows against it (two pool regions). Same panels, same sums: bit-identical.
+thread_local Scratch tl_shared_b;
+
+template <typename T>
+void run_split_m_shared_b(const Problem<T>& P, const UkrInfo<T>& kr, int nt) {
+  struct Borrowed {  // a PackedB view of the caller's scratch (not freed with it)
+    PackedB<T> pb;
+    ~Borrowed() { (void)pb.data.release(); }
+  } shared;
+  PackedB<T>& pb = shared.pb;
+  pb.K = P.K;
+  pb.N = P.N;
+  pb.nr = kr.nr;
+  pb.kc = static_cast<int>(block_k(kr, P.K));
+  pb.isa = static_cast<int>(active_isa());
+  pb.npad = round_up(P.N, kr.nr);
+  pb.data.reset(tl_shared_b.get<T>(pb.npad * P.K));
+  const int64_t kblocks = (P.K + pb.kc - 1) / pb.kc, panels = pb.npad / pb.nr;
+  parallel_run(nt, [&](int tid, int n) {
+    int64_t b, e;
+    split_range(kblocks * panels, tid, n, 1, &b, &e);
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t k0 = i / panels * pb.kc, kc = std::min<int64_t>(pb.kc, P.K - k0);
+      const int64_t n0 = i % panels * pb.nr, cols = std::min<int64_t>(pb.nr, P.N - n0);
+      T* panel = pb.data.get() + k0 * pb.npad + n0 * kc;  // the layout run_rect reads (P.pb)
+      (*P.prov)(k0, kc, n0, cols, panel, pb.nr);
+      if (cols < pb.nr)
+        for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * pb.nr + cols, panel + (k + 1) * pb.nr, T(0));
+    }
+  });
+  Problem<T> Q = P;
+  Q.prov = nullptr;
+  Q.pb = &pb;
+  parallel_run(nt, [&](int tid, int n) {
+    int64_t b, e;
+    split_range(Q.M, tid, n, kr.mr, &b, &e);
+    run_rect(Q, kr, b, e, 0, Q.N);
+  });
+}
+
 template <typename T>
 void run(const Problem<T>& P, int nthreads) {
   if (P.M <= 0 || P.N <= 0) return;
@@ -426,14 +469,17 @@ void run(const Problem<T>& P, int nthreads) {
   bool split_n = nblocks_n >= nt;
   if (nblocks_m >= nt) {
     const double by_n = split_n ? max_thread_tiles(P.N, kr.nr, kr.nr_step, nt) * nblocks_m : 1e300;
-    // Splitting M has every thread pack (or provide) all of B: about two tiles per panel.
-    const double by_m = static_cast<double>((nblocks_m + nt - 1) / nt + (P.pb ? 0 : 2)) *
+    // Splitting M has every thread pack all of B, about two tiles per panel (a provided B is
+    // provided once, each thread its share: run_split_m_shared_b).
+    const double pack_tiles = P.pb ? 0.0 : P.prov ? 2.0 / nt : 2.0;
+    const double by_m = (static_cast<double>((nblocks_m + nt - 1) / nt) + pack_tiles) *
                         max_thread_tiles(P.N, kr.nr, kr.nr_step, 1);
     split_n = by_n <= by_m;
   }
   if (!split_n && nblocks_m < nt) nt = static_cast<int>(std::max<int64_t>(1, nblocks_m));
   if (split_n && nblocks_n < nt) nt = static_cast<int>(std::max<int64_t>(1, nblocks_n));
   if (nt <= 1) return run_rect(P, kr, 0, P.M, 0, P.N);
+  if (!split_n && P.prov) return run_split_m_shared_b(P, kr, nt);
   parallel_run(nt, [&](int tid, int n) {
     int64_t b, e;
     if (split_n) {
