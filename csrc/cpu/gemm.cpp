@@ -110,16 +110,27 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 template <typename T>
 void pack_a_block(bool ta, const T* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0, int64_t kc, int mr,
                   T* dst) {
+  if (ta && mr == 6 && mc >= 6) {
+    // op(A)(m, k) = A[k][m]: row k0 + k of A holds rows m0.. of op(A) side by side. k outer:
+    // each row of A is read once, contiguously, and its full panels get 6 elements each (a
+    // fixed-size copy). Panel by panel, the 256 rows' 24-byte pieces at a row stride of 8 KiB
+    // (dW = dG^T x in an LSTM backward) all fell into one L1 set: 4.7% of an LSTM(300, 512, 2)
+    // forward + backward at B=64, T=30.
+    const int64_t full = mc / 6 * 6;
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* s = A + (k0 + k) * lda + m0;
+      for (int64_t p = 0; p < full; p += 6) std::memcpy(dst + p * kc + k * 6, s + p, 6 * sizeof(T));
+    }
+    if (full == mc) return;
+    dst += full * kc;  // the partial last panel below
+    m0 += full;
+    mc -= full;
+  }
   for (int64_t p = 0; p < mc; p += mr) {
     const int rows = static_cast<int>(std::min<int64_t>(mr, mc - p));
     T* d = dst + p * kc;
     if (ta) {  // op(A)(m, k) = A[k][m]: MR contiguous elements per k
       const T* s = A + k0 * lda + m0 + p;
-      if (rows == 6 && mr == 6) {  // a full panel of the AVX-512/AVX2 MR: a fixed-size copy
-        // (vectorized; the element loop below cost 9% of an LSTM forward+backward in dW = dG^T x)
-        for (int64_t k = 0; k < kc; ++k) std::memcpy(d + k * 6, s + k * lda, 6 * sizeof(T));
-        continue;
-      }
       for (int64_t k = 0; k < kc; ++k) {
         const T* sk = s + k * lda;
         T* dk = d + k * mr;
