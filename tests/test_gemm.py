@@ -88,8 +88,15 @@ def test_naive_oracle_matches_numpy(rng, dtype):
 def test_multi_block_shapes_both_thread_splits(rng, dtype):
     # several KC blocks, several NC blocks per thread, several MC blocks; split N and split M
     # (30, 700, 600), (48, 130, 260): few rows, B packed panel by panel across KC blocks
-    for m, n, k in [(300, 1100, 600), (1000, 70, 520), (145, 2100, 257), (3, 17000, 37), (8, 300, 2100),
-                    (30, 700, 600), (48, 130, 260)]:
+    for m, n, k in [
+        (300, 1100, 600),
+        (1000, 70, 520),
+        (145, 2100, 257),
+        (3, 17000, 37),
+        (8, 300, 2100),
+        (30, 700, 600),
+        (48, 130, 260),
+    ]:
         for ta, tb in [(False, False), (True, True)]:
             a, b = _operands(rng, m, n, k, ta, tb, dtype)
             for nt in (1, 2):
@@ -110,9 +117,20 @@ def test_alpha_beta_and_epilogues(rng, dtype):
                         bias = _rand(rng, (m if bias_kind == 1 else n,), dtype) if bias_kind else None
                         c = np.full((m, n), np.nan, dtype) if beta == 0 else c0.copy()
                         _C.gemm(a, b, c, False, True, alpha, beta, bias, bias_kind, relu)
-                        _check(c, a, b, False, True, alpha=alpha, beta=beta, c0=c0, bias=bias,
-                               bias_kind=bias_kind, relu=relu,
-                               what=f"{m}x{n}x{k} alpha={alpha} beta={beta} bias={bias_kind} relu={relu}")
+                        _check(
+                            c,
+                            a,
+                            b,
+                            False,
+                            True,
+                            alpha=alpha,
+                            beta=beta,
+                            c0=c0,
+                            bias=bias,
+                            bias_kind=bias_kind,
+                            relu=relu,
+                            what=f"{m}x{n}x{k} alpha={alpha} beta={beta} bias={bias_kind} relu={relu}",
+                        )
                         if relu:
                             assert (c >= 0).all()
 
@@ -143,9 +161,21 @@ def test_random_problems(rng):
             _C.gemm_packed_a(_C.pack_a(a, ta), b, c, tb, *args, bool(rng.integers(0, 2)))
         else:
             _C.gemm_packed_b(a, _C.pack_b(b, tb), c, ta, *args)
-        _check(c, a, b, ta, tb, alpha=alpha, beta=beta, c0=c0, bias=bias, bias_kind=bias_kind, relu=relu,
-               what=f"entry={entry} {m}x{n}x{k} {np.dtype(dtype).name} ta={ta} tb={tb} a={alpha} b={beta} "
-               f"bias={bias_kind} relu={relu} nt={nt}")
+        _check(
+            c,
+            a,
+            b,
+            ta,
+            tb,
+            alpha=alpha,
+            beta=beta,
+            c0=c0,
+            bias=bias,
+            bias_kind=bias_kind,
+            relu=relu,
+            what=f"entry={entry} {m}x{n}x{k} {np.dtype(dtype).name} ta={ta} tb={tb} a={alpha} b={beta} "
+            f"bias={bias_kind} relu={relu} nt={nt}",
+        )
 
 
 def test_leading_dimensions_and_untouched_neighbours(rng):
@@ -175,7 +205,9 @@ def test_provided_b_matches_memory_b(rng, dtype):
             for nt in (1, 2):
                 c = np.full((m, n), np.nan, dtype)
                 _C.gemm_provided_b(a, b, c, ta, tb, 1.0, 0.0, bias, 1, True, nt)
-                _check(c, a, b, ta, tb, bias=bias, bias_kind=1, relu=True, what=f"provided {m}x{n}x{k} nt={nt}")
+                _check(
+                    c, a, b, ta, tb, bias=bias, bias_kind=1, relu=True, what=f"provided {m}x{n}x{k} nt={nt}"
+                )
                 c2 = np.full((m, n), np.nan, dtype)
                 _C.gemm(a, b, c2, ta, tb, 1.0, 0.0, bias, 1, True, nt)
                 if m > 8:  # M <= 8 takes the unpacked small-M path (another summation order)
@@ -196,8 +228,19 @@ def test_packed_a_reused_across_calls(rng, dtype):
             bias = _rand(rng, (n,), dtype)
             c = c0.copy()
             _C.gemm_packed_a(pa, b, c, tb, 0.5, 2.0, bias, 2, False, 0, provided)
-            _check(c, a, b, ta, tb, alpha=0.5, beta=2.0, c0=c0, bias=bias, bias_kind=2,
-                   what=f"packed {m}x{n}x{k} ta={ta} tb={tb} provided={provided}")
+            _check(
+                c,
+                a,
+                b,
+                ta,
+                tb,
+                alpha=0.5,
+                beta=2.0,
+                c0=c0,
+                bias=bias,
+                bias_kind=2,
+                what=f"packed {m}x{n}x{k} ta={ta} tb={tb} provided={provided}",
+            )
             c2 = c0.copy()
             _C.gemm(a, b, c2, ta, tb, 0.5, 2.0, bias, 2, False)
             if m > 8:  # M <= 8 takes the unpacked small-M path (another summation order)
@@ -218,8 +261,17 @@ def test_packed_b_reused_across_calls(rng, dtype):
             for nt in (1, 2):
                 c = np.full((m, n), np.nan, dtype)
                 _C.gemm_packed_b(a, pb, c, ta, 1.0, 0.0, bias, 1, True, nt)
-                _check(c, a, b, ta, tb, bias=bias, bias_kind=1, relu=True,
-                       what=f"packed B {m}x{n}x{k} ta={ta} tb={tb} nt={nt}")
+                _check(
+                    c,
+                    a,
+                    b,
+                    ta,
+                    tb,
+                    bias=bias,
+                    bias_kind=1,
+                    relu=True,
+                    what=f"packed B {m}x{n}x{k} ta={ta} tb={tb} nt={nt}",
+                )
                 if m > 8:  # M <= 8: gemm() takes the small-M path (another summation order)
                     c2 = np.full((m, n), np.nan, dtype)
                     _C.gemm(a, b, c2, ta, tb, 1.0, 0.0, bias, 1, True, nt)
@@ -294,8 +346,15 @@ def test_nan_and_inf_propagate(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_matmul_2d_3d_and_broadcast(rng, dtype):
-    cases = [((5, 7), (7, 3)), ((3, 5, 7), (3, 7, 65)), ((4, 5, 7), (7, 3)), ((5, 7), (2, 7, 3)), ((1, 5, 7), (3, 7, 3)),
-             ((64, 6, 40), (64, 40, 17)), ((2, 300, 257), (2, 257, 129))]
+    cases = [
+        ((5, 7), (7, 3)),
+        ((3, 5, 7), (3, 7, 65)),
+        ((4, 5, 7), (7, 3)),
+        ((5, 7), (2, 7, 3)),
+        ((1, 5, 7), (3, 7, 3)),
+        ((64, 6, 40), (64, 40, 17)),
+        ((2, 300, 257), (2, 257, 129)),
+    ]
     for sa, sb in cases:
         a, b = _rand(rng, sa, dtype), _rand(rng, sb, dtype)
         out = F.matmul(a, b)
@@ -314,7 +373,42 @@ def test_matmul_layouts_give_the_same_answer(rng):
             assert np.array_equal(out, ref), f"{name_a} @ {name_b}"
             assert np.array_equal(va, before_a) and np.array_equal(vb, before_b)
     a3 = _rand(rng, (3, 13, 70), np.float32)
-    np.testing.assert_array_equal(F.matmul(a3[:, ::-1, :], b), F.matmul(np.ascontiguousarray(a3[:, ::-1, :]), b))
+    np.testing.assert_array_equal(
+        F.matmul(a3[:, ::-1, :], b), F.matmul(np.ascontiguousarray(a3[:, ::-1, :]), b)
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [2, 8, 9, 13, 70])
+def test_matmul_reads_transposed_and_sliced_views_in_place(rng, m, dtype):
+    """a.T, Fortran order and column slices go to the engine as they lie (no copy) and give the
+    contiguous copies' answer bit for bit, on the small-M path (m <= 8) and the packed one."""
+    k, n = 67, 130
+    base_a, base_b = _rand(rng, (k, m + 3), dtype), _rand(rng, (n + 5, k), dtype)
+    a_views = {
+        "a.T": base_a.T[:m],
+        "slice": _rand(rng, (m, k + 4), dtype)[:, 2 : k + 2],
+        "fortran": np.asfortranarray(base_a.T[:m]),
+    }
+    b_views = {
+        "b.T": base_b.T[:, :n],
+        "slice": np.ascontiguousarray(base_b.T)[:, 2 : n + 2],
+        "fortran": np.asfortranarray(base_b.T[:, :n]),
+    }
+    for na, va in a_views.items():
+        for nb, vb in b_views.items():
+            before_a, before_b = va.copy(), vb.copy()
+            out = F.matmul(va, vb)
+            ref = F.matmul(np.ascontiguousarray(va), np.ascontiguousarray(vb))
+            assert np.array_equal(out, ref), f"{na} @ {nb}"
+            _check(out, np.ascontiguousarray(va), np.ascontiguousarray(vb), False, False, what=f"{na} @ {nb}")
+            assert np.array_equal(va, before_a) and np.array_equal(vb, before_b)
+
+
+def test_matmul_binding_refuses_views_without_a_unit_stride(rng):
+    a = _rand(rng, (8, 12), np.float32)
+    with pytest.raises(ValueError, match=r"a must have unit stride along one axis, got strides \(96, 8\)"):
+        _C.matmul(a[::2, ::2], a[:6, :4].copy())
 
 
 @pytest.mark.torch
@@ -322,7 +416,12 @@ def test_matmul_layouts_give_the_same_answer(rng):
 def test_linear_matches_torch(rng, dtype):
     import torch
 
-    for xs, out_f, has_bias in [((7,), 5, True), ((30, 300), 2048, True), ((2, 3, 64), 65, False), ((1, 1, 1, 17), 1, True)]:
+    for xs, out_f, has_bias in [
+        ((7,), 5, True),
+        ((30, 300), 2048, True),
+        ((2, 3, 64), 65, False),
+        ((1, 1, 1, 17), 1, True),
+    ]:
         x = _rand(rng, xs, dtype)
         w = _rand(rng, (out_f, xs[-1]), dtype)
         bias = _rand(rng, (out_f,), dtype) if has_bias else None
@@ -331,7 +430,9 @@ def test_linear_matches_torch(rng, dtype):
         ref_t = torch.nn.functional.linear(torch.from_numpy(x), torch.from_numpy(w), tb).numpy()
         ref64 = x.astype(np.float64) @ w.T.astype(np.float64) + (bias.astype(np.float64) if has_bias else 0)
         assert out.shape == ref_t.shape and out.dtype == dtype
-        assert_error_gate(out, ref64, ref_t, floor=4 * np.finfo(dtype).eps * xs[-1], what=f"linear {xs}->{out_f}")
+        assert_error_gate(
+            out, ref64, ref_t, floor=4 * np.finfo(dtype).eps * xs[-1], what=f"linear {xs}->{out_f}"
+        )
 
 
 @pytest.mark.torch
@@ -373,7 +474,11 @@ def test_long_k_accuracy_within_twice_torch(rng):
 
 
 def test_linear_layouts(rng):
-    x, w, bias = _rand(rng, (6, 40), np.float32), _rand(rng, (70, 40), np.float32), _rand(rng, (70,), np.float32)
+    x, w, bias = (
+        _rand(rng, (6, 40), np.float32),
+        _rand(rng, (70, 40), np.float32),
+        _rand(rng, (70,), np.float32),
+    )
     ref = F.linear(x, w, bias)
     for name, v in layouts(x):
         assert np.array_equal(F.linear(v, w, bias), ref), name

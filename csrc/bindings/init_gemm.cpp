@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "bindings/numpy_args.h"
 #include "core/errors.h"
@@ -173,10 +174,63 @@ void gemm_packed_b_t(const py::array& a, const PackedB<T>& pb, py::array& c, boo
 }
 
 // ---- public ops --------------------------------------------------------------------------
+// A 2-D operand as the engine reads it where it lies: rows of unit column stride (a row stride
+// ld: C order or a slice of columns), or a transposed view of such (unit row stride: numpy's
+// a.T, Fortran order), op(x) = stored^T.
+template <typename T>
+struct View2d {
+  const T* p;
+  int64_t ld;
+  bool trans;
+};
+template <typename T>
+View2d<T> view2d(const py::array& x, const char* name) {
+  if (!py::isinstance<py::array_t<T>>(x) || x.dtype().kind() != 'f' || x.itemsize() != sizeof(T))
+    throw py::type_error(concat(name, " must be a ", dtype_name<T>(), " array, got dtype ",
+                                std::string(py::str(x.dtype()))));
+  const int64_t r = x.shape(0), c = x.shape(1), s0 = x.strides(0), s1 = x.strides(1), it = sizeof(T);
+  const T* p = static_cast<const T*>(x.data());
+  PYC_CHECK(reinterpret_cast<uintptr_t>(p) % alignof(T) == 0, name, " must be aligned to ", alignof(T), " bytes");
+  if (x.flags() & py::array::c_style) return {p, std::max<int64_t>(c, 1), false};
+  if (s1 == it && s0 % it == 0 && s0 / it >= c) return {p, s0 / it, false};
+  if (s0 == it && s1 % it == 0 && s1 / it >= r) return {p, s1 / it, true};
+  throw std::invalid_argument(concat(name, " must have unit stride along one axis, got strides (", s0, ", ", s1,
+                                     ") bytes for shape (", r, ", ", c, ")"));
+}
+
+// 2-D a @ b with an operand that is not C-contiguous, read in place (pycnnrnn.functional.matmul
+// passes such views on instead of copying them: a.T @ b was half numpy's transposing copy).
+// The same sums as the contiguous copies, bit for bit: the engine packs op(A) and op(B) into
+// the same panels whatever their layout, except the small-M path, whose B^T reduction blocks
+// differ (longer rows) — there B^T is copied to rows first, as a contiguous copy would be.
+template <typename T>
+py::array matmul_views_t(const py::array& a, const py::array& b) {
+  const View2d<T> A = view2d<T>(a, "a"), B = view2d<T>(b, "b");
+  const int64_t M = a.shape(0), K = a.shape(1), N = b.shape(1);
+  PYC_CHECK(b.shape(0) == K, "b", " must have ", K, " rows (a.shape[-1]), got ", b.shape(0));
+  checked_numel({M, N}, "matmul output");
+  py::array_t<T> out = empty_array<T>({M, N});
+  T* pc = out.mutable_data();
+  py::gil_scoped_release nogil;
+  const T* pb = B.p;
+  int64_t ldb = B.ld;
+  std::vector<T> rows;  // B^T as K rows of N for the small-M path
+  if (B.trans && gemm_small_m(M) && M > 0 && K > 0 && N > 0) {
+    rows.resize(static_cast<size_t>(K * N));
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) rows[static_cast<size_t>(k * N + n)] = B.p[n * B.ld + k];
+    pb = rows.data();
+    ldb = N;
+  }
+  gemm<T>(A.trans, B.trans && rows.empty(), M, N, K, T(1), A.p, A.ld, pb, ldb, T(0), pc, std::max<int64_t>(N, 1));
+  return out;
+}
+
 template <typename T>
 py::array matmul_t(const py::array& a, const py::array& b) {
   PYC_CHECK(a.ndim() == b.ndim() && (a.ndim() == 2 || a.ndim() == 3), "a, b", " must both be 2-D or both 3-D, got ",
             a.ndim(), "-D and ", b.ndim(), "-D");
+  if (a.ndim() == 2 && !(a.flags() & b.flags() & py::array::c_style)) return matmul_views_t<T>(a, b);
   const bool batched = a.ndim() == 3;
   const T* pa = in_ptr<T>(a, "a");
   const T* pb = in_ptr<T>(b, "b");

@@ -18,10 +18,24 @@ from ._validate import as_float_array, check_ndim, check_numel
 __all__ = ["linear", "linear_backward", "matmul"]
 
 
+def _engine_readable_2d(x, dtype=None) -> bool:
+    """Whether x is a 2-D float array the engine reads where it lies (aligned, native order,
+    unit stride along one axis: a column slice, a.T, Fortran order), so matmul needs no copy."""
+    if not (isinstance(x, np.ndarray) and x.ndim == 2 and x.size > 0 and min(x.shape) > 1):
+        return False
+    if x.dtype not in (np.float32, np.float64) or not x.dtype.isnative or not x.flags.aligned:
+        return False
+    if dtype is not None and x.dtype != dtype:
+        return False
+    (r, c), (s0, s1), it = x.shape, x.strides, x.itemsize
+    return (s1 == it and s0 % it == 0 and s0 >= c * it) or (s0 == it and s1 % it == 0 and s1 >= r * it)
+
+
 def matmul(a, b) -> np.ndarray:
-    """a @ b for 2-D or 3-D float32/float64 arrays (same dtype), numpy semantics."""
-    a = as_float_array(a, "a")
-    b = as_float_array(b, "b", dtype=a.dtype)
+    """a @ b for 2-D or 3-D float32/float64 arrays (same dtype), numpy semantics. A 2-D operand
+    with unit stride along one axis (a.T, a column slice) is read in place, not copied."""
+    a = a if _engine_readable_2d(a) else as_float_array(a, "a")
+    b = b if _engine_readable_2d(b, a.dtype) and a.ndim == 2 else as_float_array(b, "b", dtype=a.dtype)
     check_ndim(a, "a", (2, 3))
     check_ndim(b, "b", (2, 3))
     if a.shape[-1] != b.shape[-2]:
@@ -38,7 +52,9 @@ def matmul(a, b) -> np.ndarray:
     ba = a.shape[0] if a.ndim == 3 else 1
     bb = b.shape[0]
     if ba != bb and 1 not in (ba, bb):
-        raise ValueError(f"matmul: batch dimensions {ba} and {bb} of a {a.shape} and b {b.shape} do not broadcast")
+        raise ValueError(
+            f"matmul: batch dimensions {ba} and {bb} of a {a.shape} and b {b.shape} do not broadcast"
+        )
     nb = max(ba, bb)
     check_numel((nb, m, n), "matmul output")
     a3 = np.ascontiguousarray(np.broadcast_to(a, (nb, m, k)))
@@ -80,7 +96,9 @@ def linear_backward(grad_output, input, weight, output_mask=(True, True, True)):
     g = as_float_array(grad_output, "grad_output", dtype=x.dtype)
     want = (*x.shape[:-1], w.shape[0])
     if g.shape != want:
-        raise ValueError(f"grad_output must have shape {want} (input.shape[:-1] + (out_features,)), got {g.shape}")
+        raise ValueError(
+            f"grad_output must have shape {want} (input.shape[:-1] + (out_features,)), got {g.shape}"
+        )
     try:
         mask = tuple(bool(v) for v in output_mask)
     except TypeError:
