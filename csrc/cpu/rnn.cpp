@@ -22,6 +22,9 @@
 #include <memory>
 #include <type_traits>
 #include <vector>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "core/block_cache.h"
 #include "core/dispatch.h"
@@ -252,23 +255,43 @@ FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
   FwdPanels p = panel_geometry(G, H, vl);
   const int64_t pw = p.nv * vl;
   p.data = BlockArray<float>(static_cast<size_t>(p.count * K * pw));
-  // One source row (a column c of the panel) at a time: read in one sequential run (the
-  // prefetchers keep up), written down the panel (K x pw floats, in L2). Columns past H are
-  // zeros.
+  // Blocks of PACK_ROWS panel rows (k), each (PACK_ROWS x pw floats, 8 KiB) kept in L1 until it
+  // is whole; within a block, 4 source rows (4 columns of the panel) x 4 k at a time go through
+  // a 4x4 transpose in SSE registers (one 16-byte store per panel row instead of four floats).
+  // Columns past H are zeros. Element by element down the whole panel (K x pw floats, in L2),
+  // every store missed L1: 14% of an LSTM(300, 512, 2) T=30 forward at B=8 (5.45-5.54 -> 5.03-5.05
+  // ms, interleaved; what is left is memory traffic: 4 MiB read and written per layer).
+  constexpr int64_t PACK_ROWS = 32;
+  std::vector<float> zeros(static_cast<size_t>(K), 0.f);
   split_run(p.count, p.count * K * pw, [&](int64_t p0, int64_t p1) {
     for (int64_t q = p0; q < p1; ++q) {
       float* panel = p.data.data() + q * K * pw;
-      for (int v = 0; v < p.nv; ++v)
-        for (int l = 0; l < vl; ++l) {
-          const int64_t unit = q * p.units + (G == 1 ? v * vl : 0) + l;
-          float* d = panel + v * vl + l;
-          if (unit < H) {
-            const float* s = w_hh + ((G == 1 ? 0 : v) * H + unit) * K;
-            for (int64_t k = 0; k < K; ++k) d[k * pw] = s[k];
-          } else {
-            for (int64_t k = 0; k < K; ++k) d[k * pw] = 0.f;
+      for (int64_t k0 = 0; k0 < K; k0 += PACK_ROWS) {
+        const int64_t k1 = std::min(K, k0 + PACK_ROWS);
+        for (int v = 0; v < p.nv; ++v)
+          for (int l0 = 0; l0 < vl; l0 += 4) {  // panel columns c = v * vl + l0 .. + 3
+            const float* src[4];
+            for (int i = 0; i < 4; ++i) {
+              const int64_t unit = q * p.units + (G == 1 ? v * vl : 0) + l0 + i;
+              src[i] = unit < H ? w_hh + ((G == 1 ? 0 : v) * H + unit) * K : zeros.data();
+            }
+            float* d = panel + v * vl + l0;  // d[k * pw + i] = src[i][k]
+            int64_t k = k0;
+#if defined(__SSE2__)
+            for (; k + 4 <= k1; k += 4) {
+              __m128 r0 = _mm_loadu_ps(src[0] + k), r1 = _mm_loadu_ps(src[1] + k);
+              __m128 r2 = _mm_loadu_ps(src[2] + k), r3 = _mm_loadu_ps(src[3] + k);
+              _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+              _mm_storeu_ps(d + k * pw, r0);
+              _mm_storeu_ps(d + (k + 1) * pw, r1);
+              _mm_storeu_ps(d + (k + 2) * pw, r2);
+              _mm_storeu_ps(d + (k + 3) * pw, r3);
+            }
+#endif
+            for (; k < k1; ++k)
+              for (int i = 0; i < 4; ++i) d[k * pw + i] = src[i][k];
           }
-        }
+      }
     }
   });
   return p;
