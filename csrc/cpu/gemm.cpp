@@ -260,11 +260,17 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   const int nr = P.pb || n1 - n0 >= kr.nr ? kr.nr : static_cast<int>(round_up(n1 - n0, kr.nr_step));
   const int64_t KC = P.pa ? P.pa->kc : P.pb ? P.pb->kc : block_k(kr, P.K);
   const int64_t MC = std::max<int64_t>(mr, kr.mc / mr * mr);
-  // Few rows and B in memory (Linear at batch 30, an RNN's input projection): B is packed one
-  // NR panel at a time right before the row panels use it, so it is read once and stays in
-  // L1/L2 (30x300 @ 300x2048: 225 -> 172 us; a 1 MiB B block went through L2 once per row
-  // panel). Provided and pre-packed B keep the wide blocks.
-  const int64_t NC = m1 - m0 <= FEW_ROWS && !P.pb && !P.prov ? nr : block_n(kr, KC);
+  // Few rows and B in memory (Linear at batch 30, an RNN's input projection): B goes one NR
+  // panel at a time, right before the row panels use it, so it is read once and stays in L1/L2
+  // (30x300 @ 300x2048: 225 -> 172 us; a 1 MiB B block went through L2 once per row panel).
+  // A row-major B's full panels are not even packed: the micro-kernel reads their rows where
+  // they lie (row stride ldb), the few row panels that reuse them finding them in L2. Same
+  // sums. Packed / in place, same runs (us): 30x300 @ 300x2048 100 / 80, 48x1024 @ 1024x1024
+  // 249 / 222, 30x2048 @ 2048x512 175 / 133, 9x4096 @ 4096x4096 3700 / 2200, 12x25088 @
+  // 25088x512 2350 / 1250. Provided and pre-packed B keep the wide blocks.
+  const bool few_rows = m1 - m0 <= FEW_ROWS && !P.pb && !P.prov;
+  const int64_t NC = few_rows ? nr : block_n(kr, KC);
+  const bool few_rows_b_in_place = few_rows && !P.tb;
   const int64_t ncmax = std::min<int64_t>(NC, n1 - n0);
   const int64_t kcmax = std::min<int64_t>(KC, P.K);
   T* bbuf = P.pb ? nullptr : tl_b.get<T>(kcmax * round_up(ncmax, nr));
@@ -278,7 +284,11 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
     for (int64_t pc = 0; pc < P.K; pc += KC) {
       const int64_t kc = std::min<int64_t>(KC, P.K - pc);
       const T* bp = bbuf;
-      if (P.pb) {  // jc is a multiple of NR: panel jc/NR of KC block pc
+      int64_t bs = nr;  // B's row stride as the micro-kernel reads it
+      if (few_rows_b_in_place && nc == nr) {  // a full panel of a row-major B, read where it lies
+        bp = P.B + pc * P.ldb + jc;
+        bs = P.ldb;
+      } else if (P.pb) {  // jc is a multiple of NR: panel jc/NR of KC block pc
         bp = P.pb->data.get() + pc * P.pb->npad + jc * kc;
       } else if (P.prov) {
         // The provider writes each NR-column panel straight into the packed layout (a
@@ -321,7 +331,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
           for (int64_t jr = 0; jr < nc; jr += nr) {
             const int n = static_cast<int>(std::min<int64_t>(nr, nc - jr));
             prm.bias_col = last && bk == BiasKind::col ? P.ep.bias + jc + jr : nullptr;
-            kr.ukr(kc, a, a_rows, bp + jr * kc, nr, crow + jc + jr, P.ldc, m, n, &prm);
+            kr.ukr(kc, a, a_rows, bs == nr ? bp + jr * kc : bp + jr, bs, crow + jc + jr, P.ldc, m, n, &prm);
           }
         }
       }
