@@ -54,8 +54,12 @@ def test_matmul(benchmark, timed, impl, case):
 
 
 # Linear (x @ W^T + b, W stored (out, in)) at the model shapes
-LINEAR = [("vqa-fc 30x300->2048", 30, 300, 2048), ("vgg-fc6 1x25088->4096", 1, 25088, 4096),
-          ("vgg-fc6 8x25088->4096", 8, 25088, 4096), ("vgg-fc7 8x4096->4096", 8, 4096, 4096)]
+LINEAR = [
+    ("vqa-fc 30x300->2048", 30, 300, 2048),
+    ("vgg-fc6 1x25088->4096", 1, 25088, 4096),
+    ("vgg-fc6 8x25088->4096", 8, 25088, 4096),
+    ("vgg-fc7 8x4096->4096", 8, 4096, 4096),
+]
 
 
 @pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])

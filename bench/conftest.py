@@ -158,7 +158,9 @@ def pytest_sessionfinish(session, exitstatus):
     out = Path(os.environ.get("PYCNNRNN_BENCH_JSON", Path(__file__).parent / "results" / "ratios.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
-        json.dumps({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "roofline": roofline(), "rows": rows}, indent=1)
+        json.dumps(
+            {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "roofline": roofline(), "rows": rows}, indent=1
+        )
     )
     tr = session.config.pluginmanager.get_plugin("terminalreporter")
     text = "\n" + format_table(rows) + f"\n(ratio = baseline time / pycnnrnn time; written to {out})\n"

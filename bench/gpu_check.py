@@ -38,9 +38,14 @@ def strict_fp32():
             except Exception as e:  # pragma: no cover
                 print(f"  could not set {path}.fp32_precision: {e}")
     settings = {}
-    for key in ("torch.backends.cuda.matmul.allow_tf32", "torch.backends.cudnn.allow_tf32",
-                "torch.backends.cudnn.benchmark", "torch.backends.cuda.matmul.fp32_precision",
-                "torch.backends.cudnn.conv.fp32_precision", "torch.backends.cudnn.rnn.fp32_precision"):
+    for key in (
+        "torch.backends.cuda.matmul.allow_tf32",
+        "torch.backends.cudnn.allow_tf32",
+        "torch.backends.cudnn.benchmark",
+        "torch.backends.cuda.matmul.fp32_precision",
+        "torch.backends.cudnn.conv.fp32_precision",
+        "torch.backends.cudnn.rnn.fp32_precision",
+    ):
         try:
             settings[key] = eval(key)  # noqa: S307 - fixed strings
         except Exception as e:
@@ -85,9 +90,15 @@ ROWS: list[dict] = []
 
 
 def row(name, ours_ms, torch_ms, *, flops=None, nbytes=None, err=None, note="", spread=None):
-    r = {"case": name, "ours_ms": ours_ms, "torch_ms": torch_ms,
-         "ratio": (torch_ms / ours_ms) if ours_ms and torch_ms else None, "err": err, "note": note,
-         "spread": spread}
+    r = {
+        "case": name,
+        "ours_ms": ours_ms,
+        "torch_ms": torch_ms,
+        "ratio": (torch_ms / ours_ms) if ours_ms and torch_ms else None,
+        "err": err,
+        "note": note,
+        "spread": spread,
+    }
     if flops is not None:
         r["ours_tflops"] = flops / ours_ms / 1e9
         r["torch_tflops"] = flops / torch_ms / 1e9 if torch_ms else None
@@ -95,7 +106,10 @@ def row(name, ours_ms, torch_ms, *, flops=None, nbytes=None, err=None, note="", 
         r["ours_gbs"] = nbytes / ours_ms / 1e6
         r["torch_gbs"] = nbytes / torch_ms / 1e6 if torch_ms else None
     ROWS.append(r)
-    print(f"  {name}: ours {ours_ms:.4f} ms, torch {torch_ms:.4f} ms, ratio {r['ratio']:.3f}, err {err}", flush=True)
+    print(
+        f"  {name}: ours {ours_ms:.4f} ms, torch {torch_ms:.4f} ms, ratio {r['ratio']:.3f}, err {err}",
+        flush=True,
+    )
     return r
 
 
@@ -112,7 +126,9 @@ def ceilings():
     mm_tflops = 2 * 8192**3 / ms_mm / 1e9
     a = b = None
     torch.cuda.empty_cache()
-    print(f"  ceilings: D2D copy {copy_gbs:.0f} GB/s (read+write), torch.mm fp32 8192^3 {mm_tflops:.1f} TFLOP/s")
+    print(
+        f"  ceilings: D2D copy {copy_gbs:.0f} GB/s (read+write), torch.mm fp32 8192^3 {mm_tflops:.1f} TFLOP/s"
+    )
     return {"copy_gbs": copy_gbs, "sgemm_tflops": mm_tflops}
 
 
@@ -135,7 +151,12 @@ def bench_pool():
     row("max_pool2d fwd +int64 idx", mo, mt, nbytes=4 * nin + 12 * nout, err=err, spread=so)
     gy = torch.randn_like(ry)
     gx = pcc.max_pool2d_backward(gy, idx, x.shape, 2, 2)
-    tb = lambda: torch.ops.aten.max_pool2d_with_indices_backward(gy, x, [2, 2], [2, 2], [0, 0], [1, 1], False, ridx)  # noqa: E731
+
+    def tb():
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            gy, x, [2, 2], [2, 2], [0, 0], [1, 1], False, ridx
+        )
+
     err = rel(gx, tb())
     mo, so = bench(lambda: pcc.max_pool2d_backward(gy, idx, x.shape, 2, 2))
     mt, _ = bench(tb)
@@ -150,7 +171,12 @@ def bench_pool():
     mt, _ = bench(lambda: F.max_pool2d(x, *args, return_indices=True))
     row("max_pool2d fwd 3x3/2 p1 +idx", mo, mt, nbytes=4 * nin + 12 * nout3, err=err, spread=so)
     gy = torch.randn_like(ry)
-    tb = lambda: torch.ops.aten.max_pool2d_with_indices_backward(gy, x, [3, 3], [2, 2], [1, 1], [1, 1], False, ridx)  # noqa: E731
+
+    def tb():
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            gy, x, [3, 3], [2, 2], [1, 1], [1, 1], False, ridx
+        )
+
     err = rel(pcc.max_pool2d_backward(gy, idx, x.shape, *args), tb())
     mo, so = bench(lambda: pcc.max_pool2d_backward(gy, idx, x.shape, *args))
     mt, _ = bench(tb)
@@ -180,12 +206,27 @@ def bench_gemm():
 
 
 VGG16 = [  # name, C, K, HW (3x3, pad 1)
-    ("conv1_1", 3, 64, 224), ("conv1_2", 64, 64, 224), ("conv2_1", 64, 128, 112), ("conv2_2", 128, 128, 112),
-    ("conv3_1", 128, 256, 56), ("conv3_2", 256, 256, 56), ("conv4_1", 256, 512, 28), ("conv4_2", 512, 512, 28),
+    ("conv1_1", 3, 64, 224),
+    ("conv1_2", 64, 64, 224),
+    ("conv2_1", 64, 128, 112),
+    ("conv2_2", 128, 128, 112),
+    ("conv3_1", 128, 256, 56),
+    ("conv3_2", 256, 256, 56),
+    ("conv4_1", 256, 512, 28),
+    ("conv4_2", 512, 512, 28),
     ("conv5_1", 512, 512, 14),
 ]
-VGG16_COUNT = {"conv1_1": 1, "conv1_2": 1, "conv2_1": 1, "conv2_2": 1, "conv3_1": 1, "conv3_2": 2, "conv4_1": 1,
-               "conv4_2": 2, "conv5_1": 3}
+VGG16_COUNT = {
+    "conv1_1": 1,
+    "conv1_2": 1,
+    "conv2_1": 1,
+    "conv2_2": 1,
+    "conv3_1": 1,
+    "conv3_2": 2,
+    "conv4_1": 1,
+    "conv4_2": 2,
+    "conv5_1": 3,
+}
 
 
 def bench_conv(N=32, bwd_layers=("conv2_2", "conv3_2", "conv4_2")):
@@ -205,16 +246,30 @@ def bench_conv(N=32, bwd_layers=("conv2_2", "conv3_2", "conv4_2")):
         if name in bwd_layers:
             gy = torch.randn_like(y)
             mask = [True, True, False]
-            tref = torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+            tref = torch.ops.aten.convolution_backward(
+                gy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask
+            )
             dx, dw, _ = pcc.conv2d_backward(gy, x, w, 1, 1, 1, 1, (True, False, False))
-            mo, so = bench(lambda: pcc.conv2d_backward(gy, x, w, 1, 1, 1, 1, (True, False, False)), reps=5, max_s=4)
-            mt, _ = bench(lambda: torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [1, 1], [1, 1], False,
-                                                                      [0, 0], 1, [True, False, False]), reps=10)
+            mo, so = bench(
+                lambda: pcc.conv2d_backward(gy, x, w, 1, 1, 1, 1, (True, False, False)), reps=5, max_s=4
+            )
+            mt, _ = bench(
+                lambda: torch.ops.aten.convolution_backward(
+                    gy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, False, False]
+                ),
+                reps=10,
+            )
             row(f"conv dgrad {name}", mo, mt, flops=flops, err=rel(dx, tref[0]), spread=so)
             _, dw, _ = pcc.conv2d_backward(gy, x, w, 1, 1, 1, 1, (False, True, False))
-            mo, so = bench(lambda: pcc.conv2d_backward(gy, x, w, 1, 1, 1, 1, (False, True, False)), reps=5, max_s=4)
-            mt, _ = bench(lambda: torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [1, 1], [1, 1], False,
-                                                                      [0, 0], 1, [False, True, False]), reps=10)
+            mo, so = bench(
+                lambda: pcc.conv2d_backward(gy, x, w, 1, 1, 1, 1, (False, True, False)), reps=5, max_s=4
+            )
+            mt, _ = bench(
+                lambda: torch.ops.aten.convolution_backward(
+                    gy, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+                ),
+                reps=10,
+            )
             row(f"conv wgrad {name}", mo, mt, flops=flops, err=rel(dw, tref[1]), spread=so)
         torch.cuda.empty_cache()
     row(f"conv fwd VGG16 all 13 layers N={N}", tot_o, tot_t, flops=30.7e9 * N, note="sum of layer medians")
@@ -227,7 +282,12 @@ def bench_lstm():
         torch.manual_seed(0)
         m = torch.nn.LSTM(I, H).to(DEV)
         x = torch.randn(T, B, I, device=DEV)
-        args = (m.weight_ih_l0.detach(), m.weight_hh_l0.detach(), m.bias_ih_l0.detach(), m.bias_hh_l0.detach())
+        args = (
+            m.weight_ih_l0.detach(),
+            m.weight_hh_l0.detach(),
+            m.bias_ih_l0.detach(),
+            m.bias_hh_l0.detach(),
+        )
         y, _, _, _ = pcc.lstm_forward(x, None, None, *args)
         with torch.no_grad():
             ref, _ = m(x)
@@ -235,8 +295,15 @@ def bench_lstm():
             mo, so = bench(lambda: pcc.lstm_forward(x, None, None, *args), reps=20)
             mt, _ = bench(lambda: m(x), reps=20)
         flops = T * B * (2 * 4 * H * (I + H))
-        row(f"lstm fwd 512/512 T=100 B={B}", mo, mt, flops=flops, err=err, spread=so,
-            note=f"{1000 * mo / T:.1f} us/step ours")
+        row(
+            f"lstm fwd 512/512 T=100 B={B}",
+            mo,
+            mt,
+            flops=flops,
+            err=err,
+            spread=so,
+            note=f"{1000 * mo / T:.1f} us/step ours",
+        )
         with torch.no_grad(), torch.backends.cudnn.flags(enabled=False):
             mn, _ = bench(lambda: m(x), reps=10)
         row(f"lstm fwd B={B} vs ATen-native (cuDNN off)", mo, mn, flops=flops)
@@ -279,7 +346,9 @@ def bench_lstm():
 
             g_ours = ours_train()
             g_t = torch_train()
-            err = max(rel(g_ours[0], g_t[0]), rel(g_ours[3], g_t[1]), rel(g_ours[4], g_t[2]), rel(g_ours[5], g_t[3]))
+            err = max(
+                rel(g_ours[0], g_t[0]), rel(g_ours[3], g_t[1]), rel(g_ours[4], g_t[2]), rel(g_ours[5], g_t[3])
+            )
             mo, so = bench(ours_train, reps=10)
             mt, _ = bench(torch_train, reps=10)
             row(f"lstm fwd+bwd T=100 B={B}", mo, mt, flops=3 * flops, err=err, spread=so)
@@ -299,16 +368,27 @@ def bench_gru():
             err = rel(y, ref)
             mo, so = bench(lambda: pcc.gru_forward(x, None, *args), reps=20)
             mt, _ = bench(lambda: m(x), reps=20)
-        row(f"gru fwd 512/512 T=100 B={B}", mo, mt, flops=T * B * (2 * 3 * H * (I + H)), err=err, spread=so,
-            note=f"{1000 * mo / T:.1f} us/step ours")
+        row(
+            f"gru fwd 512/512 T=100 B={B}",
+            mo,
+            mt,
+            flops=T * B * (2 * 3 * H * (I + H)),
+            err=err,
+            spread=so,
+            note=f"{1000 * mo / T:.1f} us/step ours",
+        )
 
 
 def print_table(ceil):
     print("\n" + "=" * 118)
-    print(f"GPU: {torch.cuda.get_device_name(0)} | torch {torch.__version__} | cuDNN {torch.backends.cudnn.version()} | "
-          f"ceilings: copy {ceil['copy_gbs']:.0f} GB/s, torch.mm fp32 {ceil['sgemm_tflops']:.1f} TFLOP/s | TF32 off")
-    hdr = f"{'case':44s} {'ours ms':>9s} {'torch ms':>9s} {'torch/ours':>10s} {'ours rate':>12s} {'of ceil':>8s} " \
-          f"{'rel err':>9s}  note"
+    print(
+        f"GPU: {torch.cuda.get_device_name(0)} | torch {torch.__version__} | cuDNN {torch.backends.cudnn.version()} | "
+        f"ceilings: copy {ceil['copy_gbs']:.0f} GB/s, torch.mm fp32 {ceil['sgemm_tflops']:.1f} TFLOP/s | TF32 off"
+    )
+    hdr = (
+        f"{'case':44s} {'ours ms':>9s} {'torch ms':>9s} {'torch/ours':>10s} {'ours rate':>12s} {'of ceil':>8s} "
+        f"{'rel err':>9s}  note"
+    )
     print(hdr)
     print("-" * 118)
     for r in ROWS:
@@ -324,8 +404,10 @@ def print_table(ceil):
         note = r["note"]
         if r.get("spread") is not None:
             note = (note + " " if note else "") + f"spread {100 * r['spread']:.0f}%"
-        print(f"{r['case'][:44]:44s} {r['ours_ms']:9.4f} {r['torch_ms']:9.4f} {ratio:>10s} {rate:>12s} {fr:>8s} "
-              f"{err:>9s}  {note}")
+        print(
+            f"{r['case'][:44]:44s} {r['ours_ms']:9.4f} {r['torch_ms']:9.4f} {ratio:>10s} {rate:>12s} {fr:>8s} "
+            f"{err:>9s}  {note}"
+        )
     print("=" * 118)
 
 
@@ -366,8 +448,10 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--only", default="pool,gemm,lstm,gru,conv")
     args = ap.parse_args()
-    print(f"pycnnrnn {pycnnrnn.__version__} cuda_available={pycnnrnn.cuda_available()} "
-          f"device={pycnnrnn._C.cuda_device_name(0) if pycnnrnn.cuda_available() else None}")
+    print(
+        f"pycnnrnn {pycnnrnn.__version__} cuda_available={pycnnrnn.cuda_available()} "
+        f"device={pycnnrnn._C.cuda_device_name(0) if pycnnrnn.cuda_available() else None}"
+    )
     if args.smoke:
         smoke()
     if not args.bench:
@@ -375,7 +459,13 @@ def main():
     settings = strict_fp32()
     ceil = ceilings()
     failed = []
-    stages = {"pool": bench_pool, "gemm": bench_gemm, "lstm": bench_lstm, "gru": bench_gru, "conv": bench_conv}
+    stages = {
+        "pool": bench_pool,
+        "gemm": bench_gemm,
+        "lstm": bench_lstm,
+        "gru": bench_gru,
+        "conv": bench_conv,
+    }
     for name in args.only.split(","):
         print(f"--- bench {name}", flush=True)
         t0 = time.perf_counter()
@@ -389,8 +479,18 @@ def main():
     print_table(ceil)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"settings": settings, "ceilings": ceil, "rows": ROWS, "failed": failed,
-                       "device": torch.cuda.get_device_name(0)}, f, indent=1, default=str)
+            json.dump(
+                {
+                    "settings": settings,
+                    "ceilings": ceil,
+                    "rows": ROWS,
+                    "failed": failed,
+                    "device": torch.cuda.get_device_name(0),
+                },
+                f,
+                indent=1,
+                default=str,
+            )
     if failed:
         print(f"bench stages failed: {failed}")
         return 1

@@ -79,7 +79,9 @@ def _check(t, name: str, ref=None, ndim: tuple[int, ...] | int | None = None):
     if ndim is not None:
         dims = (ndim,) if isinstance(ndim, int) else ndim
         if t.dim() not in dims:
-            raise ValueError(f"{name} must have {' or '.join(map(str, dims))} dims, got shape {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must have {' or '.join(map(str, dims))} dims, got shape {tuple(t.shape)}"
+            )
     return t.detach().contiguous()
 
 
@@ -131,8 +133,10 @@ def _pool_args(kernel_size, stride, padding, dilation):
     if dH <= 0 or dW <= 0:
         raise ValueError(f"dilation must be greater than zero, got ({dH}, {dW})")
     if pH < 0 or pW < 0 or pH > kH // 2 or pW > kW // 2:
-        raise ValueError(f"pad should be at most half of effective kernel size, got padding ({pH}, {pW}), "
-                         f"kernel_size ({kH}, {kW})")
+        raise ValueError(
+            f"pad should be at most half of effective kernel size, got padding ({pH}, {pW}), "
+            f"kernel_size ({kH}, {kW})"
+        )
     return kH, kW, sH, sW, pH, pW, dH, dW
 
 
@@ -158,13 +162,31 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     idx = torch.empty(lead + (OH, OW), dtype=torch.int64, device=x.device) if return_indices else None
     if planes > 0:
         with torch.cuda.device(x.device):
-            C_.cuda_max_pool2d_fwd(_dtype_code(x), x.data_ptr(), y.data_ptr(), _ptr(idx), planes, H, W, kH, kW, sH,
-                                   sW, pH, pW, dH, dW, bool(ceil_mode), _stream(x))
+            C_.cuda_max_pool2d_fwd(
+                _dtype_code(x),
+                x.data_ptr(),
+                y.data_ptr(),
+                _ptr(idx),
+                planes,
+                H,
+                W,
+                kH,
+                kW,
+                sH,
+                sW,
+                pH,
+                pW,
+                dH,
+                dW,
+                bool(ceil_mode),
+                _stream(x),
+            )
     return (y, idx) if return_indices else y
 
 
-def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride=None, padding=0, dilation=1,
-                        ceil_mode=False):
+def max_pool2d_backward(
+    grad_output, indices, input_size, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
+):
     """Gradient of max_pool2d w.r.t. its input (deterministic gather; fully written)."""
     torch = _torch()
     C_ = _core()
@@ -190,8 +212,25 @@ def max_pool2d_backward(grad_output, indices, input_size, kernel_size, stride=No
     gx = torch.empty(input_size, dtype=gy.dtype, device=gy.device)
     if planes > 0:
         with torch.cuda.device(gy.device):
-            C_.cuda_max_pool2d_bwd(_dtype_code(gy), gy.data_ptr(), idx.data_ptr(), gx.data_ptr(), planes, H, W, kH,
-                                   kW, sH, sW, pH, pW, dH, dW, bool(ceil_mode), _stream(gy))
+            C_.cuda_max_pool2d_bwd(
+                _dtype_code(gy),
+                gy.data_ptr(),
+                idx.data_ptr(),
+                gx.data_ptr(),
+                planes,
+                H,
+                W,
+                kH,
+                kW,
+                sH,
+                sW,
+                pH,
+                pW,
+                dH,
+                dW,
+                bool(ceil_mode),
+                _stream(gy),
+            )
     return gx
 
 
@@ -220,9 +259,23 @@ def gemm(a, b, trans_a: bool = False, trans_b: bool = False, alpha: float = 1.0,
         if tuple(out.shape) != (M, N) or not out.is_contiguous():
             raise ValueError(f"gemm: out must be a contiguous ({M}, {N}) tensor, got {tuple(out.shape)}")
     with torch.cuda.device(a.device):
-        C_.cuda_gemm(_dtype_code(a), bool(trans_a), bool(trans_b), M, N, K, float(alpha), a.data_ptr(),
-                     max(a.shape[1], 1), b.data_ptr(), max(b.shape[1], 1), float(beta), out.data_ptr(), max(N, 1),
-                     _stream(a))
+        C_.cuda_gemm(
+            _dtype_code(a),
+            bool(trans_a),
+            bool(trans_b),
+            M,
+            N,
+            K,
+            float(alpha),
+            a.data_ptr(),
+            max(a.shape[1], 1),
+            b.data_ptr(),
+            max(b.shape[1], 1),
+            float(beta),
+            out.data_ptr(),
+            max(N, 1),
+            _stream(a),
+        )
     return out
 
 
@@ -262,16 +315,44 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, training: bool = F
     gates = torch.empty((T, B, H4), dtype=x.dtype, device=x.device) if training else None
     xproj = torch.empty((T, B, H4), dtype=x.dtype, device=x.device)
     with torch.cuda.device(x.device):
-        C_.cuda_lstm_fwd(_dtype_code(x), T, B, I, H, x.data_ptr(), _ptr(h0), _ptr(c0), w_ih.data_ptr(),
-                         w_hh.data_ptr(), _ptr(b_ih), _ptr(b_hh), y.data_ptr(), c_all.data_ptr(), _ptr(gates),
-                         xproj.data_ptr(), _stream(x))
+        C_.cuda_lstm_fwd(
+            _dtype_code(x),
+            T,
+            B,
+            I,
+            H,
+            x.data_ptr(),
+            _ptr(h0),
+            _ptr(c0),
+            w_ih.data_ptr(),
+            w_hh.data_ptr(),
+            _ptr(b_ih),
+            _ptr(b_hh),
+            y.data_ptr(),
+            c_all.data_ptr(),
+            _ptr(gates),
+            xproj.data_ptr(),
+            _stream(x),
+        )
     h_n = y[T - 1].clone()
     c_n = c_all[T - 1].clone()
     return y, h_n, c_n, ((gates, c_all) if training else None)
 
 
-def lstm_backward(x, h0, c0, w_ih, w_hh, y, saved, grad_y=None, grad_h_n=None, grad_c_n=None,
-                  need_input_grad: bool = True, has_bias: bool = True):
+def lstm_backward(
+    x,
+    h0,
+    c0,
+    w_ih,
+    w_hh,
+    y,
+    saved,
+    grad_y=None,
+    grad_h_n=None,
+    grad_c_n=None,
+    need_input_grad: bool = True,
+    has_bias: bool = True,
+):
     """Backward of lstm_forward(..., training=True).
 
     Returns (dx or None, dh0, dc0, dw_ih, dw_hh, db_ih or None, db_hh or None); db_ih == db_hh."""
@@ -292,20 +373,46 @@ def lstm_backward(x, h0, c0, w_ih, w_hh, y, saved, grad_y=None, grad_h_n=None, g
     gates = _opt(gates, "gates", x, (T, B, H4))
     c_all = _opt(c_all, "c_all", x, (T, B, H))
     dy = _opt(grad_y, "grad_output", x, (T, B, H))
-    dh = (_opt(grad_h_n, "grad_h_n", x, (B, H)).clone() if grad_h_n is not None
-          else torch.zeros((B, H), dtype=x.dtype, device=x.device))
-    dc = (_opt(grad_c_n, "grad_c_n", x, (B, H)).clone() if grad_c_n is not None
-          else torch.zeros((B, H), dtype=x.dtype, device=x.device))
+    dh = (
+        _opt(grad_h_n, "grad_h_n", x, (B, H)).clone()
+        if grad_h_n is not None
+        else torch.zeros((B, H), dtype=x.dtype, device=x.device)
+    )
+    dc = (
+        _opt(grad_c_n, "grad_c_n", x, (B, H)).clone()
+        if grad_c_n is not None
+        else torch.zeros((B, H), dtype=x.dtype, device=x.device)
+    )
     dx = torch.empty((T, B, I), dtype=x.dtype, device=x.device) if need_input_grad else None
     dw_ih = torch.empty((H4, I), dtype=x.dtype, device=x.device)
     dw_hh = torch.empty((H4, H), dtype=x.dtype, device=x.device)
     db = torch.empty((H4,), dtype=x.dtype, device=x.device) if has_bias else None
     dz = torch.empty((T, B, H4), dtype=x.dtype, device=x.device)
     with torch.cuda.device(x.device):
-        C_.cuda_lstm_bwd(_dtype_code(x), T, B, I, H, x.data_ptr(), _ptr(h0), _ptr(c0), w_ih.data_ptr(),
-                         w_hh.data_ptr(), y.data_ptr(), c_all.data_ptr(), gates.data_ptr(), _ptr(dy), dh.data_ptr(),
-                         dc.data_ptr(), _ptr(dx), dw_ih.data_ptr(), dw_hh.data_ptr(), _ptr(db), dz.data_ptr(),
-                         _stream(x))
+        C_.cuda_lstm_bwd(
+            _dtype_code(x),
+            T,
+            B,
+            I,
+            H,
+            x.data_ptr(),
+            _ptr(h0),
+            _ptr(c0),
+            w_ih.data_ptr(),
+            w_hh.data_ptr(),
+            y.data_ptr(),
+            c_all.data_ptr(),
+            gates.data_ptr(),
+            _ptr(dy),
+            dh.data_ptr(),
+            dc.data_ptr(),
+            _ptr(dx),
+            dw_ih.data_ptr(),
+            dw_hh.data_ptr(),
+            _ptr(db),
+            dz.data_ptr(),
+            _stream(x),
+        )
     db2 = db.clone() if db is not None else None
     return dx, dh, dc, dw_ih, dw_hh, db, db2
 
@@ -339,13 +446,38 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, training: bool = False)
     saved = torch.empty((T, B, 4 * H), dtype=x.dtype, device=x.device) if training else None
     xproj = torch.empty((T, B, H3), dtype=x.dtype, device=x.device)
     with torch.cuda.device(x.device):
-        C_.cuda_gru_fwd(_dtype_code(x), T, B, I, H, x.data_ptr(), _ptr(h0), w_ih.data_ptr(), w_hh.data_ptr(),
-                        _ptr(b_ih), _ptr(b_hh), y.data_ptr(), _ptr(saved), xproj.data_ptr(), _stream(x))
+        C_.cuda_gru_fwd(
+            _dtype_code(x),
+            T,
+            B,
+            I,
+            H,
+            x.data_ptr(),
+            _ptr(h0),
+            w_ih.data_ptr(),
+            w_hh.data_ptr(),
+            _ptr(b_ih),
+            _ptr(b_hh),
+            y.data_ptr(),
+            _ptr(saved),
+            xproj.data_ptr(),
+            _stream(x),
+        )
     return y, y[T - 1].clone(), saved
 
 
-def gru_backward(x, h0, w_ih, w_hh, y, saved, grad_y=None, grad_h_n=None, need_input_grad: bool = True,
-                 has_bias: bool = True):
+def gru_backward(
+    x,
+    h0,
+    w_ih,
+    w_hh,
+    y,
+    saved,
+    grad_y=None,
+    grad_h_n=None,
+    need_input_grad: bool = True,
+    has_bias: bool = True,
+):
     """Backward of gru_forward(..., training=True).
 
     Returns (dx or None, dh0, dw_ih, dw_hh, db_ih or None, db_hh or None)."""
@@ -363,8 +495,11 @@ def gru_backward(x, h0, w_ih, w_hh, y, saved, grad_y=None, grad_h_n=None, need_i
         raise ValueError("gru_backward needs the saved tensor of gru_forward(..., training=True)")
     saved = _opt(saved, "saved", x, (T, B, 4 * H))
     dy = _opt(grad_y, "grad_output", x, (T, B, H))
-    dh = (_opt(grad_h_n, "grad_h_n", x, (B, H)).clone() if grad_h_n is not None
-          else torch.zeros((B, H), dtype=x.dtype, device=x.device))
+    dh = (
+        _opt(grad_h_n, "grad_h_n", x, (B, H)).clone()
+        if grad_h_n is not None
+        else torch.zeros((B, H), dtype=x.dtype, device=x.device)
+    )
     dx = torch.empty((T, B, I), dtype=x.dtype, device=x.device) if need_input_grad else None
     dw_ih = torch.empty((H3, I), dtype=x.dtype, device=x.device)
     dw_hh = torch.empty((H3, H), dtype=x.dtype, device=x.device)
@@ -374,10 +509,30 @@ def gru_backward(x, h0, w_ih, w_hh, y, saved, grad_y=None, grad_h_n=None, need_i
     dhg = torch.empty((T, B, H3), dtype=x.dtype, device=x.device)
     dhd = torch.empty((B, H), dtype=x.dtype, device=x.device)
     with torch.cuda.device(x.device):
-        C_.cuda_gru_bwd(_dtype_code(x), T, B, I, H, x.data_ptr(), _ptr(h0), w_ih.data_ptr(), w_hh.data_ptr(),
-                        y.data_ptr(), saved.data_ptr(), _ptr(dy), dh.data_ptr(), _ptr(dx), dw_ih.data_ptr(),
-                        dw_hh.data_ptr(), _ptr(db_ih), _ptr(db_hh), dxg.data_ptr(), dhg.data_ptr(), dhd.data_ptr(),
-                        _stream(x))
+        C_.cuda_gru_bwd(
+            _dtype_code(x),
+            T,
+            B,
+            I,
+            H,
+            x.data_ptr(),
+            _ptr(h0),
+            w_ih.data_ptr(),
+            w_hh.data_ptr(),
+            y.data_ptr(),
+            saved.data_ptr(),
+            _ptr(dy),
+            dh.data_ptr(),
+            _ptr(dx),
+            dw_ih.data_ptr(),
+            dw_hh.data_ptr(),
+            _ptr(db_ih),
+            _ptr(db_hh),
+            dxg.data_ptr(),
+            dhg.data_ptr(),
+            dhd.data_ptr(),
+            _stream(x),
+        )
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -396,8 +551,10 @@ def _conv_geo(x, w, stride, padding, dilation, groups):
                 raise ValueError("padding='same' is not supported for strided convolutions")
             th, tw = dh * (w.shape[2] - 1), dw * (w.shape[3] - 1)
             if th % 2 or tw % 2:
-                raise NotImplementedError("padding='same' with an even effective kernel (asymmetric padding) "
-                                          "is not supported by the CUDA backend")
+                raise NotImplementedError(
+                    "padding='same' with an even effective kernel (asymmetric padding) "
+                    "is not supported by the CUDA backend"
+                )
             ph, pw = th // 2, tw // 2
         else:
             raise ValueError(f"padding must be 'same', 'valid', an int or a pair, got {padding!r}")
@@ -406,8 +563,10 @@ def _conv_geo(x, w, stride, padding, dilation, groups):
     if isinstance(groups, bool) or not isinstance(groups, int) or groups <= 0:
         raise ValueError(f"groups must be a positive integer, got {groups!r}")
     if min(sh, sw, dh, dw) <= 0 or min(ph, pw) < 0:
-        raise ValueError(f"stride/dilation must be positive and padding non-negative, got stride={stride}, "
-                         f"padding={padding}, dilation={dilation}")
+        raise ValueError(
+            f"stride/dilation must be positive and padding non-negative, got stride={stride}, "
+            f"padding={padding}, dilation={dilation}"
+        )
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     if C % groups or K % groups or Cg * groups != C:
@@ -433,8 +592,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y.squeeze(0) if unbatched else y
 
 
-def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, groups=1,
-                    output_mask=(True, True, True)):
+def conv2d_backward(
+    grad_output, x, weight, stride=1, padding=0, dilation=1, groups=1, output_mask=(True, True, True)
+):
     """(grad_input, grad_weight, grad_bias) of conv2d; entries not in output_mask are None.
     grad_weight uses split-K with a fixed-order reduction: deterministic."""
     torch = _torch()
@@ -450,7 +610,9 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
     geo = _conv_geo(x, w, stride, padding, dilation, groups)
     P, Q = C_.cuda_conv2d_out_hw(geo)
     if tuple(gy.shape) != (x.shape[0], w.shape[0], P, Q):
-        raise ValueError(f"grad_output must have shape {(x.shape[0], w.shape[0], P, Q)}, got {tuple(gy.shape)}")
+        raise ValueError(
+            f"grad_output must have shape {(x.shape[0], w.shape[0], P, Q)}, got {tuple(gy.shape)}"
+        )
     dt, st = _dtype_code(x), _stream(x)
     dx = dw = db = None
     with torch.cuda.device(x.device):
@@ -462,10 +624,15 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
         if output_mask[1]:
             dw = torch.empty_like(w)
             splits = C_.cuda_conv2d_wgrad_splits(geo)
-            ws = torch.empty((splits,) + tuple(w.shape), dtype=w.dtype, device=w.device) if splits > 1 else None
-            C_.cuda_conv2d_bwd_weight(dt, geo, gy.data_ptr(), x.data_ptr(), dw.data_ptr(), _ptr(ws), splits, st)
+            ws = (
+                torch.empty((splits,) + tuple(w.shape), dtype=w.dtype, device=w.device)
+                if splits > 1
+                else None
+            )
+            C_.cuda_conv2d_bwd_weight(
+                dt, geo, gy.data_ptr(), x.data_ptr(), dw.data_ptr(), _ptr(ws), splits, st
+            )
         if len(output_mask) > 2 and output_mask[2]:
             db = torch.empty((w.shape[0],), dtype=x.dtype, device=x.device)
             C_.cuda_conv2d_bwd_bias(dt, geo, gy.data_ptr(), db.data_ptr(), st)
     return dx, dw, db
-

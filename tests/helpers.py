@@ -23,7 +23,9 @@ def max_err(a, ref) -> float:
     return float(np.max(np.abs(a - ref)))
 
 
-def assert_error_gate(ours, ref64, torch_out=None, *, factor: float = 2.0, floor: float = 1e-6, what: str = ""):
+def assert_error_gate(
+    ours, ref64, torch_out=None, *, factor: float = 2.0, floor: float = 1e-6, what: str = ""
+):
     """max|ours - ref64| <= factor * max|torch_out - ref64| + floor * max(1, max|ref64|)."""
     ours = np.asarray(ours)
     ref64 = np.asarray(ref64, dtype=np.float64)

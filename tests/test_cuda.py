@@ -83,7 +83,7 @@ def _pool_input(shape, dtype, rng, special):
         n = flat.numel()
         pos = rng.choice(n, size=max(1, n // 17), replace=False)
         flat[pos[: len(pos) // 2]] = float("nan")
-        flat[pos[len(pos) // 2:]] = float("-inf")
+        flat[pos[len(pos) // 2 :]] = float("-inf")
     return x
 
 
@@ -144,8 +144,18 @@ def test_max_pool2d_errors():
 # GEMM
 
 
-GEMM_SHAPES = [(1, 1, 1), (7, 5, 3), (128, 128, 8), (129, 130, 131), (64, 300, 17), (257, 64, 512),
-               (33, 1000, 4), (512, 512, 512), (300, 2, 1000), (5, 7, 0)]
+GEMM_SHAPES = [
+    (1, 1, 1),
+    (7, 5, 3),
+    (128, 128, 8),
+    (129, 130, 131),
+    (64, 300, 17),
+    (257, 64, 512),
+    (33, 1000, 4),
+    (512, 512, 512),
+    (300, 2, 1000),
+    (5, 7, 0),
+]
 
 
 @pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
@@ -197,8 +207,16 @@ def _torch_lstm(I, H, dtype, device, seed):
     return m
 
 
-LSTM_CASES = [(1, 1, 8, 16), (5, 3, 10, 16), (17, 8, 32, 128), (4, 11, 7, 20), (3, 2, 5, 129),
-              (3, 16, 12, 64), (4, 33, 9, 37), (2, 64, 16, 136)]  # B >= 16 (70 too): the register-tiled step
+LSTM_CASES = [
+    (1, 1, 8, 16),
+    (5, 3, 10, 16),
+    (17, 8, 32, 128),
+    (4, 11, 7, 20),
+    (3, 2, 5, 129),
+    (3, 16, 12, 64),
+    (4, 33, 9, 37),
+    (2, 64, 16, 136),
+]  # B >= 16 (70 too): the register-tiled step
 
 
 @pytest.mark.parametrize("T,B,I,H", LSTM_CASES)
@@ -216,8 +234,9 @@ def test_lstm_forward(T, B, I, H, with_state):
     with torch.no_grad():
         theirs, (th, tc) = m32(xd, (h0d[None], c0d[None])) if with_state else m32(xd)
     poison()
-    y, hn, cn, saved = pcc.lstm_forward(xd, h0d, c0d, m32.weight_ih_l0, m32.weight_hh_l0, m32.bias_ih_l0,
-                                        m32.bias_hh_l0, training=False)
+    y, hn, cn, saved = pcc.lstm_forward(
+        xd, h0d, c0d, m32.weight_ih_l0, m32.weight_hh_l0, m32.bias_ih_l0, m32.bias_hh_l0, training=False
+    )
     assert saved is None
     gate(y, ref, theirs, tol=1e-5, what="lstm y")
     gate(hn, rh[0], th[0], tol=1e-5, what="lstm h_n")
@@ -250,8 +269,9 @@ def test_lstm_backward(T, B, I, H):
     yd, _, _, saved = pcc.lstm_forward(xd, h0d, c0d, *w, training=True)
     gate(yd, y, tol=1e-5, what="lstm fwd (training)")
     poison()
-    dx, dh0, dc0, dwih, dwhh, dbih, dbhh = pcc.lstm_backward(xd, h0d, c0d, w[0], w[1], yd, saved, f(gy), f(ghn[0]),
-                                                             f(gcn[0]))
+    dx, dh0, dc0, dwih, dwhh, dbih, dbhh = pcc.lstm_backward(
+        xd, h0d, c0d, w[0], w[1], yd, saved, f(gy), f(ghn[0]), f(gcn[0])
+    )
     names = ["dx", "dh0", "dc0", "dW_ih", "dW_hh", "db_ih", "db_hh"]
     ours = [dx, dh0, dc0, dwih, dwhh, dbih, dbhh]
     ref_list = [refs[0], refs[1][0], refs[2][0], refs[3], refs[4], refs[5], refs[6]]
@@ -262,8 +282,16 @@ def test_lstm_backward(T, B, I, H):
         assert torch.equal(o, o2), "lstm backward not deterministic"
 
 
-GRU_CASES = [(1, 1, 8, 16), (5, 3, 10, 16), (9, 8, 32, 128), (4, 11, 7, 21), (2, 70, 6, 20),
-             (3, 16, 12, 64), (4, 33, 9, 37), (2, 64, 16, 136)]  # B >= 16 (70 too): the register-tiled step
+GRU_CASES = [
+    (1, 1, 8, 16),
+    (5, 3, 10, 16),
+    (9, 8, 32, 128),
+    (4, 11, 7, 21),
+    (2, 70, 6, 20),
+    (3, 16, 12, 64),
+    (4, 33, 9, 37),
+    (2, 64, 16, 136),
+]  # B >= 16 (70 too): the register-tiled step
 
 
 @pytest.mark.parametrize("T,B,I,H", GRU_CASES)
@@ -315,16 +343,25 @@ def test_gru_float64_no_state(B, bias):
 
 def _conv_cases():
     rng = np.random.default_rng(5)
-    grid = list(itertools.product([1, 3], [1, 3, 16, 64], [8, 64], [7, 13, 32], [1, 3, 5], [1, 2], [0, 1, 2], [1, 2],
-                                  [True, False]))
+    grid = list(
+        itertools.product(
+            [1, 3], [1, 3, 16, 64], [8, 64], [7, 13, 32], [1, 3, 5], [1, 2], [0, 1, 2], [1, 2], [True, False]
+        )
+    )
     picks = rng.choice(len(grid), size=40, replace=False)
     cases = [grid[i] + (1,) for i in picks]
     # groups / depthwise / asymmetric
-    cases += [(2, 16, 32, 9, 3, 1, 1, 1, True, 4), (2, 8, 8, 12, 3, 2, 1, 1, False, 8),
-              (1, 6, 9, 11, 3, 1, 2, 2, True, 3), (1, 1, 8, 5, 1, 1, 0, 1, True, 1),
-              # >= 128 output / input channels: the 128x128 tile for fprop+wgrad / dgrad
-              (2, 16, 160, 13, 3, 1, 1, 1, True, 1), (2, 144, 16, 12, 3, 2, 1, 1, False, 1),
-              (1, 130, 136, 9, 3, 1, 2, 2, True, 1), (2, 256, 256, 8, 3, 1, 1, 1, True, 2)]
+    cases += [
+        (2, 16, 32, 9, 3, 1, 1, 1, True, 4),
+        (2, 8, 8, 12, 3, 2, 1, 1, False, 8),
+        (1, 6, 9, 11, 3, 1, 2, 2, True, 3),
+        (1, 1, 8, 5, 1, 1, 0, 1, True, 1),
+        # >= 128 output / input channels: the 128x128 tile for fprop+wgrad / dgrad
+        (2, 16, 160, 13, 3, 1, 1, 1, True, 1),
+        (2, 144, 16, 12, 3, 2, 1, 1, False, 1),
+        (1, 130, 136, 9, 3, 1, 2, 2, True, 1),
+        (2, 256, 256, 8, 3, 1, 1, 1, True, 2),
+    ]
     return cases
 
 
@@ -344,11 +381,13 @@ def test_conv2d(N, C, K, HW, k, s, p, d, bias, groups):
     y = pcc.conv2d(xd, wd, bd, s, p, d, groups)
     gate(y, ref, theirs, tol=1e-5, what="conv fwd")
     gy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
-    rdx, rdw, rdb = torch.ops.aten.convolution_backward(gy, x, w, [K] if bias else None, [s, s], [p, p], [d, d],
-                                                         False, [0, 0], groups, [True, True, bias])
+    rdx, rdw, rdb = torch.ops.aten.convolution_backward(
+        gy, x, w, [K] if bias else None, [s, s], [p, p], [d, d], False, [0, 0], groups, [True, True, bias]
+    )
     gyd = gy.float().to(DEV)
-    tdx, tdw, tdb = torch.ops.aten.convolution_backward(gyd, xd, wd, [K] if bias else None, [s, s], [p, p], [d, d],
-                                                         False, [0, 0], groups, [True, True, bias])
+    tdx, tdw, tdb = torch.ops.aten.convolution_backward(
+        gyd, xd, wd, [K] if bias else None, [s, s], [p, p], [d, d], False, [0, 0], groups, [True, True, bias]
+    )
     poison()
     dx, dw, db = pcc.conv2d_backward(gyd, xd, wd, s, p, d, groups, (True, True, bias))
     gate(dx, rdx, tdx, tol=1e-5, what="conv dgrad")
@@ -372,8 +411,19 @@ def test_conv2d_wgrad_splitk_large():
     gy = torch.randn(8, 16, 28, 28, device=DEV)
     assert pycnnrnn._C.cuda_conv2d_wgrad_splits((8, 32, 28, 28, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1)) > 1
     _, dw, _ = pcc.conv2d_backward(gy, x, w, 1, 1, 1, 1, (False, True, False))
-    rdw = torch.ops.aten.convolution_backward(gy.double(), x.double(), w.double(), None, [1, 1], [1, 1], [1, 1], False,
-                                              [0, 0], 1, [False, True, False])[1]
+    rdw = torch.ops.aten.convolution_backward(
+        gy.double(),
+        x.double(),
+        w.double(),
+        None,
+        [1, 1],
+        [1, 1],
+        [1, 1],
+        False,
+        [0, 0],
+        1,
+        [False, True, False],
+    )[1]
     gate(dw, rdw, tol=1e-5, what="split-K wgrad")
 
 
@@ -393,7 +443,9 @@ def test_non_default_stream_ordering():
         y = pcc.max_pool2d(x, 2)
         t = torch.randn(20, 4, 32, device=DEV)
         m = torch.nn.LSTM(32, 64).to(DEV)
-        yl, _, _, _ = pcc.lstm_forward(t, None, None, m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0)
+        yl, _, _, _ = pcc.lstm_forward(
+            t, None, None, m.weight_ih_l0, m.weight_hh_l0, m.bias_ih_l0, m.bias_hh_l0
+        )
     s.synchronize()
     gate(d, (a.double() @ b.double()) * 0.5, tol=1e-5, what="stream gemm")
     assert torch.equal(y, F.max_pool2d(x, 2))

@@ -601,7 +601,9 @@ def test_prepack_snapshot_semantics(rng):
     snapshots (in-place writes raise); assigning a new array or load_state_dict() takes
     effect exactly as without prepack."""
     nn.init.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 8, 3, padding=2, dilation=2))
+    model = nn.Sequential(
+        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 8, 3, padding=2, dilation=2)
+    )
     x = rng.standard_normal((2, 32, 24, 23)).astype(np.float32)
     ref = model.eval()(x)
     state = {k: v.copy() for k, v in model.state_dict().items()}

@@ -50,13 +50,19 @@ def torch_run(m, mode, x, hx, grads=None, lengths=None):
     xt = torch.tensor(x, dtype=dt, requires_grad=True)
     hxt = None
     if hx is not None:
-        hxt = tuple(torch.tensor(h, dtype=dt, requires_grad=True) for h in hx) if mode == "lstm" else torch.tensor(hx, dtype=dt, requires_grad=True)
+        hxt = (
+            tuple(torch.tensor(h, dtype=dt, requires_grad=True) for h in hx)
+            if mode == "lstm"
+            else torch.tensor(hx, dtype=dt, requires_grad=True)
+        )
     inp = xt
     if lengths is not None:
         inp = pack_padded_sequence(xt, torch.tensor(lengths), batch_first=m.batch_first, enforce_sorted=False)
     y, hs = m(inp, hxt)
     if lengths is not None:
-        y, _ = pad_packed_sequence(y, batch_first=m.batch_first, total_length=x.shape[1 if m.batch_first else 0])
+        y, _ = pad_packed_sequence(
+            y, batch_first=m.batch_first, total_length=x.shape[1 if m.batch_first else 0]
+        )
     h, c = hs if mode == "lstm" else (hs, None)
     res = {"y": y.detach().numpy(), "h": h.detach().numpy(), "c": None if c is None else c.detach().numpy()}
     if grads is not None:
@@ -188,7 +194,9 @@ def test_lstm_proj_with_lengths(rng):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("T,B,H", [(1, 1, 16), (1, 7, 33), (9, 1, 64), (4, 13, 65), (3, 8, 130), (2, 50, 140)])
+@pytest.mark.parametrize(
+    "T,B,H", [(1, 1, 16), (1, 7, 33), (9, 1, 64), (4, 13, 65), (3, 8, 130), (2, 50, 140)]
+)
 def test_shapes(mode, T, B, H, rng):
     """Batch 1, T=1, exact vector multiples and tails, more rows than one register tile."""
     m = torch_module(mode, 5, H, 1, bidir=True)
@@ -324,7 +332,9 @@ def test_cells(mode, batched, with_h, rng):
         cell = torch.nn.GRUCell(I, H)
     else:
         cell = torch.nn.RNNCell(I, H, nonlinearity="relu" if mode == "rnn_relu" else "tanh")
-    fn = {"lstm": R.lstm_cell, "gru": R.gru_cell, "rnn_tanh": R.rnn_tanh_cell, "rnn_relu": R.rnn_relu_cell}[mode]
+    fn = {"lstm": R.lstm_cell, "gru": R.gru_cell, "rnn_tanh": R.rnn_tanh_cell, "rnn_relu": R.rnn_relu_cell}[
+        mode
+    ]
     shape = (B,) if batched else ()
     x = rng.standard_normal((*shape, I))
     hx = None
@@ -336,14 +346,23 @@ def test_cells(mode, batched, with_h, rng):
 
     def t_run(c, dt):
         xt = torch.tensor(x, dtype=dt)
-        h = None if hx is None else (tuple(torch.tensor(a, dtype=dt) for a in hx) if mode == "lstm" else torch.tensor(hx, dtype=dt))
+        h = (
+            None
+            if hx is None
+            else (
+                tuple(torch.tensor(a, dtype=dt) for a in hx) if mode == "lstm" else torch.tensor(hx, dtype=dt)
+            )
+        )
         with torch.no_grad():
             out = c(xt, h)
         return [o.numpy() for o in out] if mode == "lstm" else [out.numpy()]
 
     ref, t32 = t_run(c64, torch.float64), t_run(cell, torch.float32)
     for dt in (np.float32, np.float64):
-        ws = [p.detach().numpy().astype(dt) for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
+        ws = [
+            p.detach().numpy().astype(dt)
+            for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+        ]
         h = None if hx is None else (tuple(a.astype(dt) for a in hx) if mode == "lstm" else hx.astype(dt))
         out = fn(x.astype(dt), h, *ws)
         out = list(out) if mode == "lstm" else [out]
@@ -362,7 +381,9 @@ def test_dropout_masks_between_layers(rng):
     x = rng.standard_normal((4, 3, 5)).astype(np.float32)
     mask = (rng.random((4, 3, 16)) > 0.3).astype(np.float32) / 0.7
     params = [p.detach().numpy() for p in m._flat_weights]
-    y, h, c, saved = R.rnn_forward("lstm", x, None, params, 2, True, 0.3, True, True, dropout_masks=[mask], need_saved=True)
+    y, h, c, saved = R.rnn_forward(
+        "lstm", x, None, params, 2, True, 0.3, True, True, dropout_masks=[mask], need_saved=True
+    )
     l0, l1 = torch.nn.LSTM(5, 8, bidirectional=True), torch.nn.LSTM(16, 8, bidirectional=True)
     with torch.no_grad():
         for name, p in m.named_parameters():
@@ -382,7 +403,9 @@ def test_dropout_masks_between_layers(rng):
     # backward through the mask: finite differences on one input element (float64)
     p64 = [p.astype(np.float64) for p in params]
     x64, m64 = x.astype(np.float64), [mask.astype(np.float64)]
-    y, _, _, saved = R.rnn_forward("lstm", x64, None, p64, 2, True, 0.3, True, True, dropout_masks=m64, need_saved=True)
+    y, _, _, saved = R.rnn_forward(
+        "lstm", x64, None, p64, 2, True, 0.3, True, True, dropout_masks=m64, need_saved=True
+    )
     gy = rng.standard_normal(y.shape)
     dx, *_ = R.rnn_backward("lstm", gy, None, None, x64, None, p64, saved, 2, True, True)
     eps = 1e-6
@@ -417,16 +440,36 @@ def _lstm_params(I=4, H=6, L=1, dtype=np.float32):
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
-        (dict(input=np.zeros((2, 3, 5), np.float32)), ValueError, r"input.size\(-1\) must be equal to input_size. Expected 4, got 5"),
-        (dict(input=np.zeros((2, 3, 4, 1), np.float32)), ValueError, r"input must be 2-D .* or 3-D .*got 4-D"),
+        (
+            dict(input=np.zeros((2, 3, 5), np.float32)),
+            ValueError,
+            r"input.size\(-1\) must be equal to input_size. Expected 4, got 5",
+        ),
+        (
+            dict(input=np.zeros((2, 3, 4, 1), np.float32)),
+            ValueError,
+            r"input must be 2-D .* or 3-D .*got 4-D",
+        ),
         (dict(input=np.zeros((0, 3, 4), np.float32)), ValueError, r"at least one time step"),
         (dict(input=np.zeros((2, 3, 4), np.int64)), TypeError, r"input must have dtype float32 or float64"),
         (dict(input=np.zeros((2, 3, 4), np.float64)), TypeError, r"weight_ih_l0\) must have dtype float64"),
         (dict(input=[[[0.0] * 4]]), TypeError, r"input must be a numpy array"),
-        (dict(hx=(np.zeros((1, 3, 7), np.float32), np.zeros((1, 3, 6), np.float32))), ValueError, r"Expected h_0 size \(1, 3, 6\), got \(1, 3, 7\)"),
-        (dict(hx=(np.zeros((1, 2, 6), np.float32), np.zeros((1, 3, 6), np.float32))), ValueError, r"Expected h_0 size \(1, 3, 6\), got \(1, 2, 6\)"),
+        (
+            dict(hx=(np.zeros((1, 3, 7), np.float32), np.zeros((1, 3, 6), np.float32))),
+            ValueError,
+            r"Expected h_0 size \(1, 3, 6\), got \(1, 3, 7\)",
+        ),
+        (
+            dict(hx=(np.zeros((1, 2, 6), np.float32), np.zeros((1, 3, 6), np.float32))),
+            ValueError,
+            r"Expected h_0 size \(1, 3, 6\), got \(1, 2, 6\)",
+        ),
         (dict(hx=np.zeros((1, 3, 6), np.float32)), TypeError, r"hx for LSTM must be a tuple"),
-        (dict(hx=(np.zeros((3, 6), np.float32), np.zeros((3, 6), np.float32))), ValueError, r"For batched 3-D input, h_0 should also be 3-D"),
+        (
+            dict(hx=(np.zeros((3, 6), np.float32), np.zeros((3, 6), np.float32))),
+            ValueError,
+            r"For batched 3-D input, h_0 should also be 3-D",
+        ),
         (dict(num_layers=2), ValueError, r"params must hold 8 arrays"),
         (dict(num_layers=0), ValueError, r"num_layers must be >= 1, got 0"),
         (dict(bias=1), TypeError, r"bias should be of type bool, got: int"),
@@ -456,7 +499,9 @@ def test_bad_input_other():
     x = np.ones((2, 3, 4), np.float32)
     with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
         R.rnn_forward("gru", x, None, p, proj_size=1)
-    with pytest.raises(ValueError, match=r"params\[1\] \(weight_hh_l0\) must have shape \(24, 6\), got \(24, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"params\[1\] \(weight_hh_l0\) must have shape \(24, 6\), got \(24, 5\)"
+    ):
         R.rnn_forward("lstm", x, None, [p[0], p[1][:, :5].copy(), p[2], p[3]])
     with pytest.raises(ValueError, match=r"mode must be one of"):
         R.rnn_forward("lstmx", x, None, p)
@@ -487,7 +532,9 @@ def _gru_cell_params():
 
 
 # ---- every ISA path -------------------------------------------------------------------------
-@pytest.mark.parametrize("isa,pack_min_b", [("avx2", "1"), ("avx2", "1000"), ("avx512", "1000"), ("scalar", "1")])
+@pytest.mark.parametrize(
+    "isa,pack_min_b", [("avx2", "1"), ("avx2", "1000"), ("avx512", "1000"), ("scalar", "1")]
+)
 def test_isa_paths_in_subprocess(isa, pack_min_b, tmp_path):
     """The same check under PYCNNRNN_ISA (vector kernels with 8 lanes; the portable step), with
     packed W_hh panels and with the per-step GEMM path (PYCNNRNN_RNN_PACK_MIN_B=1000)."""
@@ -516,8 +563,15 @@ def test_isa_paths_in_subprocess(isa, pack_min_b, tmp_path):
         "print('ok')\n"
     )
     pkg_parent = os.path.dirname(os.path.dirname(pycnnrnn.__file__))  # the package under test, wherever it is
-    env = dict(os.environ, PYCNNRNN_ISA=isa, PYCNNRNN_RNN_PACK_MIN_B=pack_min_b, PYTHONPATH=os.pathsep.join([pkg_parent, os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    env = dict(
+        os.environ,
+        PYCNNRNN_ISA=isa,
+        PYCNNRNN_RNN_PACK_MIN_B=pack_min_b,
+        PYTHONPATH=os.pathsep.join([pkg_parent, os.environ.get("PYTHONPATH", "")]),
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout + r.stderr
 
 
@@ -534,7 +588,9 @@ def test_vector_activations_within_3_ulp(T, B, rng):
     x64 = x.astype(np.float64)
 
     def ulps(got, ref):
-        return np.abs(got.astype(np.float64) - ref) / np.spacing(np.abs(ref.astype(np.float32))).astype(np.float64)
+        return np.abs(got.astype(np.float64) - ref) / np.spacing(np.abs(ref.astype(np.float32))).astype(
+            np.float64
+        )
 
     zeros = np.zeros((H, H), np.float32)
     y = R.rnn_forward("rnn_tanh", x, None, [np.eye(H, dtype=np.float32), zeros, np.zeros(H, np.float32),
@@ -544,7 +600,9 @@ def test_vector_activations_within_3_ulp(T, B, rng):
     w_ih[:H] = np.eye(H)
     b_ih = np.zeros(4 * H, np.float32)
     b_ih[2 * H : 3 * H] = 20
-    c_n = R.rnn_forward("lstm", x, None, [w_ih, np.zeros((4 * H, H), np.float32), b_ih, np.zeros(4 * H, np.float32)], 1)[2]
+    c_n = R.rnn_forward(
+        "lstm", x, None, [w_ih, np.zeros((4 * H, H), np.float32), b_ih, np.zeros(4 * H, np.float32)], 1
+    )[2]
     sig = 1 / (1 + np.exp(-x64))
     ref = sig[0] if T == 1 else 0.5 * sig[0] + sig[1]
     assert ulps(c_n[0], ref).max() <= 3
@@ -617,7 +675,9 @@ def test_modules_load_torch_state_dict(name, args, kwargs, rng):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name,kwargs", [("LSTMCell", {}), ("GRUCell", {"bias": False}), ("RNNCell", {"nonlinearity": "relu"})])
+@pytest.mark.parametrize(
+    "name,kwargs", [("LSTMCell", {}), ("GRUCell", {"bias": False}), ("RNNCell", {"nonlinearity": "relu"})]
+)
 def test_cell_modules(name, kwargs, rng):
     torch.manual_seed(4)
     tm = getattr(torch.nn, name)(6, 9, **kwargs)
@@ -699,7 +759,11 @@ def test_prepared_weights(mode, B, which, rng):
     # rows (T * B) than the GEMM's small-M path takes (8)
     for n, p in zip(names, prepared):
         if isinstance(p, R.PreparedRnnWeight):
-            want = (pycnnrnn.cpu_isa() != "scalar", False, False) if n.startswith("weight_hh") else (False, 5 * B > 8, False)
+            want = (
+                (pycnnrnn.cpu_isa() != "scalar", False, False)
+                if n.startswith("weight_hh")
+                else (False, 5 * B > 8, False)
+            )
             assert p._c.built == want, (n, B)
     # the snapshot is what the prepared weight holds: the original array may change freely
     p0 = prepared[names.index(which[0] + "_l0")]
@@ -729,15 +793,21 @@ def test_prepared_weights_engine_step(mode, rng):
 
 
 def test_prepared_weight_errors_and_float64(rng):
-    w_ih, w_hh, b_ih, b_hh = (rng.standard_normal(s).astype(np.float32) for s in [(24, 5), (24, 6), (24,), (24,)])
+    w_ih, w_hh, b_ih, b_hh = (
+        rng.standard_normal(s).astype(np.float32) for s in [(24, 5), (24, 6), (24,), (24,)]
+    )
     x = rng.standard_normal((3, 2, 5)).astype(np.float32)
-    with pytest.raises(TypeError, match=r"params\[2\] \(bias_ih_l0\): only a weight_ih or weight_hh may be a Prepared"):
+    with pytest.raises(
+        TypeError, match=r"params\[2\] \(bias_ih_l0\): only a weight_ih or weight_hh may be a Prepared"
+    ):
         R.rnn_forward("lstm", x, None, [w_ih, w_hh, R.prepare_rnn_weight(w_ih), b_hh])
     with pytest.raises(ValueError, match=r"weight must be 2-D"):
         R.prepare_rnn_weight(b_ih)
     with pytest.raises(TypeError, match="must be a numpy array"):
         R.prepare_rnn_weight([[1.0]])
-    with pytest.raises(ValueError, match="made for a different weight_hh array"):  # the C++ check behind the Python one
+    with pytest.raises(
+        ValueError, match="made for a different weight_hh array"
+    ):  # the C++ check behind the Python one
         y = _C.empty((3, 2, 6), np.dtype(np.float32))
         _C.rnn_layer_forward(0, False, x, None, None, w_ih, w_hh, b_ih, b_hh, None, None, y, 0,
                              _C.empty((2, 6), np.dtype(np.float32)), None, None,
@@ -750,15 +820,21 @@ def test_prepared_weight_errors_and_float64(rng):
     with pytest.raises(ValueError, match="read-only"):
         _C.RnnPrepared(w_hh.copy())
     plain64 = [a.astype(np.float64) for a in (w_ih, w_hh, b_ih, b_hh)]
-    with pytest.raises(TypeError, match=r"params\[1\] \(weight_hh_l0\) must have dtype float64 .* got float32"):
-        R.rnn_forward("lstm", x.astype(np.float64), None, [plain64[0], R.prepare_rnn_weight(w_hh), *plain64[2:]])
+    with pytest.raises(
+        TypeError, match=r"params\[1\] \(weight_hh_l0\) must have dtype float64 .* got float32"
+    ):
+        R.rnn_forward(
+            "lstm", x.astype(np.float64), None, [plain64[0], R.prepare_rnn_weight(w_hh), *plain64[2:]]
+        )
     p64 = [plain64[0], R.prepare_rnn_weight(plain64[1]), *plain64[2:]]
     for a, b in zip(R.rnn_forward("lstm", x.astype(np.float64), None, p64)[:3],
                     R.rnn_forward("lstm", x.astype(np.float64), None, plain64)[:3]):  # fmt: skip
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name,kwargs", [("LSTM", dict(num_layers=2, bidirectional=True)), ("GRU", {}), ("RNN", {})])
+@pytest.mark.parametrize(
+    "name,kwargs", [("LSTM", dict(num_layers=2, bidirectional=True)), ("GRU", {}), ("RNN", {})]
+)
 def test_module_prepack(name, kwargs, rng):
     """Module.prepack() on a recurrent module: every weight_ih and weight_hh becomes a read-only
     snapshot with its packed form; outputs match the unprepared module; a new weight array or
@@ -771,7 +847,11 @@ def test_module_prepack(name, kwargs, rng):
     weights = [n for n in om._flat_weights_names if n.startswith(("weight_ih", "weight_hh"))]
     assert len(weights) == 2 * om.num_layers * (1 + om.bidirectional)
     assert all(not getattr(om, n).flags.writeable for n in weights)
-    assert all(isinstance(w, R.PreparedRnnWeight) for n, w in zip(om._flat_weights_names, om._flat_weights) if n in weights)
+    assert all(
+        isinstance(w, R.PreparedRnnWeight)
+        for n, w in zip(om._flat_weights_names, om._flat_weights)
+        if n in weights
+    )
     np.testing.assert_array_equal(om(x)[0], before)
     with pytest.raises(ValueError, match="read-only"):
         getattr(om, weights[0])[0, 0] = 0.0

@@ -131,7 +131,9 @@ def test_fuse_respects_hooks_and_string_padding():
 
 
 def test_fused_double_backward_raises_clearly():
-    net = pt.convert(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).double(), fuse=True)[0]
+    net = pt.convert(
+        nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).double(), fuse=True
+    )[0]
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
     (gx,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
     # the same gradient as without create_graph; a second derivative raises (not silently zero)

@@ -113,7 +113,14 @@ class Conv2d(Module):
         """ReLU()(self(input)) in one pass: the ReLU fused into the convolution's output stage
         (nn.Sequential takes it for a Conv2d followed by a ReLU when neither has hooks)."""
         return F.conv2d_relu(
-            input, self._weight_arg(), self.bias, self.stride, self.padding, self.dilation, self.groups, self.padding_mode
+            input,
+            self._weight_arg(),
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            self.padding_mode,
         )
 
     def extra_repr(self) -> str:

@@ -24,7 +24,11 @@ def _int(v, name, min_value=1):
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} should be of type int, got: {type(v).__name__}")
     if v < min_value:
-        raise ValueError(f"{name} must be greater than zero" if min_value == 1 else f"{name} must be >= {min_value}, got {v}")
+        raise ValueError(
+            f"{name} must be greater than zero"
+            if min_value == 1
+            else f"{name} must be >= {min_value}, got {v}"
+        )
     return int(v)
 
 

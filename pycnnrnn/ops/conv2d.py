@@ -184,7 +184,9 @@ def conv2d(
     algorithm="auto",
 ):
     """2-D convolution, torch.nn.functional.conv2d semantics plus nn.Conv2d's padding_mode."""
-    return _conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, relu=False)
+    return _conv2d(
+        input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, relu=False
+    )
 
 
 def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):

@@ -104,7 +104,9 @@ class _Config:
         self.D = 2 if self.bidirectional else 1
         x = as_float_array(input, "input")
         if x.ndim not in (2, 3):
-            raise ValueError(f"input must be 2-D (unbatched: L, H_in) or 3-D (batched), got {x.ndim}-D with shape {x.shape}")
+            raise ValueError(
+                f"input must be 2-D (unbatched: L, H_in) or 3-D (batched), got {x.ndim}-D with shape {x.shape}"
+            )
         self.dtype = x.dtype
         self.batched = x.ndim == 3
         if not self.batched:
@@ -122,7 +124,9 @@ class _Config:
 
     def _split_params(self, params):
         if isinstance(params, np.ndarray) or not isinstance(params, (list, tuple)):
-            raise TypeError(f"params must be a list of arrays (torch's flat weight order), got {type(params).__name__}")
+            raise TypeError(
+                f"params must be a list of arrays (torch's flat weight order), got {type(params).__name__}"
+            )
         per = 2 + (2 if self.bias else 0) + (1 if self.proj_size else 0)
         want = per * self.num_layers * self.D
         if len(params) != want:
@@ -137,7 +141,9 @@ class _Config:
             raise ValueError(f"weight_hh_l0 must be ({G}*hidden_size, hidden_size), got shape {w_hh0.shape}")
         H = w_hh0.shape[0] // G
         if self.proj_size >= H:
-            raise ValueError(f"proj_size has to be smaller than hidden_size, got proj_size={self.proj_size}, hidden_size={H}")
+            raise ValueError(
+                f"proj_size has to be smaller than hidden_size, got proj_size={self.proj_size}, hidden_size={H}"
+            )
         K = self.proj_size or H
         layers, i = [], 0
         for layer in range(self.num_layers):
@@ -158,12 +164,21 @@ class _Config:
                     a = params[i]
                     if isinstance(a, PreparedRnnWeight):
                         if not name.startswith(("weight_ih", "weight_hh")):
-                            raise TypeError(f"params[{i}] ({name}): only a weight_ih or weight_hh may be a PreparedRnnWeight")
+                            raise TypeError(
+                                f"params[{i}] ({name}): only a weight_ih or weight_hh may be a PreparedRnnWeight"
+                            )
                         a, prepared[name.split("_l")[0]] = a.weight, a._c
                     a = as_float_array(a, f"params[{i}] ({name})", self.dtype)
                     if a.shape != shape:
-                        if name.startswith("weight_ih") and a.ndim == 2 and a.shape[0] == shape[0] and layer == 0:
-                            raise ValueError(f"input.size(-1) must be equal to input_size. Expected {a.shape[1]}, got {in_size}")
+                        if (
+                            name.startswith("weight_ih")
+                            and a.ndim == 2
+                            and a.shape[0] == shape[0]
+                            and layer == 0
+                        ):
+                            raise ValueError(
+                                f"input.size(-1) must be equal to input_size. Expected {a.shape[1]}, got {in_size}"
+                            )
                         raise ValueError(f"params[{i}] ({name}) must have shape {shape}, got {a.shape}")
                     arrs[name.split("_l")[0]] = a
                     i += 1
@@ -179,11 +194,15 @@ class _Config:
             lengths = lengths.detach().cpu().numpy()
         arr = np.asarray(lengths)
         if arr.dtype.kind not in "iu" or arr.ndim != 1:
-            raise TypeError(f"lengths must be a 1-D sequence of ints, got dtype {arr.dtype} with shape {arr.shape}")
+            raise TypeError(
+                f"lengths must be a 1-D sequence of ints, got dtype {arr.dtype} with shape {arr.shape}"
+            )
         if arr.shape[0] != self.B:
             raise ValueError(f"lengths must have one entry per batch row ({self.B}), got {arr.shape[0]}")
         if arr.size and (arr.min() < 1 or arr.max() > self.T):
-            raise ValueError(f"lengths must be in [1, {self.T}] (the sequence length), got min {arr.min()}, max {arr.max()}")
+            raise ValueError(
+                f"lengths must be in [1, {self.T}] (the sequence length), got min {arr.min()}, max {arr.max()}"
+            )
         return np.ascontiguousarray(arr, dtype=np.int64)
 
     def state(self, h, name, width):
@@ -265,7 +284,9 @@ def rnn_forward(
     layer's output (time-major), used instead of drawing masks (seeded by dropout_seed)."""
     cfg = _Config(mode, input, params, num_layers, bias, bidirectional, batch_first, proj_size, lengths)
     if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0 <= dropout <= 1:
-        raise ValueError(f"dropout should be a number in range [0, 1] representing the probability of an element being zeroed, got {dropout!r}")
+        raise ValueError(
+            f"dropout should be a number in range [0, 1] representing the probability of an element being zeroed, got {dropout!r}"
+        )
     training = _check_bool(training, "training")
     h0, c0 = cfg.hidden(hx)
     T, B, D, K, H, L = cfg.T, cfg.B, cfg.D, cfg.K, cfg.H, cfg.num_layers
@@ -281,7 +302,11 @@ def rnn_forward(
         for d in range(D):
             w_ih, w_hh, b_ih, b_hh, w_hr, prepared_hh, prepared_ih = cfg.layers[layer][d]
             idx = layer * D + d
-            ws = _C.empty((_C.rnn_workspace_size(MODES[mode], T, B, H, cfg.proj_size),), cfg.dtype) if need_saved else None
+            ws = (
+                _C.empty((_C.rnn_workspace_size(MODES[mode], T, B, H, cfg.proj_size),), cfg.dtype)
+                if need_saved
+                else None
+            )
             _C.rnn_layer_forward(
                 MODES[mode], d == 1, layer_in,
                 None if h0 is None else h0[idx], None if c0 is None else c0[idx],
@@ -331,7 +356,9 @@ def rnn_backward(
     lstm = mode == "lstm"
     n_ws = L * D
     if not isinstance(saved, (list, tuple)) or len(saved) < n_ws + (L - 1):
-        raise ValueError(f"saved must be the list returned by rnn_forward(..., need_saved=True), got {type(saved).__name__}")
+        raise ValueError(
+            f"saved must be the list returned by rnn_forward(..., need_saved=True), got {type(saved).__name__}"
+        )
     ws_list = [as_float_array(w, f"saved[{i}]", cfg.dtype) for i, w in enumerate(saved[:n_ws])]
     inputs = list(saved[n_ws : n_ws + L - 1])
     masks = list(saved[n_ws + L - 1 :])
@@ -345,7 +372,11 @@ def rnn_backward(
     grads = [None] * (len(params))
     per = 2 + (2 if cfg.bias else 0) + (1 if cfg.proj_size else 0)
     for layer in reversed(range(L)):
-        layer_in = cfg.x if layer == 0 else as_float_array(inputs[layer - 1], f"saved input of layer {layer}", cfg.dtype)
+        layer_in = (
+            cfg.x
+            if layer == 0
+            else as_float_array(inputs[layer - 1], f"saved input of layer {layer}", cfg.dtype)
+        )
         dx = _C.empty(layer_in.shape, cfg.dtype)
         for d in range(D):
             w_ih, w_hh, b_ih, b_hh, w_hr, _, _ = cfg.layers[layer][d]
