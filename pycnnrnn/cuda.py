@@ -162,24 +162,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     idx = torch.empty(lead + (OH, OW), dtype=torch.int64, device=x.device) if return_indices else None
     if planes > 0:
         with torch.cuda.device(x.device):
+            geometry = (planes, H, W, kH, kW, sH, sW, pH, pW, dH, dW, bool(ceil_mode))
             C_.cuda_max_pool2d_fwd(
-                _dtype_code(x),
-                x.data_ptr(),
-                y.data_ptr(),
-                _ptr(idx),
-                planes,
-                H,
-                W,
-                kH,
-                kW,
-                sH,
-                sW,
-                pH,
-                pW,
-                dH,
-                dW,
-                bool(ceil_mode),
-                _stream(x),
+                _dtype_code(x), x.data_ptr(), y.data_ptr(), _ptr(idx), *geometry, _stream(x)
             )
     return (y, idx) if return_indices else y
 
@@ -212,24 +197,9 @@ def max_pool2d_backward(
     gx = torch.empty(input_size, dtype=gy.dtype, device=gy.device)
     if planes > 0:
         with torch.cuda.device(gy.device):
+            geometry = (planes, H, W, kH, kW, sH, sW, pH, pW, dH, dW, bool(ceil_mode))
             C_.cuda_max_pool2d_bwd(
-                _dtype_code(gy),
-                gy.data_ptr(),
-                idx.data_ptr(),
-                gx.data_ptr(),
-                planes,
-                H,
-                W,
-                kH,
-                kW,
-                sH,
-                sW,
-                pH,
-                pW,
-                dH,
-                dW,
-                bool(ceil_mode),
-                _stream(gy),
+                _dtype_code(gy), gy.data_ptr(), idx.data_ptr(), gx.data_ptr(), *geometry, _stream(gy)
             )
     return gx
 

@@ -97,8 +97,10 @@ class Conv2d(Module):
         p = getattr(self, "_prepared", None)
         return p if p is not None and p.weight is self.weight else self.weight
 
-    def forward(self, input: np.ndarray) -> np.ndarray:
-        return F.conv2d(
+    def _args(self, input: np.ndarray) -> tuple:
+        """The functional arguments: input, weight (prepared when prepack() made it), bias and
+        the geometry, in conv2d's order."""
+        return (
             input,
             self._weight_arg(),
             self.bias,
@@ -109,19 +111,13 @@ class Conv2d(Module):
             self.padding_mode,
         )
 
+    def forward(self, input: np.ndarray) -> np.ndarray:
+        return F.conv2d(*self._args(input))
+
     def forward_relu(self, input: np.ndarray) -> np.ndarray:
         """ReLU()(self(input)) in one pass: the ReLU fused into the convolution's output stage
         (nn.Sequential takes it for a Conv2d followed by a ReLU when neither has hooks)."""
-        return F.conv2d_relu(
-            input,
-            self._weight_arg(),
-            self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            self.padding_mode,
-        )
+        return F.conv2d_relu(*self._args(input))
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
