@@ -211,18 +211,20 @@ py::array matmul_views_t(const py::array& a, const py::array& b) {
   checked_numel({M, N}, "matmul output");
   py::array_t<T> out = empty_array<T>({M, N});
   T* pc = out.mutable_data();
-  py::gil_scoped_release nogil;
-  const T* pb = B.p;
-  int64_t ldb = B.ld;
-  std::vector<T> rows;  // B^T as K rows of N for the small-M path
-  if (B.trans && gemm_small_m(M) && M > 0 && K > 0 && N > 0) {
-    rows.resize(static_cast<size_t>(K * N));
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < K; ++k) rows[static_cast<size_t>(k * N + n)] = B.p[n * B.ld + k];
-    pb = rows.data();
-    ldb = N;
+  {
+    py::gil_scoped_release nogil;  // (re-acquired before `out` is returned)
+    const T* pb = B.p;
+    int64_t ldb = B.ld;
+    std::vector<T> rows;  // B^T as K rows of N for the small-M path
+    if (B.trans && gemm_small_m(M) && M > 0 && K > 0 && N > 0) {
+      rows.resize(static_cast<size_t>(K * N));
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t k = 0; k < K; ++k) rows[static_cast<size_t>(k * N + n)] = B.p[n * B.ld + k];
+      pb = rows.data();
+      ldb = N;
+    }
+    gemm<T>(A.trans, B.trans && rows.empty(), M, N, K, T(1), A.p, A.ld, pb, ldb, T(0), pc, std::max<int64_t>(N, 1));
   }
-  gemm<T>(A.trans, B.trans && rows.empty(), M, N, K, T(1), A.p, A.ld, pb, ldb, T(0), pc, std::max<int64_t>(N, 1));
   return out;
 }
 
