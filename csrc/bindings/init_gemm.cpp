@@ -174,9 +174,9 @@ void gemm_packed_b_t(const py::array& a, const PackedB<T>& pb, py::array& c, boo
 }
 
 // ---- public ops --------------------------------------------------------------------------
-// A 2-D operand as the engine reads it where it lies: rows of unit column stride (a row stride
-// ld: C order or a slice of columns), or a transposed view of such (unit row stride: numpy's
-// a.T, Fortran order), op(x) = stored^T.
+// A 2-D operand as the engine reads it where it lies: rows of unit column stride (mat2d: C
+// order, a slice of columns), or a transposed view of such (unit row stride: numpy's a.T,
+// Fortran order), read as op(x) = stored^T through its row-major transpose.
 template <typename T>
 struct View2d {
   const T* p;
@@ -185,17 +185,10 @@ struct View2d {
 };
 template <typename T>
 View2d<T> view2d(const py::array& x, const char* name) {
-  if (!py::isinstance<py::array_t<T>>(x) || x.dtype().kind() != 'f' || x.itemsize() != sizeof(T))
-    throw py::type_error(concat(name, " must be a ", dtype_name<T>(), " array, got dtype ",
-                                std::string(py::str(x.dtype()))));
-  const int64_t r = x.shape(0), c = x.shape(1), s0 = x.strides(0), s1 = x.strides(1), it = sizeof(T);
-  const T* p = static_cast<const T*>(x.data());
-  PYC_CHECK(reinterpret_cast<uintptr_t>(p) % alignof(T) == 0, name, " must be aligned to ", alignof(T), " bytes");
-  if (x.flags() & py::array::c_style) return {p, std::max<int64_t>(c, 1), false};
-  if (s1 == it && s0 % it == 0 && s0 / it >= c) return {p, s0 / it, false};
-  if (s0 == it && s1 % it == 0 && s1 / it >= r) return {p, s1 / it, true};
-  throw std::invalid_argument(concat(name, " must have unit stride along one axis, got strides (", s0, ", ", s1,
-                                     ") bytes for shape (", r, ", ", c, ")"));
+  const bool trans = !(x.flags() & py::array::c_style) && x.ndim() == 2 && x.shape(0) > 1 && x.shape(1) > 1 &&
+                     x.strides(0) == static_cast<py::ssize_t>(sizeof(T));
+  const Mat<T> m = mat2d<T>(trans ? py::array(x.attr("T")) : x, name, false);
+  return {m.p, m.ld, trans};
 }
 
 // 2-D a @ b with an operand that is not C-contiguous, read in place (pycnnrnn.functional.matmul

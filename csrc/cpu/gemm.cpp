@@ -110,7 +110,7 @@ int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 template <typename T>
 void pack_a_block(bool ta, const T* A, int64_t lda, int64_t m0, int64_t mc, int64_t k0, int64_t kc, int mr,
                   T* dst) {
-  if (ta && mr == 6 && mc >= 6) {
+  if (ta && mr == 6) {
     // op(A)(m, k) = A[k][m]: row k0 + k of A holds rows m0.. of op(A) side by side. k outer:
     // each row of A is read once, contiguously, and its full panels get 6 elements each (a
     // fixed-size copy). Panel by panel, the 256 rows' 24-byte pieces at a row stride of 8 KiB
@@ -231,6 +231,15 @@ void scale_only(const Problem<T>& P) {
     }
 }
 
+// The provider's block of rows [k0, k0 + kc) and columns [n0, n0 + cols) as one packed panel
+// (row stride nr >= cols); the panel's columns past cols are zeros.
+template <typename T>
+void provide_panel(const Problem<T>& P, int64_t k0, int64_t kc, int64_t n0, int64_t cols, int nr, T* panel) {
+  (*P.prov)(k0, kc, n0, cols, panel, nr);
+  if (cols < nr)
+    for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, T(0));
+}
+
 constexpr int64_t FEW_ROWS = 48;  // rectangles of at most this many rows pack B panel by panel
 
 // K blocking: K up to twice the kernel's kc in one block, else blocks of kc, and the B block's
@@ -293,13 +302,8 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       } else if (P.prov) {
         // The provider writes each NR-column panel straight into the packed layout (a
         // row-major kc x cols block with row stride NR); a partial panel's tail is zeroed.
-        for (int64_t q = 0; q < nc; q += nr) {
-          const int64_t cols = std::min<int64_t>(nr, nc - q);
-          T* panel = bbuf + q * kc;
-          (*P.prov)(pc, kc, jc + q, cols, panel, nr);
-          if (cols < nr)
-            for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, T(0));
-        }
+        for (int64_t q = 0; q < nc; q += nr)
+          provide_panel(P, pc, kc, jc + q, std::min<int64_t>(nr, nc - q), nr, bbuf + q * kc);
       } else if (!(P.tb && kr.pack_bt && kr.pack_bt(P.B + jc * P.ldb + pc, P.ldb, kc, nc, nr, bbuf))) {
         pack_b_block(P.tb, P.B, P.ldb, pc, kc, jc, nc, nr, bbuf);
       }
@@ -451,10 +455,7 @@ void run_split_m_shared_b(const Problem<T>& P, const UkrInfo<T>& kr, int nt) {
     for (int64_t i = b; i < e; ++i) {
       const int64_t k0 = i / panels * pb.kc, kc = std::min<int64_t>(pb.kc, P.K - k0);
       const int64_t n0 = i % panels * pb.nr, cols = std::min<int64_t>(pb.nr, P.N - n0);
-      T* panel = pb.data.get() + k0 * pb.npad + n0 * kc;  // the layout run_rect reads (P.pb)
-      (*P.prov)(k0, kc, n0, cols, panel, pb.nr);
-      if (cols < pb.nr)
-        for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * pb.nr + cols, panel + (k + 1) * pb.nr, T(0));
+      provide_panel(P, k0, kc, n0, cols, pb.nr, pb.data.get() + k0 * pb.npad + n0 * kc);  // run_rect's P.pb layout
     }
   });
   Problem<T> Q = P;
