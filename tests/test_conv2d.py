@@ -883,6 +883,10 @@ DIRECT_GRID = [
     # AVX2 / portable channel panels of 6 and 4: 11 = 6 + 6 (a padding row), 20 = 6 + 6 + 4 + 4
     ((2, 3, 10, 16), (11, 3, 3, 3), {"padding": 1}),
     ((2, 4, 8, 8), (20, 4, 3, 3), {"padding": 1}),
+    # padded images past 64 KiB (auto keeps those on the GEMM; "direct" runs them): one image,
+    # its channels padded by both threads; a batch in reflect mode
+    ((1, 24, 40, 40), (16, 24, 3, 3), {"padding": 1}),
+    ((3, 20, 36, 36), (13, 20, 3, 3), {"padding": 1, "padding_mode": "reflect"}),
 ]
 
 

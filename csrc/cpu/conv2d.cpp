@@ -252,9 +252,11 @@ PaddedKernels<double> padded_kernels<double>() {
   return {};
 }
 
-// Largest padded image group the fast path copies (bigger ones take the reference loop, whose
-// runs are long there anyway).
-constexpr int64_t PADDED_IMAGE_MAX_BYTES = int64_t(4) << 20;
+// Largest padded image group the fast path copies (bigger ones take the reference loop). The
+// engine asks for one 64-column panel at a time, so even on big maps the reference loop's runs
+// are short (memcpy calls of 64 columns or less): with 4 MiB here 64->64@224 (13 MB padded) took
+// it, 11.9 ms at N=1 through algorithm="gemm", 11.0 ms through the padded copy.
+constexpr int64_t PADDED_IMAGE_MAX_BYTES = int64_t(32) << 20;
 
 // The padded image group [Cg][H+pt+pb][W+pl+pr] and the taps the kernels read from it.
 PaddedGeometry padded_geometry(const Conv2dShape& s) {
@@ -774,8 +776,8 @@ bool winograd_preferred(const Conv2dShape& s) {
 // 128->128@8 1.0-1.2 / 1.0-1.1; 64->256@8 and 128->256@8 even within noise, and N=8 64->64@12
 // (a row and a half-empty piece) worse, 0.73-0.95 / 0.95-1.13.
 bool direct_preferred(const Conv2dShape& s, bool is_float) {
-  if (!(direct_vector_tile(is_float) && direct_applies(s, is_float) && s.groups == 1 && s.OW <= 32 &&
-        batch_threads(s) > 1))
+  if (!(direct_vector_tile(is_float) && direct_applies(s, is_float) && direct_image_in_cache(s) &&
+        s.groups == 1 && s.OW <= 32 && batch_threads(s) > 1))
     return false;
   if (active_isa() == Isa::avx512) return s.Co <= 32 && s.OW >= 12;  // 16-lane rows: 8-11 wide ones half idle
   return s.Co <= 32 || (s.Co <= 128 && s.OW % 8 == 0);
@@ -801,9 +803,8 @@ ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested, bool is_fl
     case ConvAlgo::gemm: return ConvAlgo::gemm;
     case ConvAlgo::direct:
       PYC_CHECK(direct_applies(s, is_float), "algorithm='direct' needs float32, stride 1, a kernel larger than ",
-                "1x1, output rows of at least 8 and a padded image group of at most 64 KiB; got stride (", s.sh,
-                ", ", s.sw, "), kernel (", s.KH, ", ", s.KW, "), output width ", s.OW, ", padded image ", s.Cg(),
-                " x ", s.H + s.pt + s.pb, " x ", s.W + s.pl + s.pr, is_float ? "" : ", float64");
+                "1x1 and output rows of at least 8; got stride (", s.sh, ", ", s.sw, "), kernel (", s.KH, ", ", s.KW,
+                "), output width ", s.OW, is_float ? "" : ", float64");
       return ConvAlgo::direct;
     case ConvAlgo::depthwise:
       PYC_CHECK(depthwise_applies(s), "algorithm='depthwise' needs groups == in_channels (got groups=", s.groups,

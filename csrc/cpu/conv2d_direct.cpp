@@ -11,7 +11,8 @@ namespace pycnnrnn {
 
 namespace {
 
-// The padded image group stays in L1/L2 while every tile reads it.
+// auto's direct layers and the grad_weight kernel: the padded image group stays in L1/L2 while
+// every tile reads it (and fits the grad_weight transpose's int32 gather offsets).
 constexpr int64_t DIRECT_MAX_IMAGE_BYTES = 64 << 10;
 constexpr int64_t DIRECT_MIN_OW = 8;  // narrower rows leave too many of a vector's lanes idle
 
@@ -31,9 +32,10 @@ struct Padded {
 };
 
 // xp[ci][r][c] = x_g[ci][src(r - pt)][src(c - pl)] (zero where the padding mode says so)
+// for channels [ci0, ci1), every element of their planes written
 void pad_image(const Conv2dShape& s, const Padded& pd, const std::vector<int64_t>& col_src, const float* xg,
-               float* xp) {
-  for (int64_t ci = 0; ci < s.Cg(); ++ci)
+               float* xp, int64_t ci0, int64_t ci1) {
+  for (int64_t ci = ci0; ci < ci1; ++ci)
     for (int64_t r = 0; r < pd.Hp; ++r) {
       float* d = xp + ci * pd.plane + r * pd.Wp;
       const int64_t ih = pad_source_index(r - s.pt, s.H, s.mode);
@@ -130,16 +132,28 @@ bool avx512_float(bool is_float) {
 #endif
 }
 
-// What both direct kernels need: stride 1, a kernel larger than 1x1, a small padded image group.
-bool direct_shape(const Conv2dShape& s) {
-  return s.sh == 1 && s.sw == 1 && !(s.KH == 1 && s.KW == 1) &&
-         Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
+// What both direct kernels need: stride 1, a kernel larger than 1x1.
+bool direct_stride_and_kernel(const Conv2dShape& s) { return s.sh == 1 && s.sw == 1 && !(s.KH == 1 && s.KW == 1); }
+
+// The padded image buffer of the calling thread, at least `elems` floats; the slack past the
+// planes (read by a full vector at the largest shift, its lanes not stored) zeroed. Kept from
+// call to call: a fresh 13 MB buffer per 64->64@224 call was page faults and a zero fill on one
+// thread before the tiles started.
+float* padded_buffer(const Padded& pd) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < static_cast<size_t>(pd.elems)) buf.assign(static_cast<size_t>(pd.elems), 0.f);
+  std::fill(buf.begin() + (pd.elems - 32), buf.begin() + pd.elems, 0.f);
+  return buf.data();
 }
 
 }  // namespace
 
 bool direct_applies(const Conv2dShape& s, bool is_float) {
-  return is_float && s.OW >= DIRECT_MIN_OW && direct_shape(s);
+  return is_float && s.OW >= DIRECT_MIN_OW && direct_stride_and_kernel(s);
+}
+
+bool direct_image_in_cache(const Conv2dShape& s) {
+  return Padded(s).elems * int64_t(sizeof(float)) <= DIRECT_MAX_IMAGE_BYTES;
 }
 
 bool direct_vector_tile(bool is_float) {
@@ -152,7 +166,7 @@ bool direct_vector_tile(bool is_float) {
 }
 
 bool direct_grad_weight_applies(const Conv2dShape& s, bool is_float) {
-  return avx512_float(is_float) && direct_shape(s);
+  return avx512_float(is_float) && direct_stride_and_kernel(s) && direct_image_in_cache(s);
 }
 
 void direct_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y, bool relu,
@@ -184,16 +198,16 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
   const std::vector<int64_t> col_src = column_sources(s, pd);
   const std::vector<DirectVec> vec = output_vectors(s, pd, active_isa() != Isa::avx512);
   const int64_t nvec = static_cast<int64_t>(vec.size()), ksub = ksub_channels(s);
-  auto pad = [&](const float* xg, float* xp) { pad_image(s, pd, col_src, xg, xp); };
-  // panels [p0, p1) of image group (n, g), every tile of vectors
-  auto run = [&](const float* xp, int64_t n, int64_t g, int64_t p0, int64_t p1) {
+  auto pad = [&](const float* xg, float* xp, int64_t ci0, int64_t ci1) { pad_image(s, pd, col_src, xg, xp, ci0, ci1); };
+  // panels [p0, p1) of image group (n, g), the tiles of vectors [v0, v1) (v0 a multiple of nv)
+  auto run = [&](const float* xp, int64_t n, int64_t g, int64_t p0, int64_t p1, int64_t v0, int64_t v1) {
     float* yg = y + (n * s.Co + g * Cog) * P;
     DirectTileArgs a{};
     a.xp = xp, a.plane = pd.plane, a.Cg = Cg, a.taps = taps, a.toff = toff.data();
     a.ksub_channels = ksub, a.ystride = P, a.relu = relu;
-    for (int64_t j0 = 0; j0 < nvec; j0 += nv) {
+    for (int64_t j0 = v0; j0 < v1; j0 += nv) {
       a.vec = vec.data() + j0;
-      a.nv = static_cast<int>(std::min<int64_t>(nv, nvec - j0));
+      a.nv = static_cast<int>(std::min<int64_t>(nv, v1 - j0));
       for (int64_t p = p0; p < p1; ++p) {
         const Panel& pn = panel[static_cast<size_t>(p)];
         a.wp = wp.data() + g * rows * Kg + pn.wofs;
@@ -210,27 +224,34 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
       int64_t j0, j1;
       split_range(jobs, tid, nt, 1, &j0, &j1);
       if (j0 >= j1) return;
-      std::vector<float> xp(static_cast<size_t>(pd.elems), 0.f);
+      float* xp = padded_buffer(pd);
       for (int64_t j = j0; j < j1; ++j) {
-        pad(x + (j / s.groups * s.C + j % s.groups * Cg) * HW, xp.data());
-        run(xp.data(), j / s.groups, j % s.groups, 0, panels);
+        pad(x + (j / s.groups * s.C + j % s.groups * Cg) * HW, xp, 0, Cg);
+        run(xp, j / s.groups, j % s.groups, 0, panels, 0, nvec);
       }
     });
     return;
   }
-  std::vector<float> xp(static_cast<size_t>(pd.elems), 0.f);
+  // one image group at a time: its channels padded, then its panels, each split over the threads
+  float* xp = padded_buffer(pd);
   const int nt = static_cast<int>(std::min<int64_t>(get_num_threads(), panels));
   for (int64_t j = 0; j < jobs; ++j) {
     const int64_t n = j / s.groups, g = j % s.groups;
-    pad(x + (n * s.C + g * Cg) * HW, xp.data());
+    const float* xg = x + (n * s.C + g * Cg) * HW;
     if (nt <= 1) {
-      run(xp.data(), n, g, 0, panels);
+      pad(xg, xp, 0, Cg);
+      run(xp, n, g, 0, panels, 0, nvec);
       continue;
     }
     parallel_run(nt, [&](int tid, int nth) {
+      int64_t c0, c1;
+      split_range(Cg, tid, nth, 1, &c0, &c1);
+      if (c0 < c1) pad(xg, xp, c0, c1);
+    });
+    parallel_run(nt, [&](int tid, int nth) {
       int64_t p0, p1;
       split_range(panels, tid, nth, 1, &p0, &p1);
-      if (p0 < p1) run(xp.data(), n, g, p0, p1);
+      if (p0 < p1) run(xp, n, g, p0, p1, 0, nvec);
     });
   }
 }
@@ -260,7 +281,7 @@ void direct_backward_weight(const Conv2dShape& s, const float* gy, const float* 
     a.x = xp.data(), a.pix = pix.data(), a.ld = ld, a.P = P, a.ld_c = ld;
     for (int64_t g = 0; g < s.groups; ++g)
       for (int64_t n = n0; n < n1; ++n) {
-        pad_image(s, pd, col_src, x + (n * s.C + g * Cg) * HW, xp.data());
+        pad_image(s, pd, col_src, x + (n * s.C + g * Cg) * HW, xp.data(), 0, Cg);
         conv_avx512::direct_transpose(gy + (n * s.Co + g * Cog) * P, Cog, P, dyt.data(), ld);  // dyt[p][co]
         for (int64_t kp = k0; kp < k1; ++kp)
           for (int64_t cb = 0; cb < cblocks; ++cb) {

@@ -84,9 +84,13 @@ void direct_tile_6x1(const DirectTileArgs& a);  // 6 channels x one 16-lane vect
 void direct_tile_4x1(const DirectTileArgs& a);  // 4 channels (the rest of a layer's channels)
 }  // namespace conv_avx2
 
-// float32, stride 1, rows of at least 8 output columns, the padded image group at most 64 KiB
-// (the AVX-512 or AVX2 tiles, or the portable one on other CPUs).
+// float32, stride 1, a kernel larger than 1x1, rows of at least 8 output columns (the AVX-512 or
+// AVX2 tiles, or the portable one on other CPUs).
 bool direct_applies(const Conv2dShape& s, bool is_float);
+
+// The padded image group is at most 64 KiB: it stays in L1/L2 while every tile reads it (where
+// auto takes the direct kernel; algorithm="direct" runs any size).
+bool direct_image_in_cache(const Conv2dShape& s);
 
 // The ISA has a vector tile for the direct forward (AVX-512, AVX2; elsewhere the portable tile
 // serves algorithm="direct" but is not faster than the im2col GEMM).

@@ -16,7 +16,7 @@ padding_mode="zeros", algorithm="auto")``
   dilation_h * dilation_w dense layers on interleaved sub-grids; 2.25x fewer multiplies). Every
   convolution GEMM sums in short float chains, which keeps both within torch's float32 error
   on long reductions (measured 0.7-1.2x torch's on VGG layers). "direct" (float32; stride 1,
-  output rows of at least 8, a padded image group of at most 64 KiB): register tiles summed
+  a kernel larger than 1x1, output rows of at least 8): register tiles summed
   straight from a padded copy of the image, no im2col (AVX-512 and AVX2 tiles; a portable one
   on other CPUs). "auto" takes
   depthwise when groups == C, Winograd for 3x3/stride-1 layers with C_in, C_out >= 32 on maps
