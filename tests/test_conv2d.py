@@ -948,6 +948,26 @@ def test_auto_takes_direct_for_8_wide_maps_on_avx2(rng):
         np.testing.assert_allclose(gx, gx_direct, rtol=1e-5, atol=1e-5)
 
 
+def test_auto_takes_direct_for_long_rows_on_avx512(rng):
+    """Rows of 112+ outputs, 144 to 1600 reduction steps, no Winograd (5x5 here): auto runs the
+    direct kernel on AVX-512 (bit-identical to algorithm='direct', fused ReLU too), the im2col GEMM
+    elsewhere; both within the float64 oracle's reach."""
+    x, w, b = make_inputs(rng, (2, 8, 6, 120), (16, 8, 5, 5))
+    y_auto = F.conv2d(x, w, b, padding=2)
+    y_direct = F.conv2d(x, w, b, padding=2, algorithm="direct")
+    y_gemm = F.conv2d(x, w, b, padding=2, algorithm="gemm")
+    if pycnnrnn.cpu_isa() == "avx512":
+        np.testing.assert_array_equal(y_auto, y_direct)
+        np.testing.assert_array_equal(F.conv2d_relu(x, w, b, padding=2), np.maximum(y_direct, 0))
+    else:
+        np.testing.assert_array_equal(y_auto, y_gemm)
+    ref = _C.conv2d_forward_naive(
+        x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), *_oracle_args(x, w, {"padding": 2})
+    )
+    e_auto, e_gemm = np.abs(y_auto - ref).max(), np.abs(y_gemm - ref).max()
+    assert e_auto <= 2 * e_gemm + 1e-6 * max(1.0, np.abs(ref).max()), (e_auto, e_gemm)
+
+
 @needs_torch
 @pytest.mark.torch
 @pytest.mark.parametrize(

@@ -832,6 +832,19 @@ bool winograd_per_call_transform_too_costly(const Conv2dShape& s) {
          s.N * winograd_phase_outputs(s) < WINOGRAD_UNPREPARED_MIN_OUTPUTS;
 }
 
+// Long output rows (at least 112 columns) and a short reduction (144 to 1600 steps) where
+// Winograd does not apply: the direct kernel reads the image where it lies while the im2col
+// GEMM writes and reads every column. AVX-512 (its 8- and 6-channel tiles), at least 16 output
+// channels. Forward calls only: grad_input's forward route keeps its own choice (and its
+// col2im path). Measured on AMD Zen 5 (2 threads, median of 7, ms, GEMM / direct): 5x5
+// 64->64@112 6.83 / 6.01, 7x7 32->32@112 3.92 / 2.86 (N=8 32.4 / 22.9), 5x5 64->96@112 N=2
+// 19.1 / 17.8, 3x3 16->16@224 0.93 / 0.65 (N=4 4.01 / 2.88); outside it slower: 3->64@224
+// (27 steps) 1.00 / 1.26, N=8 7.95 / 14.2; 5x5 at 56x56 0.93x; 24->24@112 (216 steps) 0.96x.
+bool direct_long_rows_preferred(const Conv2dShape& s, bool is_float) {
+  return active_isa() == Isa::avx512 && direct_applies(s, is_float) && s.groups == 1 && s.OW >= 112 &&
+         s.Cog() >= 16 && s.Kg() >= 144 && s.Kg() <= 1600;
+}
+
 template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo, bool relu,
                     Conv2dPrepared<T>* prepared) {
@@ -839,6 +852,9 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
   ConvAlgo chosen = conv2d_choose_algo(s, algo, std::is_same<T, float>::value);
   if (chosen == ConvAlgo::winograd && algo == ConvAlgo::auto_ && !prepared && winograd_per_call_transform_too_costly(s))
     chosen = ConvAlgo::gemm;
+  if (chosen == ConvAlgo::gemm && algo == ConvAlgo::auto_ &&
+      direct_long_rows_preferred(s, std::is_same<T, float>::value))
+    chosen = ConvAlgo::direct;
   switch (chosen) {
     case ConvAlgo::depthwise: {
       depthwise_forward(s, x, w, b, y);

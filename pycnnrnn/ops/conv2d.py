@@ -23,7 +23,9 @@ padding_mode="zeros", algorithm="auto")``
   of at least 20x20 outputs (>= 64 channels from 12x12; never below: there the transforms cost
   more than they save; a dilated layer counts the outputs of one sub-grid), direct for batches
   split over threads with C_out <= 32 on rows of at most 32 (AVX-512: of at least 12; AVX2 also
-  C_out <= 128 on rows 8, 16, 24 or 32 wide), else gemm.
+  C_out <= 128 on rows 8, 16, 24 or 32 wide), direct on AVX-512 for forward calls with rows of
+  at least 112 outputs, C_out >= 16 and 144 to 1600 reduction steps (C_in * KH * KW) where
+  Winograd does not apply (e.g. 5x5 64->64@112: 1.16x the GEMM), else gemm.
 
 ``prepare_conv2d_weight(weight)`` -> PreparedConv2dWeight, accepted wherever ``weight`` is: a
 read-only snapshot of the weights plus what the kernels derive from them (the Winograd
