@@ -16,11 +16,12 @@
 //   depthwise groups == C (any channel multiplier): a direct loop along W (no GEMM).
 //   winograd  F(2x2, 3x3) for 3x3 / stride 1 / groups 1, any dilation: a dilated layer is
 //             dh * dw dense ones on interleaved sub-grids, its phases (conv2d_winograd.cpp).
-//   direct    stride 1, float32 on AVX-512, small images: register tiles summed straight from a
-//             padded copy of the image, no im2col (conv2d_direct.h).
+//   direct    stride 1, float32: register tiles summed straight from a padded copy of the
+//             image, no im2col (conv2d_direct.h).
 //   auto      depthwise when it applies; winograd where it applies and is faster (wide enough
 //             channels, see conv2d_choose_algo); direct for few output channels on small maps
-//             split by image over threads; else gemm.
+//             split by image over threads, and (forward calls, AVX-512) for long rows with a
+//             short reduction (direct_long_rows_preferred); else gemm.
 // Backward:
 //   grad_input  = col2im(W_g^T x dY_g)  (any stride, dilation, padding mode: the col2im
 //                 scatter goes through the same index remap, so reflect/replicate/circular

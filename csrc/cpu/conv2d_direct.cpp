@@ -23,12 +23,13 @@ int64_t ksub_channels(const Conv2dShape& s) {
   return (s.Cg() + chunks - 1) / chunks;
 }
 
-// The padded image group xp[ci][Hp][Wp]; elems: + slack for a full 16-lane load at the largest
+// The padded image group xp[ci][Hp][Wp]; elems: + SLACK for a full 16-lane load at the largest
 // shift.
 struct Padded {
+  static constexpr int64_t SLACK = 16 + 16;
   int64_t Hp, Wp, plane, elems;
   explicit Padded(const Conv2dShape& s)
-      : Hp(s.H + s.pt + s.pb), Wp(s.W + s.pl + s.pr), plane(Hp * Wp), elems(s.Cg() * plane + 16 + 16) {}
+      : Hp(s.H + s.pt + s.pb), Wp(s.W + s.pl + s.pr), plane(Hp * Wp), elems(s.Cg() * plane + SLACK) {}
 };
 
 // xp[ci][r][c] = x_g[ci][src(r - pt)][src(c - pl)] (zero where the padding mode says so)
@@ -142,7 +143,7 @@ bool direct_stride_and_kernel(const Conv2dShape& s) { return s.sh == 1 && s.sw =
 float* padded_buffer(const Padded& pd) {
   thread_local std::vector<float> buf;
   if (buf.size() < static_cast<size_t>(pd.elems)) buf.assign(static_cast<size_t>(pd.elems), 0.f);
-  std::fill(buf.begin() + (pd.elems - 32), buf.begin() + pd.elems, 0.f);
+  std::fill(buf.begin() + (pd.elems - Padded::SLACK), buf.begin() + pd.elems, 0.f);
   return buf.data();
 }
 
@@ -199,15 +200,15 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
   const std::vector<DirectVec> vec = output_vectors(s, pd, active_isa() != Isa::avx512);
   const int64_t nvec = static_cast<int64_t>(vec.size()), ksub = ksub_channels(s);
   auto pad = [&](const float* xg, float* xp, int64_t ci0, int64_t ci1) { pad_image(s, pd, col_src, xg, xp, ci0, ci1); };
-  // panels [p0, p1) of image group (n, g), the tiles of vectors [v0, v1) (v0 a multiple of nv)
-  auto run = [&](const float* xp, int64_t n, int64_t g, int64_t p0, int64_t p1, int64_t v0, int64_t v1) {
+  // panels [p0, p1) of image group (n, g), every tile of vectors
+  auto run = [&](const float* xp, int64_t n, int64_t g, int64_t p0, int64_t p1) {
     float* yg = y + (n * s.Co + g * Cog) * P;
     DirectTileArgs a{};
     a.xp = xp, a.plane = pd.plane, a.Cg = Cg, a.taps = taps, a.toff = toff.data();
     a.ksub_channels = ksub, a.ystride = P, a.relu = relu;
-    for (int64_t j0 = v0; j0 < v1; j0 += nv) {
+    for (int64_t j0 = 0; j0 < nvec; j0 += nv) {
       a.vec = vec.data() + j0;
-      a.nv = static_cast<int>(std::min<int64_t>(nv, v1 - j0));
+      a.nv = static_cast<int>(std::min<int64_t>(nv, nvec - j0));
       for (int64_t p = p0; p < p1; ++p) {
         const Panel& pn = panel[static_cast<size_t>(p)];
         a.wp = wp.data() + g * rows * Kg + pn.wofs;
@@ -227,7 +228,7 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
       float* xp = padded_buffer(pd);
       for (int64_t j = j0; j < j1; ++j) {
         pad(x + (j / s.groups * s.C + j % s.groups * Cg) * HW, xp, 0, Cg);
-        run(xp, j / s.groups, j % s.groups, 0, panels, 0, nvec);
+        run(xp, j / s.groups, j % s.groups, 0, panels);
       }
     });
     return;
@@ -240,7 +241,7 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
     const float* xg = x + (n * s.C + g * Cg) * HW;
     if (nt <= 1) {
       pad(xg, xp, 0, Cg);
-      run(xp, n, g, 0, panels, 0, nvec);
+      run(xp, n, g, 0, panels);
       continue;
     }
     parallel_run(nt, [&](int tid, int nth) {
@@ -251,7 +252,7 @@ void direct_forward(const Conv2dShape& s, const float* x, const float* w, const 
     parallel_run(nt, [&](int tid, int nth) {
       int64_t p0, p1;
       split_range(panels, tid, nth, 1, &p0, &p1);
-      if (p0 < p1) run(xp, n, g, p0, p1, 0, nvec);
+      if (p0 < p1) run(xp, n, g, p0, p1);
     });
   }
 }
