@@ -821,15 +821,19 @@ ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested, bool is_fl
 // Without prepared weights Winograd transforms them on every call (16/9 of the weights written).
 // Where the weights are large (from memory, not cache) and the batch has few outputs per weight,
 // that costs more than the 2.25x fewer multiplies save, and auto takes the GEMM instead.
-// Measured on AMD Zen 5 (2 threads, median of 3x7, ms, GEMM / Winograd): 512->512@14 N=1
-// 2.69 / 3.18, N=2 4.72 / 4.64, N=3 7.9 / 6.0, 512->512@20 N=1 4.89 / 4.35; 256->256@14 N=1
-// 0.80 / 0.78 and 128->128@14 0.27 / 0.24 (weights in cache). Prepared, 512@14 N=1 takes 1.6.
-constexpr int64_t WINOGRAD_UNPREPARED_MIN_OUTPUTS = 300;           // N x one phase's map
+// Measured on AMD Zen 5 (2 threads, median of 9, ms, GEMM / Winograd, AVX-512 transform of
+// 16 filters in registers): 512->512@14 N=1 2.40 / 2.09, N=2 5.50 / 4.09, 1024->1024@14 9.59 /
+// 9.58, 512->512@20 4.71 / 3.24; below 14x14 the GEMM: 512->512@13 2.08 / 2.22, @12 1.74 /
+// 1.89, 1024->512@12 3.64 / 4.47 (256->256@12, weights in cache: 0.46 / 0.44). AVX2 and scalar
+// builds transpose the taps with scalar loads and keep the earlier threshold (512->512@14 N=1
+// 2.69 / 3.18, N=2 4.72 / 4.64, N=3 7.9 / 6.0). Outputs: N x one phase's map.
+constexpr int64_t WINOGRAD_UNPREPARED_MIN_OUTPUTS = 14 * 14, WINOGRAD_UNPREPARED_MIN_OUTPUTS_SLOW = 300;
 constexpr int64_t WINOGRAD_UNPREPARED_BIG_WEIGHTS = int64_t{4} << 20;  // bytes of float32 weights
 bool winograd_per_call_transform_too_costly(const Conv2dShape& s) {
   const int64_t weight_bytes = s.Co * s.Cg() * s.KH * s.KW * int64_t(sizeof(float));
-  return weight_bytes > WINOGRAD_UNPREPARED_BIG_WEIGHTS &&
-         s.N * winograd_phase_outputs(s) < WINOGRAD_UNPREPARED_MIN_OUTPUTS;
+  const int64_t min_outputs =
+      active_isa() == Isa::avx512 ? WINOGRAD_UNPREPARED_MIN_OUTPUTS : WINOGRAD_UNPREPARED_MIN_OUTPUTS_SLOW;
+  return weight_bytes > WINOGRAD_UNPREPARED_BIG_WEIGHTS && s.N * winograd_phase_outputs(s) < min_outputs;
 }
 
 // Long output rows (at least 112 columns) and a short reduction (144 to 1600 steps) where

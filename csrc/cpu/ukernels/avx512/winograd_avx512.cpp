@@ -1,4 +1,6 @@
 // winograd_avx512.cpp — the Winograd transforms of cpu/winograd_transforms.inc built for avx512.
+#include <immintrin.h>
+
 #include <cstdint>
 
 #include "cpu/winograd_kernels.h"
