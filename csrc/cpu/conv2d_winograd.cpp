@@ -158,6 +158,12 @@ int64_t tile_source_index(int64_t i, int64_t n, int64_t lo, int64_t hi, PadMode 
   return i < -lo || i >= n + hi ? -1 : pad_source_index(i, n, mode);
 }
 
+// Fetches [p, p + bytes) into L1 ahead of use.
+void prefetch_range(const void* p, int64_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+}
+
 // Grow-only scratch per thread and slot (pool threads are persistent): no page faults and no
 // zero-fill on every call. Contents are garbage on entry; callers write before reading.
 template <typename T>
@@ -234,8 +240,15 @@ void transform_input(const Conv2dShape& s, const ColumnPlan& cp, const AxisPhase
     T* padded = buf.data();
     T* phase_rows = padded + 4 * span;
     T* scratch = phase_rows + (dw > 1 ? 4 * PW : 0);
+    // The chunk's input rows of a channel are one contiguous range of its plane, fetched one
+    // channel ahead: rows of 64 channels 200 KB apart defeated the hardware prefetcher (64->64@224
+    // N=8 49.2 -> 45.3 ms, N=1 6.38 -> 5.72 ms, same process, alternating).
+    const int64_t r_first = std::max<int64_t>(0, row.p - s.pt + s.dh * 2 * th0);
+    const int64_t r_last = std::min<int64_t>(s.H - 1, row.p - s.pt + s.dh * (2 * th1 + 1));
+    const int64_t rows_bytes = std::max<int64_t>(0, r_last - r_first + 1) * s.W * int64_t(sizeof(T));
     for (int64_t ci = c0; ci < c1; ++ci) {
       const T* xc = xn + ci * s.H * s.W;
+      if (ci + 1 < c1) prefetch_range(xc + (s.H + r_first) * s.W, rows_bytes);
       for (int64_t th = th0; th < th1; ++th) {
         const T* r[4];
         for (int i = 0; i < 4; ++i) {  // padded rows row.p + dh (2 th + i)
@@ -280,8 +293,11 @@ void transform_output(const Conv2dShape& s, const ColumnPlan& cp, const AxisPhas
     std::vector<T> buf(static_cast<size_t>(8 * cp.row_tiles + (dw > 1 ? 2 * OWt : 0)));
     T* scratch = buf.data();
     T* phase_out[2] = {scratch + 8 * cp.row_tiles, scratch + 8 * cp.row_tiles + OWt};
+    const int64_t m_bytes = (th1 - th0) * cp.row_tiles * int64_t(sizeof(T));  // one channel's row of M[xi]
     for (int64_t co = c0; co < c1; ++co) {
       const T bias = b ? b[co] : T(0);
+      if (co + 1 < c1)  // the next channel's 16 rows of M, one plane apart (512->512@14 N=8: 1.05x)
+        for (int xi = 0; xi < 16; ++xi) prefetch_range(M + xi * plane + (co + 1) * tc, m_bytes);
       for (int64_t th = th0; th < th1; ++th) {
         T* out[2] = {yn + (co * s.OH + row.p + s.dh * 2 * th) * s.OW, nullptr};
         if (2 * th + 1 < row.outputs) out[1] = out[0] + s.dh * s.OW;

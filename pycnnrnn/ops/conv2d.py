@@ -21,7 +21,9 @@ padding_mode="zeros", algorithm="auto")``
   on other CPUs). "auto" takes
   depthwise when groups == C, Winograd for 3x3/stride-1 layers with C_in, C_out >= 32 on maps
   of at least 20x20 outputs (>= 64 channels from 12x12; never below: there the transforms cost
-  more than they save; a dilated layer counts the outputs of one sub-grid), direct for batches
+  more than they save; a dilated layer counts the outputs of one sub-grid; weights of more than
+  4 MiB that are not prepared need at least 14x14 outputs in the batch on AVX-512, 300
+  elsewhere, or the per-call weight transform costs more than it saves), direct for batches
   split over threads with C_out <= 32 on rows of at most 32 (AVX-512: of at least 12; AVX2 also
   C_out <= 128 on rows 8, 16, 24 or 32 wide), direct on AVX-512 for forward calls with rows of
   at least 112 outputs, C_out >= 16 and 144 to 1600 reduction steps (C_in * KH * KW) where
