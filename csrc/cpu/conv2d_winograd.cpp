@@ -423,7 +423,11 @@ void transform_output_grad(const Conv2dShape& s, const ColumnPlan& cp, const Axi
     std::vector<T> buf(static_cast<size_t>(6 * cp.row_tiles + (dw > 1 ? 2 * OWt : 0)));
     T* scratch = buf.data();
     T* phase_rows[2] = {scratch + 6 * cp.row_tiles, scratch + 6 * cp.row_tiles + OWt};
-    for (int64_t co = c0; co < c1; ++co)
+    // the chunk's output-gradient rows of a channel, fetched one channel ahead (as the input's)
+    const int64_t r_first = row.p + s.dh * 2 * th0, r_last = std::min<int64_t>(s.OH - 1, row.p + s.dh * (2 * th1 - 1));
+    const int64_t rows_bytes = (r_last - r_first + 1) * s.OW * int64_t(sizeof(T));
+    for (int64_t co = c0; co < c1; ++co) {
+      if (co + 1 < c1) prefetch_range(gyn + ((co + 1) * s.OH + r_first) * s.OW, rows_bytes);
       for (int64_t th = th0; th < th1; ++th) {
         const T* src[2] = {gyn + (co * s.OH + row.p + s.dh * 2 * th) * s.OW, nullptr};
         if (2 * th + 1 < row.outputs) src[1] = src[0] + s.dh * s.OW;
@@ -441,6 +445,7 @@ void transform_output_grad(const Conv2dShape& s, const ColumnPlan& cp, const Axi
         }
         K.output_grad_row(phase_rows[0], src[1] ? phase_rows[1] : nullptr, OWt, cp.row_tiles, z, plane, scratch);
       }
+    }
   });
 }
 
