@@ -1115,3 +1115,37 @@ def test_winograd_batch_equals_images_one_at_a_time(xs, ws, kw, dtype, rng):
     )
     tol = 1e-4 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y, y64, rtol=tol, atol=tol)
+
+
+# Unprepared weights over 4 MiB and at most two GEMM panels of tiles per run (float32, AVX-512):
+# every thread transforms the weights for its own tile positions, block by block of output
+# channels, and runs its GEMMs on them at once (conv2d_winograd.cpp, the fused path); the tiles'
+# rows are padded to whole GEMM panels. Elsewhere these shapes take the whole-layer path.
+WINOGRAD_FUSED_GRID = [
+    ((1, 256, 14, 14), (480, 256, 3, 3), {"padding": 1}),  # 49 tiles: one panel-wide GEMM per block
+    # two images, 2 x 42 tiles in one run: a whole panel plus a narrower one; C_out 485 in
+    # blocks of 42 (48 would leave 5 rows for the small-M path)
+    ((2, 256, 13, 12), (485, 256, 3, 3), {"padding": 1, "padding_mode": "reflect"}),
+    # dilation 2: four phases side by side in the tile rows, 110 tiles
+    ((1, 128, 18, 17), (1040, 128, 3, 3), {"padding": 2, "dilation": 2, "bias": False}),
+]
+
+
+@pytest.mark.parametrize("xs,ws,kw", WINOGRAD_FUSED_GRID, ids=[f"{c[0]}-{c[1]}" for c in WINOGRAD_FUSED_GRID])
+def test_winograd_fused_weight_transform_matches_prepared_and_oracle(xs, ws, kw, rng):
+    """The same sums as with prepared weights (the whole layer's U, one GEMM per tile position
+    over all output channels), bit for bit, fused ReLU too, and the float64 naive loop within
+    float32 tolerance."""
+    bias, kw = split_kwargs(kw)
+    x, w, b = make_inputs(rng, xs, ws, bias=bias)
+    y = F.conv2d(x, w, b, algorithm="winograd", **kw)
+    np.testing.assert_array_equal(y, F.conv2d(x, F.prepare_conv2d_weight(w), b, algorithm="winograd", **kw))
+    y64 = _C.conv2d_forward_naive(
+        x.astype(np.float64),
+        w.astype(np.float64),
+        None if b is None else b.astype(np.float64),
+        *_oracle_args(x, w, kw),
+    )
+    np.testing.assert_allclose(y, y64, rtol=2e-4, atol=2e-4)
+    if "dilation" not in kw:  # auto takes Winograd here (the dilated case's phases are 9x9)
+        np.testing.assert_array_equal(F.conv2d_relu(x, w, b, **kw), np.maximum(y, 0))

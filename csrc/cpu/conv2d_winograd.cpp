@@ -29,6 +29,7 @@
 // fetched once, each output row written whole, and the transforms run over full-length rows.
 // Dilation 1 is the single phase (0, 0).
 #include <algorithm>
+#include <type_traits>
 #include <memory>
 #include <vector>
 
@@ -205,19 +206,24 @@ const WinogradKernels<T>& kernels() {
   return k;
 }
 
-// U[xi][co][ci] = (G g G^T)[xi / 4][xi % 4] for g = w[co][ci], in blocks of
-// WINOGRAD_WEIGHT_BLOCK input channels.
+// U[xi - x0][co - co0][ci] (planes ldu apart) = (G g G^T)[xi / 4][xi % 4] for g = w[co][ci],
+// rows co in [co0, co1), x0 <= xi < x1: the rows' filters are contiguous in w, taken
+// WINOGRAD_WEIGHT_BLOCK at a time.
+template <typename T>
+void transform_weight_rows(const Conv2dShape& s, const T* w, int64_t co0, int64_t co1, int x0, int x1, T* U,
+                           int64_t ldu) {
+  const auto weights = kernels<T>().weights;
+  const int64_t filters = (co1 - co0) * s.C;
+  const T* g = w + co0 * s.C * 9;
+  for (int64_t f = 0; f < filters; f += WINOGRAD_WEIGHT_BLOCK)
+    weights(g + f * 9, std::min<int64_t>(WINOGRAD_WEIGHT_BLOCK, filters - f), U + f, ldu, x0, x1);
+}
+
+// U[xi][co][ci] for the whole layer.
 template <typename T>
 void transform_weights(const Conv2dShape& s, const T* w, T* U) {
-  const int64_t CoC = s.Co * s.C;
-  const auto weights = kernels<T>().weights;
-  parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t co = c0; co < c1; ++co)
-      for (int64_t cb = 0; cb < s.C; cb += WINOGRAD_WEIGHT_BLOCK) {
-        const int64_t nb = std::min<int64_t>(WINOGRAD_WEIGHT_BLOCK, s.C - cb);
-        weights(w + (co * s.C + cb) * 9, nb, U + co * s.C + cb, CoC);
-      }
-  });
+  parallel_for(s.Co, 1,
+               [&](int64_t c0, int64_t c1) { transform_weight_rows(s, w, c0, c1, 0, 16, U + c0 * s.C, s.Co * s.C); });
 }
 
 // V[xi][ci][t] for the tiles t of rows [th0, th1) of row phase `row` of one image xn [C][H][W]
@@ -337,14 +343,52 @@ const T* Conv2dPrepared<T>::winograd_u(const Conv2dShape& s, const T* w) {
 template class Conv2dPrepared<float>;
 template class Conv2dPrepared<double>;
 
+namespace {
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Output-channel blocks of the fused path (winograd_forward): at most GEMM_FEW_ROWS rows, a
+// multiple of the register tile's, and none of the few rows gemm() runs on its small-M path
+// (other sums than the whole-layer GEMMs'); 0 if no block size fits.
+int64_t fused_block_rows(int64_t Co, int64_t tile_rows) {
+  for (int64_t rows = GEMM_FEW_ROWS / tile_rows * tile_rows; rows >= 4 * tile_rows; rows -= tile_rows)
+    if (Co % rows == 0 || !gemm_small_m(Co % rows)) return rows;
+  return 0;
+}
+
+// Without Conv2dPrepared, float32 on AVX-512, weights over 4 MiB and at most two GEMM panels of
+// tiles per run (one or two 14x14 images): the whole layer's U (16/9 of the weights) written to
+// memory and read back cost more than every thread transforming the weights for its own
+// tile positions. Same process, alternating, N=1, ms, whole-layer U / fused / prepared:
+// 512->512@14 1.97-2.22 / 1.78-2.08 / 1.45-1.50; not at 28x28 (512->512 5.28-5.50 / 5.27-5.76,
+// 256->512 2.64 / 2.80), where the longer GEMMs hide U's traffic and w, read by both threads,
+// costs more.
+bool winograd_fused_weights(const Conv2dShape& s, bool is_float, int64_t tiles, int64_t panel_cols) {
+  return is_float && active_isa() == Isa::avx512 && s.Co * s.C * 9 * int64_t(sizeof(float)) > (int64_t{4} << 20) &&
+         tiles <= 2 * panel_cols;
+}
+
+}  // namespace
+
 template <typename T>
 void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu, const T* U) {
   const int nt = get_num_threads();
+  const ColumnPlan cp(s);
+  const std::vector<AxisPhase> rows = axis_phases(s.OH, s.dh);
+  std::vector<Chunk> work = chunks(s, rows, cp.row_tiles, 192);  // ~192 tiles each
+  const bool many_chunks = static_cast<int64_t>(work.size()) >= 4 * nt;
   // The 16 transformed weight matrices U[xi] [Co][C], once for all images, phases and chunks
   // (or once for the layer's lifetime: Conv2dPrepared); the GEMMs read them in place as their
-  // row-major A.
+  // row-major A. (The fused path below transforms them block by block instead.)
+  // Few images: runs of up to ~256 tiles (below).
+  const std::vector<Chunk> few = chunks(s, rows, cp.row_tiles, 256);
+  const std::vector<Run> few_runs = runs(few, 0, static_cast<int64_t>(few.size()), cp.row_tiles);
+  const GemmTile tile = gemm_tile<T>();
+  const int64_t block_rows = fused_block_rows(s.Co, tile.rows);
+  const bool fused = !U && !many_chunks && block_rows > 0 &&
+                     winograd_fused_weights(s, std::is_same<T, float>::value, max_run_tiles(few_runs), tile.cols);
   BlockArray<T> U_call;
-  if (!U) {
+  if (!U && !fused) {
     U_call = BlockArray<T>(static_cast<size_t>(16 * s.Co * s.C));  // fully written below
     transform_weights(s, w, U_call.data());
     U = U_call.data();
@@ -354,8 +398,6 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
       gemm<T>(false, false, s.Co, tc, s.C, T(1), U + xi * s.Co * s.C, s.C, V + xi * s.C * tc, tc, T(0),
               M + xi * s.Co * tc, tc, conv_gemm_options<T>(), 1);
   };
-  const ColumnPlan cp(s);
-  const std::vector<AxisPhase> rows = axis_phases(s.OH, s.dh);
   // One run of chunks: each chunk's input tiles at its offset in V [16][C][tc], the 16 GEMMs
   // over all tc tiles, each chunk's output tiles from its offset in M [16][Co][tc]. (Every
   // output's sum is the same whatever the run: the k loop does not depend on tc.)
@@ -380,8 +422,7 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
   };
   // Many chunks (~192 tiles each): each thread runs whole chunks end to end (transform, 16
   // GEMMs, output transform) in private, L2-sized buffers: one parallel region per call.
-  std::vector<Chunk> work = chunks(s, rows, cp.row_tiles, 192);
-  if (static_cast<int64_t>(work.size()) >= 4 * nt) {
+  if (many_chunks) {
     parallel_run(nt, [&](int tid, int nthr) {
       int64_t q0, q1;
       split_range(static_cast<int64_t>(work.size()), tid, nthr, 1, &q0, &q1);
@@ -391,9 +432,53 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
     return;
   }
   // Few, small images: one run of up to ~256 tiles at a time, the 16 GEMMs split over threads.
-  work = chunks(s, rows, cp.row_tiles, 256);
-  const std::vector<Run> all = runs(work, 0, static_cast<int64_t>(work.size()), cp.row_tiles);
+  work = few;
+  const std::vector<Run>& all = few_runs;
   const int64_t tc_max = max_run_tiles(all);
+  if (fused) {
+    // Each thread takes its tile positions xi (as below) and walks the output channels in
+    // blocks of block_rows: it transforms the block's weights for its own xi only into an
+    // L2-sized buffer (every thread reads and transposes all of the block's filters) and runs
+    // its GEMMs on it at once. The whole layer's U, written to memory and read back, took ~0.45
+    // ms of a 2 ms 512->512@14 call. V's rows are padded to whole GEMM panels, which the GEMM
+    // then reads where they lie (a block's GEMM has few rows).
+    const int64_t ld_max = round_up(tc_max, tile.vector_cols);
+    BlockArray<T> V(static_cast<size_t>(16 * s.C * ld_max)), M(static_cast<size_t>(16 * s.Co * ld_max));
+    for (const Run& r : all) {
+      const int64_t tc = r.tiles, ld = round_up(tc, tile.vector_cols), whole = tc / tile.cols * tile.cols;
+      for (int64_t q = r.first, off = 0; q < r.last; off += chunk_tiles(work[q], cp.row_tiles), ++q) {
+        const Chunk& c = work[q];
+        transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V.data() + off, ld);
+      }
+      if (ld > tc)  // the padding columns: read by the GEMMs, their outputs never used
+        for (int64_t i = 0; i < 16 * s.C; ++i) std::fill(V.data() + i * ld + tc, V.data() + (i + 1) * ld, T(0));
+      parallel_run(nt, [&](int tid, int nthr) {
+        int64_t x0, x1;
+        split_range(16, tid, nthr, 1, &x0, &x1);
+        if (x0 >= x1) return;
+        T* Ub = scratch<T>(0, (x1 - x0) * block_rows * s.C);  // U[xi - x0][mb][C] of the block
+        for (int64_t b0 = 0; b0 < s.Co; b0 += block_rows) {
+          const int64_t b1 = std::min(s.Co, b0 + block_rows), mb = b1 - b0;
+          transform_weight_rows(s, w, b0, b1, static_cast<int>(x0), static_cast<int>(x1), Ub, mb * s.C);
+          for (int64_t xi = x0; xi < x1; ++xi) {  // M[xi][b0:b1] (mb x ld) = U[xi] (mb x C) x V[xi] (C x ld)
+            const T* A = Ub + (xi - x0) * mb * s.C;
+            const T* B = V.data() + xi * s.C * ld;
+            T* Cm = M.data() + (xi * s.Co + b0) * ld;
+            if (whole > 0)
+              gemm<T>(false, false, mb, whole, s.C, T(1), A, s.C, B, ld, T(0), Cm, ld, conv_gemm_options<T>(), 1);
+            if (ld > whole)
+              gemm<T>(false, false, mb, ld - whole, s.C, T(1), A, s.C, B + whole, ld, T(0), Cm + whole, ld,
+                      conv_gemm_options<T>(), 1);
+          }
+        }
+      });
+      for (int64_t q = r.first, off = 0; q < r.last; off += chunk_tiles(work[q], cp.row_tiles), ++q) {
+        const Chunk& c = work[q];
+        transform_output(s, cp, *c.row, M.data() + off, c.th0, c.th1, ld, b, relu, y + c.n * s.Co * s.OH * s.OW);
+      }
+    }
+    return;
+  }
   BlockArray<T> V(static_cast<size_t>(16 * s.C * tc_max)), M(static_cast<size_t>(16 * s.Co * tc_max));
   for (const Run& r : all) run_chunks(work, r, V.data(), M.data(), true);
 }

@@ -240,7 +240,6 @@ void provide_panel(const Problem<T>& P, int64_t k0, int64_t kc, int64_t n0, int6
     for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, T(0));
 }
 
-constexpr int64_t FEW_ROWS = 48;  // rectangles of at most this many rows pack B panel by panel
 
 // K blocking: K up to twice the kernel's kc in one block, else blocks of kc, and the B block's
 // columns cut so that kc x nc stays the tuned size. Each K block is a pass over the C block:
@@ -277,7 +276,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   // sums. Packed / in place, same runs (us): 30x300 @ 300x2048 100 / 80, 48x1024 @ 1024x1024
   // 249 / 222, 30x2048 @ 2048x512 175 / 133, 9x4096 @ 4096x4096 3700 / 2200, 12x25088 @
   // 25088x512 2350 / 1250. Provided and pre-packed B keep the wide blocks.
-  const bool few_rows = m1 - m0 <= FEW_ROWS && !P.pb && !P.prov;
+  const bool few_rows = m1 - m0 <= GEMM_FEW_ROWS && !P.pb && !P.prov;
   const int64_t NC = few_rows ? nr : block_n(kr, KC);
   const bool few_rows_b_in_place = few_rows && !P.tb;
   const int64_t ncmax = std::min<int64_t>(NC, n1 - n0);
@@ -520,6 +519,12 @@ void run(const Problem<T>& P, int nthreads) {
 bool gemm_small_m(int64_t M) { return M <= SMALLM_MAX; }
 
 template <typename T>
+GemmTile gemm_tile() {
+  const UkrInfo<T>& kr = kernels<T>();
+  return {kr.mr, kr.nr, kr.nr_step};
+}
+
+template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc, const GemmEpilogue<T>& ep, int nthreads) {
   Problem<T> P{M, N, K, alpha, beta, nullptr, ta, A, lda, nullptr, nullptr, tb, B, ldb, C, ldc, ep};
@@ -613,6 +618,7 @@ void gemm_packed_a_provided_b(const PackedA<T>& A, int64_t N, T alpha, const Blo
   template void gemm_packed_a_provided_b<T>(const PackedA<T>&, int64_t, T, const BlockProvider<T>&, T, T*,       \
                                             int64_t, const GemmEpilogue<T>&, int);                           \
   template PackedB<T> pack_b<T>(bool, int64_t, int64_t, const T*, int64_t);                                   \
+  template GemmTile gemm_tile<T>();                                                                           \
   template void gemm_packed_b<T>(bool, int64_t, T, const T*, int64_t, const PackedB<T>&, T, T*, int64_t,         \
                                  const GemmEpilogue<T>&, int);
 INSTANTIATE(float)

@@ -127,6 +127,17 @@ void gemm_packed_b(bool trans_a, int64_t M, T alpha, const T* A, int64_t lda, co
 // deterministic. The provider and packed entry points always use the packed path.
 bool gemm_small_m(int64_t M);
 
+// gemm() with at most GEMM_FEW_ROWS rows and a row-major B (trans_b false) reads B where it
+// lies, without packing it, when every panel of B is whole: N a multiple of the register
+// tile's columns, or N below that and a multiple of its vector. Winograd's fused weight
+// transform (conv2d_winograd.cpp) pads its B's rows to such widths.
+constexpr int64_t GEMM_FEW_ROWS = 48;
+struct GemmTile {
+  int64_t rows, cols, vector_cols;  // the micro-kernel's register tile (MR x NR) and vector
+};
+template <typename T>
+GemmTile gemm_tile();
+
 // Notes for callers:
 // - The provider and any code running while the engine runs on this thread must not call
 //   the engine re-entrantly (per-thread packing buffers).

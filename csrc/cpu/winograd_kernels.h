@@ -11,9 +11,9 @@ constexpr int64_t WINOGRAD_WEIGHT_BLOCK = 64;
 
 template <typename T>
 struct WinogradKernels {
-  // u[xi * ldu + q] = (G g_q G^T)[xi / 4][xi % 4] for the nb <= WINOGRAD_WEIGHT_BLOCK 3x3
-  // filters g_q = g[q * 9 .. q * 9 + 8].
-  void (*weights)(const T* g, int64_t nb, T* u, int64_t ldu);
+  // u[(xi - x0) * ldu + q] = (G g_q G^T)[xi / 4][xi % 4], x0 <= xi < x1, for the nb <=
+  // WINOGRAD_WEIGHT_BLOCK 3x3 filters g_q = g[q * 9 .. q * 9 + 8].
+  void (*weights)(const T* g, int64_t nb, T* u, int64_t ldu, int x0, int x1);
   // One tile row of one channel: r[0..3] are the 4 padded input rows (2 * TW + 2 columns);
   // v[xi * plane + tw] = (B^T d B)[xi / 4][xi % 4] of tile tw. scratch: 4 * (TW + 1).
   void (*input_row)(const T* const r[4], int64_t TW, T* v, int64_t plane, T* scratch);
