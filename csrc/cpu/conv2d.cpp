@@ -828,12 +828,10 @@ ConvAlgo conv2d_choose_algo(const Conv2dShape& s, ConvAlgo requested, bool is_fl
 // builds transpose the taps with scalar loads and keep the earlier threshold (512->512@14 N=1
 // 2.69 / 3.18, N=2 4.72 / 4.64, N=3 7.9 / 6.0). Outputs: N x one phase's map.
 constexpr int64_t WINOGRAD_UNPREPARED_MIN_OUTPUTS = 14 * 14, WINOGRAD_UNPREPARED_MIN_OUTPUTS_SLOW = 300;
-constexpr int64_t WINOGRAD_UNPREPARED_BIG_WEIGHTS = int64_t{4} << 20;  // bytes of float32 weights
 bool winograd_per_call_transform_too_costly(const Conv2dShape& s) {
-  const int64_t weight_bytes = s.Co * s.Cg() * s.KH * s.KW * int64_t(sizeof(float));
   const int64_t min_outputs =
       active_isa() == Isa::avx512 ? WINOGRAD_UNPREPARED_MIN_OUTPUTS : WINOGRAD_UNPREPARED_MIN_OUTPUTS_SLOW;
-  return weight_bytes > WINOGRAD_UNPREPARED_BIG_WEIGHTS && s.N * winograd_phase_outputs(s) < min_outputs;
+  return winograd_weights_big(s) && s.N * winograd_phase_outputs(s) < min_outputs;
 }
 
 // Long output rows (at least 112 columns) and a short reduction (144 to 1600 steps) where

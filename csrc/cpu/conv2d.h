@@ -116,6 +116,10 @@ GemmEpilogue<T> conv_gemm_options() {
 }
 
 bool winograd_applies(const Conv2dShape& s);
+// Float32 weights over 4 MiB: transformed per call (no Conv2dPrepared) they come from and go to
+// memory (auto's unprepared-weights rule in conv2d.cpp, the fused transform in
+// conv2d_winograd.cpp).
+bool winograd_weights_big(const Conv2dShape& s);
 // Outputs of the largest phase: ceil(OH / dh) * ceil(OW / dw) (OH * OW without dilation).
 int64_t winograd_phase_outputs(const Conv2dShape& s);
 // U: the layer's transformed weights from Conv2dPrepared, or nullptr (transformed here).

@@ -29,8 +29,8 @@
 // fetched once, each output row written whole, and the transforms run over full-length rows.
 // Dilation 1 is the single phase (0, 0).
 #include <algorithm>
-#include <type_traits>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "core/block_cache.h"
@@ -52,6 +52,10 @@ namespace {
 int64_t phase_outputs(int64_t O, int64_t d, int64_t p) { return (O - p + d - 1) / d; }
 
 }  // namespace
+
+bool winograd_weights_big(const Conv2dShape& s) {
+  return s.Co * s.Cg() * s.KH * s.KW * int64_t(sizeof(float)) > (int64_t{4} << 20);
+}
 
 int64_t winograd_phase_outputs(const Conv2dShape& s) {
   return phase_outputs(s.OH, s.dh, 0) * phase_outputs(s.OW, s.dw, 0);
@@ -356,7 +360,7 @@ int64_t fused_block_rows(int64_t Co, int64_t tile_rows) {
   return 0;
 }
 
-// Without Conv2dPrepared, float32 on AVX-512, weights over 4 MiB and at most two GEMM panels of
+// Without Conv2dPrepared, float32 on AVX-512, big weights and at most two GEMM panels of
 // tiles per run (one or two 14x14 images): the whole layer's U (16/9 of the weights) written to
 // memory and read back cost more than every thread transforming the weights for its own
 // tile positions. Same process, alternating, N=1, ms, whole-layer U / fused / prepared:
@@ -364,8 +368,7 @@ int64_t fused_block_rows(int64_t Co, int64_t tile_rows) {
 // 256->512 2.64 / 2.80), where the longer GEMMs hide U's traffic and w, read by both threads,
 // costs more.
 bool winograd_fused_weights(const Conv2dShape& s, bool is_float, int64_t tiles, int64_t panel_cols) {
-  return is_float && active_isa() == Isa::avx512 && s.Co * s.C * 9 * int64_t(sizeof(float)) > (int64_t{4} << 20) &&
-         tiles <= 2 * panel_cols;
+  return is_float && active_isa() == Isa::avx512 && winograd_weights_big(s) && tiles <= 2 * panel_cols;
 }
 
 }  // namespace
@@ -375,83 +378,70 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
   const int nt = get_num_threads();
   const ColumnPlan cp(s);
   const std::vector<AxisPhase> rows = axis_phases(s.OH, s.dh);
-  std::vector<Chunk> work = chunks(s, rows, cp.row_tiles, 192);  // ~192 tiles each
-  const bool many_chunks = static_cast<int64_t>(work.size()) >= 4 * nt;
   // The 16 transformed weight matrices U[xi] [Co][C], once for all images, phases and chunks
   // (or once for the layer's lifetime: Conv2dPrepared); the GEMMs read them in place as their
   // row-major A. (The fused path below transforms them block by block instead.)
-  // Few images: runs of up to ~256 tiles (below).
-  const std::vector<Chunk> few = chunks(s, rows, cp.row_tiles, 256);
-  const std::vector<Run> few_runs = runs(few, 0, static_cast<int64_t>(few.size()), cp.row_tiles);
-  const GemmTile tile = gemm_tile<T>();
-  const int64_t block_rows = fused_block_rows(s.Co, tile.rows);
-  const bool fused = !U && !many_chunks && block_rows > 0 &&
-                     winograd_fused_weights(s, std::is_same<T, float>::value, max_run_tiles(few_runs), tile.cols);
   BlockArray<T> U_call;
-  if (!U && !fused) {
+  auto whole_layer_u = [&] {
+    if (U) return;
     U_call = BlockArray<T>(static_cast<size_t>(16 * s.Co * s.C));  // fully written below
     transform_weights(s, w, U_call.data());
     U = U_call.data();
-  }
+  };
   auto gemms = [&](const T* V, T* M, int64_t tc, int64_t x0, int64_t x1) {
     for (int64_t xi = x0; xi < x1; ++xi)  // M[xi][Co][tc] = U[xi][Co][C] x V[xi][C][tc]
       gemm<T>(false, false, s.Co, tc, s.C, T(1), U + xi * s.Co * s.C, s.C, V + xi * s.C * tc, tc, T(0),
               M + xi * s.Co * tc, tc, conv_gemm_options<T>(), 1);
   };
-  // One run of chunks: each chunk's input tiles at its offset in V [16][C][tc], the 16 GEMMs
-  // over all tc tiles, each chunk's output tiles from its offset in M [16][Co][tc]. (Every
-  // output's sum is the same whatever the run: the k loop does not depend on tc.)
-  auto run_chunks = [&](const std::vector<Chunk>& work, const Run& r, T* V, T* M, bool split_gemms) {
+  // One run of chunks: each chunk's input tiles at its offset in V [16][C][ld], then
+  // products(V, M, tc, ld) fills M [16][Co][ld] for the run's tc tiles, then each chunk's output
+  // tiles from its offset in M. Rows wider than tc (ld > tc) have their padding columns zeroed:
+  // the GEMMs read them, their outputs are never used. (Every output's sum is the same whatever
+  // the run: the k loop does not depend on tc.)
+  auto run_chunks = [&](const std::vector<Chunk>& work, const Run& r, T* V, T* M, int64_t ld, const auto& products) {
     const int64_t tc = r.tiles;
     for (int64_t q = r.first, off = 0; q < r.last; off += chunk_tiles(work[q], cp.row_tiles), ++q) {
       const Chunk& c = work[q];
-      transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V + off, tc);
+      transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V + off, ld);
     }
-    if (split_gemms)
-      parallel_run(nt, [&](int tid, int nthr) {
-        int64_t g0, g1;
-        split_range(16, tid, nthr, 1, &g0, &g1);
-        gemms(V, M, tc, g0, g1);
-      });
-    else
-      gemms(V, M, tc, 0, 16);
+    if (ld > tc)
+      for (int64_t i = 0; i < 16 * s.C; ++i) std::fill(V + i * ld + tc, V + (i + 1) * ld, T(0));
+    products(V, M, tc, ld);
     for (int64_t q = r.first, off = 0; q < r.last; off += chunk_tiles(work[q], cp.row_tiles), ++q) {
       const Chunk& c = work[q];
-      transform_output(s, cp, *c.row, M + off, c.th0, c.th1, tc, b, relu, y + c.n * s.Co * s.OH * s.OW);
+      transform_output(s, cp, *c.row, M + off, c.th0, c.th1, ld, b, relu, y + c.n * s.Co * s.OH * s.OW);
     }
   };
   // Many chunks (~192 tiles each): each thread runs whole chunks end to end (transform, 16
   // GEMMs, output transform) in private, L2-sized buffers: one parallel region per call.
-  if (many_chunks) {
+  const std::vector<Chunk> work = chunks(s, rows, cp.row_tiles, 192);
+  if (static_cast<int64_t>(work.size()) >= 4 * nt) {
+    whole_layer_u();
     parallel_run(nt, [&](int tid, int nthr) {
       int64_t q0, q1;
       split_range(static_cast<int64_t>(work.size()), tid, nthr, 1, &q0, &q1);
       for (const Run& r : runs(work, q0, q1, cp.row_tiles))  // (nested regions run serially)
-        run_chunks(work, r, scratch<T>(0, 16 * s.C * r.tiles), scratch<T>(1, 16 * s.Co * r.tiles), false);
+        run_chunks(work, r, scratch<T>(0, 16 * s.C * r.tiles), scratch<T>(1, 16 * s.Co * r.tiles), r.tiles,
+                   [&](const T* V, T* M, int64_t tc, int64_t) { gemms(V, M, tc, 0, 16); });
     });
     return;
   }
-  // Few, small images: one run of up to ~256 tiles at a time, the 16 GEMMs split over threads.
-  work = few;
-  const std::vector<Run>& all = few_runs;
+  // Few, small images: one run of up to ~256 tiles at a time, the tile positions xi (their
+  // GEMMs) split over threads.
+  const std::vector<Chunk> few = chunks(s, rows, cp.row_tiles, 256);
+  const std::vector<Run> all = runs(few, 0, static_cast<int64_t>(few.size()), cp.row_tiles);
   const int64_t tc_max = max_run_tiles(all);
-  if (fused) {
-    // Each thread takes its tile positions xi (as below) and walks the output channels in
-    // blocks of block_rows: it transforms the block's weights for its own xi only into an
-    // L2-sized buffer (every thread reads and transposes all of the block's filters) and runs
-    // its GEMMs on it at once. The whole layer's U, written to memory and read back, took ~0.45
-    // ms of a 2 ms 512->512@14 call. V's rows are padded to whole GEMM panels, which the GEMM
-    // then reads where they lie (a block's GEMM has few rows).
-    const int64_t ld_max = round_up(tc_max, tile.vector_cols);
-    BlockArray<T> V(static_cast<size_t>(16 * s.C * ld_max)), M(static_cast<size_t>(16 * s.Co * ld_max));
-    for (const Run& r : all) {
-      const int64_t tc = r.tiles, ld = round_up(tc, tile.vector_cols), whole = tc / tile.cols * tile.cols;
-      for (int64_t q = r.first, off = 0; q < r.last; off += chunk_tiles(work[q], cp.row_tiles), ++q) {
-        const Chunk& c = work[q];
-        transform_input(s, cp, *c.row, x + c.n * s.C * s.H * s.W, c.th0, c.th1, V.data() + off, ld);
-      }
-      if (ld > tc)  // the padding columns: read by the GEMMs, their outputs never used
-        for (int64_t i = 0; i < 16 * s.C; ++i) std::fill(V.data() + i * ld + tc, V.data() + (i + 1) * ld, T(0));
+  const GemmTile tile = gemm_tile<T>();
+  const int64_t block_rows = fused_block_rows(s.Co, tile.rows);
+  if (!U && block_rows > 0 && winograd_fused_weights(s, std::is_same<T, float>::value, tc_max, tile.cols)) {
+    // Each thread walks the output channels in blocks of block_rows: it transforms the block's
+    // weights for its own xi only into an L2-sized buffer (every thread reads and transposes
+    // all of the block's filters) and runs its GEMMs on it at once. The whole layer's U,
+    // written to memory and read back, took ~0.45 ms of a 2 ms 512->512@14 call. V's rows are
+    // padded to whole GEMM panels, which the GEMM then reads where they lie (a block's GEMM
+    // has few rows).
+    auto fused_products = [&](const T* V, T* M, int64_t tc, int64_t ld) {
+      const int64_t whole = tc / tile.cols * tile.cols;  // columns in whole panels, then one narrower
       parallel_run(nt, [&](int tid, int nthr) {
         int64_t x0, x1;
         split_range(16, tid, nthr, 1, &x0, &x1);
@@ -462,8 +452,8 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
           transform_weight_rows(s, w, b0, b1, static_cast<int>(x0), static_cast<int>(x1), Ub, mb * s.C);
           for (int64_t xi = x0; xi < x1; ++xi) {  // M[xi][b0:b1] (mb x ld) = U[xi] (mb x C) x V[xi] (C x ld)
             const T* A = Ub + (xi - x0) * mb * s.C;
-            const T* B = V.data() + xi * s.C * ld;
-            T* Cm = M.data() + (xi * s.Co + b0) * ld;
+            const T* B = V + xi * s.C * ld;
+            T* Cm = M + (xi * s.Co + b0) * ld;
             if (whole > 0)
               gemm<T>(false, false, mb, whole, s.C, T(1), A, s.C, B, ld, T(0), Cm, ld, conv_gemm_options<T>(), 1);
             if (ld > whole)
@@ -472,15 +462,23 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
           }
         }
       });
-      for (int64_t q = r.first, off = 0; q < r.last; off += chunk_tiles(work[q], cp.row_tiles), ++q) {
-        const Chunk& c = work[q];
-        transform_output(s, cp, *c.row, M.data() + off, c.th0, c.th1, ld, b, relu, y + c.n * s.Co * s.OH * s.OW);
-      }
-    }
+    };
+    const int64_t ld_max = round_up(tc_max, tile.vector_cols);
+    BlockArray<T> V(static_cast<size_t>(16 * s.C * ld_max)), M(static_cast<size_t>(16 * s.Co * ld_max));
+    for (const Run& r : all)
+      run_chunks(few, r, V.data(), M.data(), round_up(r.tiles, tile.vector_cols), fused_products);
     return;
   }
+  whole_layer_u();
   BlockArray<T> V(static_cast<size_t>(16 * s.C * tc_max)), M(static_cast<size_t>(16 * s.Co * tc_max));
-  for (const Run& r : all) run_chunks(work, r, V.data(), M.data(), true);
+  for (const Run& r : all)
+    run_chunks(few, r, V.data(), M.data(), r.tiles, [&](const T* Vr, T* Mr, int64_t tc, int64_t) {
+      parallel_run(nt, [&](int tid, int nthr) {
+        int64_t g0, g1;
+        split_range(16, tid, nthr, 1, &g0, &g1);
+        gemms(Vr, Mr, tc, g0, g1);
+      });
+    });
 }
 
 // ---- grad_weight ---------------------------------------------------------------------------

@@ -240,7 +240,6 @@ void provide_panel(const Problem<T>& P, int64_t k0, int64_t kc, int64_t n0, int6
     for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, T(0));
 }
 
-
 // K blocking: K up to twice the kernel's kc in one block, else blocks of kc, and the B block's
 // columns cut so that kc x nc stays the tuned size. Each K block is a pass over the C block:
 // K = 300 or 512 (an LSTM's input projection, Linear layers) now takes one pass instead of
