@@ -379,6 +379,21 @@ def test_matmul_layouts_give_the_same_answer(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_k_blocks_sum_in_the_same_chains_for_every_a_layout(rng, dtype):
+    """Above 2 kc, A read in place takes K blocks of 2 kc summed in register chains of kc (its
+    micro-panel only has to sit in L1), a transposed A packed per call blocks of kc: the same
+    float sums, so the same bits (and the same as pre-packed A and B)."""
+    for m, k, n in [(13, 513, 70), (70, 1100, 130), (20, 2100, 200)]:
+        a, b = _rand(rng, (m, k), dtype), _rand(rng, (k, n), dtype)
+        in_place = F.matmul(a, b)
+        _check(in_place, a, b, False, False, what=f"{m}x{n}x{k}")
+        assert np.array_equal(in_place, F.matmul(np.asfortranarray(a), b)), f"A^T packed {m}x{n}x{k}"
+        c = np.full((m, n), np.nan, dtype)
+        _C.gemm_packed_a(_C.pack_a(a, False), b, c, False, 1.0, 0.0, None, 0, False, 0, False)
+        assert np.array_equal(in_place, c), f"pre-packed A {m}x{n}x{k}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m", [2, 8, 9, 13, 70])
 def test_matmul_reads_transposed_and_sliced_views_in_place(rng, m, dtype):
     """a.T, Fortran order and column slices go to the engine as they lie (no copy) and give the

@@ -217,6 +217,12 @@ struct Problem {
   GemmEpilogue<T> ep;
 };
 
+// A row-major in memory: the micro-kernel reads its rows where they lie (no packing pass).
+template <typename T>
+bool a_in_place(const Problem<T>& P) {
+  return !P.pa && !P.ta && P.lda > 0;
+}
+
 // K == 0: C = beta*C (+ bias, relu).
 template <typename T>
 void scale_only(const Problem<T>& P) {
@@ -240,17 +246,23 @@ void provide_panel(const Problem<T>& P, int64_t k0, int64_t kc, int64_t n0, int6
     for (int64_t k = 0; k < kc; ++k) std::fill(panel + k * nr + cols, panel + (k + 1) * nr, T(0));
 }
 
-// K blocking: K up to twice the kernel's kc in one block, else blocks of kc, and the B block's
-// columns cut so that kc x nc stays the tuned size. Each K block is a pass over the C block:
-// K = 300 or 512 (an LSTM's input projection, Linear layers) now takes one pass instead of
-// 256 + 44 / 256 + 256 (same runs: 1920x300 @ 300x2048 6.7 -> 6.1 ms, 64x512 @ 512x2048 0.56
-// -> 0.52 ms, LSTM(300, 512, 2) B=64 52.4 -> 49.7 ms). Larger K keeps kc: blocks of 512 made
-// 2048^3 5% faster but its float32 error went from 0.74x to 1.44x torch's (K = 512 in one
-// block: 1.0x -> 1.27x). The convolutions' short sums (sub-blocks of 64) are the same sums
-// whatever the block.
+// K blocking: K up to twice the kernel's kc in one block, else blocks of kc, or of 2 kc where A
+// is not packed per call (read in place or pre-packed: its micro-panel only has to sit in L1);
+// the B block's columns cut so that kc x nc stays the tuned size. Each K block is a pass over
+// the C block: K = 300 or 512 (an LSTM's input projection, Linear layers) takes one pass instead
+// of 256 + 44 / 256 + 256 (same runs: 1920x300 @ 300x2048 6.7 -> 6.1 ms, 64x512 @ 512x2048 0.56
+// -> 0.52 ms, LSTM(300, 512, 2) B=64 52.4 -> 49.7 ms). In blocks of 2 kc the micro-kernel still
+// sums in chains of kc (run_rect's ksub), each chain's register sums added to the C tile, which
+// stays in L1 for the call: the same float sums as blocks of kc, with the C tiles going to L3 and
+// back half as often (alternating in one process, medians of 8: 2048^3 458-464 -> 467-475
+// GFLOP/s, 1024^3 454 -> 472, 1920x2048 @ 2048x300 +4%; convolutions bit-identical). Plain blocks of 512 had made 2048^3 5% faster but its float32 error went
+// from 0.74x to 1.44x torch's. An A packed per call (transposed) keeps blocks of kc: its packed
+// block (mc x kc) and B's share L2, and 2048x1920 @ 1920x300 with A^T lost 12-22%. The
+// convolutions' short sums (chains of 64) are the same sums whatever the block.
 template <typename T>
-int64_t block_k(const UkrInfo<T>& kr, int64_t K) {
-  return K <= 2 * kr.kc ? std::max<int64_t>(K, 1) : kr.kc;
+int64_t block_k(const UkrInfo<T>& kr, int64_t K, bool a_packed_per_call) {
+  if (K <= 2 * kr.kc) return std::max<int64_t>(K, 1);
+  return a_packed_per_call ? kr.kc : 2 * kr.kc;
 }
 template <typename T>
 int64_t block_n(const UkrInfo<T>& kr, int64_t kc) {
@@ -265,7 +277,8 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   // vectors (a 16-column B packed 64 wide was three quarters zeros to write and stream)
   const int mr = kr.mr;
   const int nr = P.pb || n1 - n0 >= kr.nr ? kr.nr : static_cast<int>(round_up(n1 - n0, kr.nr_step));
-  const int64_t KC = P.pa ? P.pa->kc : P.pb ? P.pb->kc : block_k(kr, P.K);
+  const bool in_place_a = a_in_place(P);
+  const int64_t KC = P.pa ? P.pa->kc : P.pb ? P.pb->kc : block_k(kr, P.K, !in_place_a);
   const int64_t MC = std::max<int64_t>(mr, kr.mc / mr * mr);
   // Few rows and B in memory (Linear at batch 30, an RNN's input projection): B goes one NR
   // panel at a time, right before the row panels use it, so it is read once and stays in L1/L2
@@ -281,8 +294,6 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   const int64_t ncmax = std::min<int64_t>(NC, n1 - n0);
   const int64_t kcmax = std::min<int64_t>(KC, P.K);
   T* bbuf = P.pb ? nullptr : tl_b.get<T>(kcmax * round_up(ncmax, nr));
-  // A row-major in memory: the micro-kernel reads its rows in place (no packing pass).
-  const bool in_place_a = !P.pa && !P.ta && P.lda > 0;
   T* abuf = P.pa || in_place_a ? nullptr : tl_a.get<T>(kcmax * round_up(std::min<int64_t>(MC, m1 - m0), mr));
   const BiasKind bk = P.ep.bias ? P.ep.bias_kind : BiasKind::none;
 
@@ -310,7 +321,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       prm.alpha = P.alpha;
       prm.beta = pc == 0 ? P.beta : T(1);
       prm.relu = last && P.ep.relu;
-      prm.ksub = P.ep.short_sums ? GEMM_SHORT_SUMS_K : 0;
+      prm.ksub = P.ep.short_sums ? GEMM_SHORT_SUMS_K : KC > kr.kc && P.K > 2 * kr.kc ? kr.kc : 0;  // see block_k
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = std::min<int64_t>(MC, m1 - ic);
         // A micro-panel rows ir..ir+MR: pre-packed, read in place (row-major A), or packed now.
@@ -442,7 +453,7 @@ void run_split_m_shared_b(const Problem<T>& P, const UkrInfo<T>& kr, int nt) {
   pb.K = P.K;
   pb.N = P.N;
   pb.nr = kr.nr;
-  pb.kc = static_cast<int>(block_k(kr, P.K));
+  pb.kc = static_cast<int>(block_k(kr, P.K, !P.pa && !a_in_place(P)));
   pb.isa = static_cast<int>(active_isa());
   pb.npad = round_up(P.N, kr.nr);
   pb.data.reset(tl_shared_b.get<T>(pb.npad * P.K));
@@ -544,7 +555,7 @@ PackedA<T> pack_a(bool ta, int64_t M, int64_t K, const T* A, int64_t lda) {
   pa.M = M;
   pa.K = K;
   pa.mr = kr.mr;
-  pa.kc = block_k(kr, K);
+  pa.kc = block_k(kr, K, false);
   pa.isa = static_cast<int>(active_isa());
   pa.mpad = round_up(std::max<int64_t>(M, 0), kr.mr);
   const int64_t elems = checked_mul(pa.mpad, std::max<int64_t>(K, 0), "pack_a");
@@ -566,7 +577,7 @@ PackedB<T> pack_b(bool tb, int64_t K, int64_t N, const T* B, int64_t ldb) {
   pb.K = K;
   pb.N = N;
   pb.nr = kr.nr;
-  pb.kc = block_k(kr, K);
+  pb.kc = block_k(kr, K, false);  // for A in place (LSTM states, Linear inputs)
   pb.isa = static_cast<int>(active_isa());
   pb.npad = round_up(std::max<int64_t>(N, 0), kr.nr);
   const int64_t elems = checked_mul(pb.npad, std::max<int64_t>(K, 0), "pack_b");
