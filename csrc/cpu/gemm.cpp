@@ -255,10 +255,11 @@ void provide_panel(const Problem<T>& P, int64_t k0, int64_t kc, int64_t n0, int6
 // sums in chains of kc (run_rect's ksub), each chain's register sums added to the C tile, which
 // stays in L1 for the call: the same float sums as blocks of kc, with the C tiles going to L3 and
 // back half as often (alternating in one process, medians of 8: 2048^3 458-464 -> 467-475
-// GFLOP/s, 1024^3 454 -> 472, 1920x2048 @ 2048x300 +4%; convolutions bit-identical). Plain blocks of 512 had made 2048^3 5% faster but its float32 error went
-// from 0.74x to 1.44x torch's. An A packed per call (transposed) keeps blocks of kc: its packed
-// block (mc x kc) and B's share L2, and 2048x1920 @ 1920x300 with A^T lost 12-22%. The
-// convolutions' short sums (chains of 64) are the same sums whatever the block.
+// GFLOP/s, 1024^3 454 -> 472, 1920x2048 @ 2048x300 +4%; convolutions bit-identical). Plain
+// blocks of 512 had made 2048^3 5% faster but its float32 error went from 0.74x to 1.44x
+// torch's. An A packed per call (transposed) keeps blocks of kc: its packed block (mc x kc) and
+// B's share L2, and 2048x1920 @ 1920x300 with A^T lost 12-22%. The convolutions' short sums
+// (chains of 64) are the same sums whatever the block.
 template <typename T>
 int64_t block_k(const UkrInfo<T>& kr, int64_t K, bool a_packed_per_call) {
   if (K <= 2 * kr.kc) return std::max<int64_t>(K, 1);
@@ -321,7 +322,8 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       prm.alpha = P.alpha;
       prm.beta = pc == 0 ? P.beta : T(1);
       prm.relu = last && P.ep.relu;
-      prm.ksub = P.ep.short_sums ? GEMM_SHORT_SUMS_K : KC > kr.kc && P.K > 2 * kr.kc ? kr.kc : 0;  // see block_k
+      const bool chains_of_kc = KC > kr.kc && P.K > 2 * kr.kc;  // blocks of 2 kc (block_k)
+      prm.ksub = P.ep.short_sums ? GEMM_SHORT_SUMS_K : chains_of_kc ? kr.kc : 0;
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = std::min<int64_t>(MC, m1 - ic);
         // A micro-panel rows ir..ir+MR: pre-packed, read in place (row-major A), or packed now.
