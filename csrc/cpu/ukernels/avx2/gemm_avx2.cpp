@@ -35,6 +35,22 @@ struct F32 {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // out[i] = the sum of v[i]'s lanes, 8 vectors at once (see the AVX-512 F32::lane_sums): after
+  // the three levels lane 4h + r holds vector 2r + h.
+  static void lane_sums(const V v[8], T out[8]) {
+    V a[4], b[2];
+    for (int i = 0; i < 4; ++i)  // 128-bit halves: [v(2i) 4 sums | v(2i+1) 4 sums]
+      a[i] = _mm256_add_ps(_mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x20),
+                           _mm256_permute2f128_ps(v[2 * i], v[2 * i + 1], 0x31));
+    for (int i = 0; i < 2; ++i)  // half h: 2 sums of v(4i + h), 2 of v(4i + 2 + h)
+      b[i] = _mm256_add_ps(_mm256_shuffle_ps(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm256_shuffle_ps(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const V d = _mm256_add_ps(_mm256_shuffle_ps(b[0], b[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm256_shuffle_ps(b[0], b[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    alignas(32) T lanes[8];
+    _mm256_store_ps(lanes, d);
+    for (int p = 0; p < 8; ++p) out[(p & 3) * 2 + (p >> 2)] = lanes[p];
+  }
 };
 
 struct F64 {
@@ -56,6 +72,9 @@ struct F64 {
   static T hsum(V v) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+  static void lane_sums(const V v[4], T out[4]) {
+    for (int i = 0; i < 4; ++i) out[i] = hsum(v[i]);
   }
 };
 

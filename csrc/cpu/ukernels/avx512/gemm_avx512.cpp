@@ -35,6 +35,26 @@ struct F32 {
   static V relu(V v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }
   static uint32_t mask(int n) { return n >= 16 ? 0xFFFFu : ((1u << n) - 1u); }
   static T hsum(V v) { return _mm512_reduce_add_ps(v); }
+  // out[i] = the sum of v[i]'s lanes, 16 vectors at once: a tree of halving shuffles and adds
+  // (45 instructions instead of 16 reductions of ~9), pairing vectors as it halves the lanes.
+  // After the four levels lane 4k + r holds vector 4r + k.
+  static void lane_sums(const V v[16], T out[16]) {
+    V a[8], b[4], c[2];
+    for (int i = 0; i < 8; ++i)  // 256-bit halves: [v(2i) 8 sums | v(2i+1) 8 sums]
+      a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int i = 0; i < 4; ++i)  // 128-bit quarters: v(4i) .. v(4i+3), 4 sums each
+      b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                           _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int i = 0; i < 2; ++i)  // quarter k: 2 sums of v(8i + k), 2 of v(8i + 4 + k)
+      c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                           _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const V d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    alignas(64) T lanes[16];
+    _mm512_store_ps(lanes, d);
+    for (int p = 0; p < 16; ++p) out[(p & 3) * 4 + (p >> 2)] = lanes[p];
+  }
 };
 
 struct F64 {
@@ -54,6 +74,9 @@ struct F64 {
   static V relu(V v) { return _mm512_max_pd(_mm512_setzero_pd(), v); }
   static uint32_t mask(int n) { return n >= 8 ? 0xFFu : ((1u << n) - 1u); }
   static T hsum(V v) { return _mm512_reduce_add_pd(v); }
+  static void lane_sums(const V v[8], T out[8]) {
+    for (int i = 0; i < 8; ++i) out[i] = hsum(v[i]);
+  }
 };
 
 #include "cpu/gemm_ukr.inc"
