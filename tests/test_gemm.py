@@ -395,10 +395,13 @@ def test_long_k_blocks_sum_in_the_same_chains_for_every_a_layout(rng, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m", [2, 8, 9, 13, 70])
-def test_matmul_reads_transposed_and_sliced_views_in_place(rng, m, dtype):
+@pytest.mark.parametrize("k", [67, 300, 600])
+def test_matmul_reads_transposed_and_sliced_views_in_place(rng, m, k, dtype):
     """a.T, Fortran order and column slices go to the engine as they lie (no copy) and give the
-    contiguous copies' answer bit for bit, on the small-M path (m <= 8) and the packed one."""
-    k, n = 67, 130
+    contiguous copies' answer bit for bit, on the small-M path (m <= 8) and the packed one. At
+    m <= 8 a B^T view runs as C^T = B^T A^T on the packed path, whose chains over K (one up to
+    512, else 256 each) are the small-M path's for the contiguous B."""
+    n = 130
     base_a, base_b = _rand(rng, (k, m + 3), dtype), _rand(rng, (n + 5, k), dtype)
     a_views = {
         "a.T": base_a.T[:m],

@@ -378,8 +378,11 @@ template <typename T>
 void smallm_rect(const Problem<T>& P, const UkrInfo<T>& kr, const T* A, int64_t lda, int64_t n0, int64_t n1) {
   constexpr int64_t CHUNK = 8192;  // columns per pass: S (M x CHUNK) <= 256 KiB
   // K is summed in blocks whose partial sums are added (two levels, like the packed path's
-  // KC blocks): one running sum over K = 25088 was 10x less accurate than torch.
-  const int64_t KB = P.tb ? 8192 : 256;  // B^T: long row segments keep the streams efficient
+  // KC blocks): one running sum over K = 25088 was 10x less accurate than torch. For a row-major
+  // B the blocks are the packed path's chains (block_k: K up to 2 kc in one, else chains of kc),
+  // so that C^T = B^T A^T on the packed path gives the same sums (matmul's B.T views). B^T: long
+  // row segments keep the streams efficient.
+  const int64_t KB = P.tb ? 8192 : P.K <= 2 * kr.kc ? std::max<int64_t>(P.K, 1) : kr.kc;
   if (n0 >= n1) return;
   const int64_t w = std::min<int64_t>(CHUNK, n1 - n0);
   T* S = tl_prov.get<T>(2 * P.M * w);
