@@ -456,6 +456,13 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     cstep.resize(B * H);
     copy_rows(c.data(), c0, B * H);
   }
+  // The state entering a step (h_cur, c_cur) and the one it writes (h_nxt, c_nxt). Where the
+  // threads finish their own units in the step's region (units_in_step below) the two swap after
+  // each step; otherwise finish_rows copies the new state over the old one.
+  T* h_cur = h.data();
+  T* h_nxt = hstep.data();
+  T* c_cur = lstm ? c.data() : nullptr;
+  T* c_nxt = lstm ? cstep.data() : nullptr;
   if (Tn > 0 && B > 0) {
     // 1. input projection of every step, biases folded in (GRU: b_hn stays inside r*(...)), in
     // one GEMM (a single step: inside the step, see 2.)
@@ -526,8 +533,8 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     auto save_state = [&](int64_t t, int64_t b0, int64_t b1) {
       if (!ws) return;
       const int64_t row0 = t * B + b0, nb = b1 - b0;
-      std::memcpy(ws + wl.hprev + row0 * K, h.data() + b0 * K, sizeof(T) * nb * K);
-      if (lstm) std::memcpy(ws + wl.cprev + row0 * H, c.data() + b0 * H, sizeof(T) * nb * H);
+      std::memcpy(ws + wl.hprev + row0 * K, h_cur + b0 * K, sizeof(T) * nb * K);
+      if (lstm) std::memcpy(ws + wl.cprev + row0 * H, c_cur + b0 * H, sizeof(T) * nb * H);
     };
     auto step_args = [&](int64_t t, int64_t b0, int64_t b1) {
       const int64_t row0 = t * B + b0;
@@ -536,12 +543,12 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
                          H,
                          K,
                          L.w_hh,
-                         h.data() + b0 * K,
+                         h_cur + b0 * K,
                          pre.data() + row0 * GH,
-                         lstm ? c.data() + b0 * H : nullptr,
+                         lstm ? c_cur + b0 * H : nullptr,
                          b_hn,
-                         hstep.data() + b0 * H,
-                         lstm ? cstep.data() + b0 * H : nullptr,
+                         h_nxt + b0 * H,
+                         lstm ? c_nxt + b0 * H : nullptr,
                          ws ? ws + wl.gates + row0 * GH : nullptr,
                          (ws && lstm) ? ws + wl.tanhc + row0 * H : nullptr,
                          (ws && gru) ? ws + wl.hn + row0 * H : nullptr};
@@ -556,7 +563,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     };
     auto finish_rows = [&](int64_t t, int64_t b0, int64_t b1) {
       const int64_t row0 = t * B + b0, nb = b1 - b0;
-      const T* hnew = hstep.data() + b0 * H;
+      const T* hnew = h_nxt + b0 * H;
       if (P) {
         if (ws) std::memcpy(ws + wl.hraw + row0 * H, hnew, sizeof(T) * nb * H);
         gemm<T>(false, true, nb, P, H, T(1), hnew, H, L.w_hr, H, T(0), hproj.data() + b0 * K, P, {}, 1);
@@ -566,8 +573,8 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
         T* yr = y + (t * B + b) * ldy;
         const T* hb = hnew + (b - b0) * K;
         if (row_valid(L.lengths, b, t)) {
-          std::memcpy(h.data() + b * K, hb, sizeof(T) * K);
-          if (lstm) std::memcpy(c.data() + b * H, cstep.data() + b * H, sizeof(T) * H);
+          std::memcpy(h_cur + b * K, hb, sizeof(T) * K);
+          if (lstm) std::memcpy(c_cur + b * H, c_nxt + b * H, sizeof(T) * H);
           std::memcpy(yr, hb, sizeof(T) * K);
         } else {
           std::fill(yr, yr + K, T(0));
@@ -575,19 +582,20 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
       }
     };
 
-    // The engine's step without projection or lengths: each thread saves and updates the
-    // columns of its own units after their gate formulas (no serial pass over the rows per step;
-    // the engine has read h by then, and no thread reads another's columns).
-    const bool finish_in_step = engine_w && !P && !L.lengths;
+    // Without projection or lengths, on one row range (no row split), each thread finishes the
+    // units it computed inside the step's region: it saves their entering state for BPTT and
+    // writes their new h to y, and the state buffers swap after the step (no serial pass over the
+    // rows per step, no copy of the state). The step's products read all of h_cur, which nobody
+    // writes during the step; the units' formulas read only their own columns of h_cur, c_cur.
+    // Against the serial finish_rows (h, c and y copied row by row, the other thread waiting),
+    // LSTM(300, 512, 2) T=30 forward at batch 8, alternating processes: 5.82-6.19 -> 5.40-5.75 ms.
     auto finish_units = [&](int64_t t, int64_t u0, int64_t u1) {
       const size_t n = sizeof(T) * static_cast<size_t>(u1 - u0);
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b;
-        if (ws) std::memcpy(ws + wl.hprev + row * K + u0, h.data() + b * K + u0, n);
-        if (ws && lstm) std::memcpy(ws + wl.cprev + row * H + u0, c.data() + b * H + u0, n);
-        std::memcpy(h.data() + b * K + u0, hstep.data() + b * H + u0, n);
-        if (lstm) std::memcpy(c.data() + b * H + u0, cstep.data() + b * H + u0, n);
-        std::memcpy(y + row * ldy + u0, hstep.data() + b * H + u0, n);
+        if (ws) std::memcpy(ws + wl.hprev + row * K + u0, h_cur + b * K + u0, n);
+        if (ws && lstm) std::memcpy(ws + wl.cprev + row * H + u0, c_cur + b * H + u0, n);
+        std::memcpy(y + row * ldy + u0, h_nxt + b * H + u0, n);
       }
     };
     const int rt = packed ? rnn_row_threads(B, GH, K) : 1;
@@ -607,9 +615,10 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
           }
         });
     } else {
+      const bool units_in_step = vk && !P && !L.lengths;
       for (int64_t s = 0; s < Tn; ++s) {
         const int64_t t = L.reverse ? Tn - 1 - s : s;
-        if (!finish_in_step) save_state(t, 0, B);
+        if (!units_in_step) save_state(t, 0, B);
         const StepArgs<T> sa = step_args(t, 0, B);
         if constexpr (std::is_same<T, float>::value) {
           if (vk) {
@@ -617,7 +626,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
             const bool reverse = next_pass_reversed();  // serpentine order: packed panels or own rows
             if (engine_w) {
               // pre[t] += h W_hh^T (the engine's threads), then only the gate formulas below
-              gemm_packed_b<float>(false, B, 1.f, h.data(), K, *engine_w, 1.f, pre.data() + t * B * GH, GH);
+              gemm_packed_b<float>(false, B, 1.f, h_cur, K, *engine_w, 1.f, pre.data() + t * B * GH, GH);
             } else if (packed) {
               fs.Kd = K;
               fs.wp = panel_data;
@@ -647,23 +656,28 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
                     gemm<T>(false, true, B, c1 - c0, I, T(1), x, I, L.w_ih + col * I, I, T(0), pre.data() + col,
                             GH, ep_own, 1);
                   } else {
-                    gemm<T>(false, true, B, c1 - c0, K, T(1), h.data(), K, L.w_hh + col * K, K, T(0),
+                    gemm<T>(false, true, B, c1 - c0, K, T(1), h_cur, K, L.w_hh + col * K, K, T(0),
                             rec.data() + col, GH, {}, 1);
                   }
                 }
               }
               fn(fs, p0, p1);
-              if (finish_in_step) finish_units(t, std::min(H, p0 * units), std::min(H, p1 * units));
+              if (units_in_step) finish_units(t, std::min(H, p0 * units), std::min(H, p1 * units));
             });
           }
         }
         if (!vk) split_run(H, B * GH * K, [&](int64_t u0, int64_t u1) { portable_step<T>(sa, u0, u1); });
-        if (!finish_in_step) finish_rows(t, 0, B);
+        if (!units_in_step) {
+          finish_rows(t, 0, B);
+        } else {
+          std::swap(h_cur, h_nxt);
+          if (lstm) std::swap(c_cur, c_nxt);
+        }
       }
     }
   }
-  if (hn) std::memcpy(hn, h.data(), sizeof(T) * B * K);
-  if (lstm && cn) std::memcpy(cn, c.data(), sizeof(T) * B * H);
+  if (hn) std::memcpy(hn, h_cur, sizeof(T) * B * K);
+  if (lstm && cn) std::memcpy(cn, c_cur, sizeof(T) * B * H);
 }
 
 // ---- BPTT -----------------------------------------------------------------------------------
