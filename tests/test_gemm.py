@@ -399,8 +399,8 @@ def test_long_k_blocks_sum_in_the_same_chains_for_every_a_layout(rng, dtype):
 def test_matmul_reads_transposed_and_sliced_views_in_place(rng, m, k, dtype):
     """a.T, Fortran order and column slices go to the engine as they lie (no copy) and give the
     contiguous copies' answer bit for bit, on the small-M path (m <= 8) and the packed one. At
-    m <= 8 a B^T view runs as C^T = B^T A^T on the packed path, whose chains over K (one up to
-    512, else 256 each) are the small-M path's for the contiguous B."""
+    m <= 8 a B^T view runs as C^T = B^T A^T on the packed path, whose chains over K (of 256) are
+    the small-M path's for the contiguous B."""
     n = 130
     base_a, base_b = _rand(rng, (k, m + 3), dtype), _rand(rng, (n + 5, k), dtype)
     a_views = {
@@ -476,6 +476,19 @@ def test_linear_backward_matches_torch_autograd(rng, dtype):
 
 
 @pytest.mark.torch
+def test_k_of_a_few_hundred_within_twice_torch():
+    # K = 512 fits one K block; summed there in one chain it came to 1.9-2.6x torch's error
+    import torch
+
+    for seed, (m, k, n) in enumerate([(512, 512, 512), (300, 500, 260), (8, 512, 2048)]):
+        rng = np.random.default_rng(seed)
+        a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
+        b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
+        ref64 = a.astype(np.float64) @ b.astype(np.float64)
+        ref_t = (torch.from_numpy(a) @ torch.from_numpy(b)).numpy()
+        assert_error_gate(F.matmul(a, b), ref64, ref_t, floor=1e-7, what=f"{m}x{k}x{n}")
+
+
 def test_long_k_accuracy_within_twice_torch(rng):
     # long dot products (VGG fc6 has K = 25088): blocked partial sums keep the error near torch's
     import torch

@@ -251,15 +251,17 @@ void provide_panel(const Problem<T>& P, int64_t k0, int64_t kc, int64_t n0, int6
 // the B block's columns cut so that kc x nc stays the tuned size. Each K block is a pass over
 // the C block: K = 300 or 512 (an LSTM's input projection, Linear layers) takes one pass instead
 // of 256 + 44 / 256 + 256 (same runs: 1920x300 @ 300x2048 6.7 -> 6.1 ms, 64x512 @ 512x2048 0.56
-// -> 0.52 ms, LSTM(300, 512, 2) B=64 52.4 -> 49.7 ms). In blocks of 2 kc the micro-kernel still
-// sums in chains of kc (run_rect's ksub), each chain's register sums added to the C tile, which
-// stays in L1 for the call: the same float sums as blocks of kc, with the C tiles going to L3 and
-// back half as often (alternating in one process, medians of 8: 2048^3 458-464 -> 467-475
-// GFLOP/s, 1024^3 454 -> 472, 1920x2048 @ 2048x300 +4%; convolutions bit-identical). Plain
-// blocks of 512 had made 2048^3 5% faster but its float32 error went from 0.74x to 1.44x
-// torch's. An A packed per call (transposed) keeps blocks of kc: its packed block (mc x kc) and
-// B's share L2, and 2048x1920 @ 1920x300 with A^T lost 12-22%. The convolutions' short sums
-// (chains of 64) are the same sums whatever the block.
+// -> 0.52 ms, LSTM(300, 512, 2) B=64 52.4 -> 49.7 ms). Whatever the block, the micro-kernel sums
+// in chains of kc (run_rect's ksub), each chain's register sums added to the C tile, which stays
+// in L1 for the call: the float sums are those of blocks of kc. One chain over a block of 512
+// had 512^3 at 1.9-2.6x torch's float32 error against float64 (4 seeds), chains of 256 at
+// 1.0-1.4x (numpy's, bit for bit); 512^3 and 1920x300 @ 300x2048 the same speed within 2%,
+// LSTM(300, 512, 2) B=64 forward 1.5% slower (alternating processes). Blocks of 2 kc send the C
+// tiles to L3 and back half as often (alternating in one process, medians of 8: 2048^3 458-464
+// -> 467-475 GFLOP/s, 1024^3 454 -> 472, 1920x2048 @ 2048x300 +4%; convolutions bit-identical).
+// An A packed per call (transposed) keeps blocks of kc: its packed block (mc x kc) and B's share
+// L2, and 2048x1920 @ 1920x300 with A^T lost 12-22%. The convolutions' short sums (chains of 64)
+// are the same sums whatever the block.
 template <typename T>
 int64_t block_k(const UkrInfo<T>& kr, int64_t K, bool a_packed_per_call) {
   if (K <= 2 * kr.kc) return std::max<int64_t>(K, 1);
@@ -322,8 +324,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       prm.alpha = P.alpha;
       prm.beta = pc == 0 ? P.beta : T(1);
       prm.relu = last && P.ep.relu;
-      const bool chains_of_kc = KC > kr.kc && P.K > 2 * kr.kc;  // blocks of 2 kc (block_k)
-      prm.ksub = P.ep.short_sums ? GEMM_SHORT_SUMS_K : chains_of_kc ? kr.kc : 0;
+      prm.ksub = P.ep.short_sums ? GEMM_SHORT_SUMS_K : P.K > kr.kc ? kr.kc : 0;  // chains of kc (block_k)
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = std::min<int64_t>(MC, m1 - ic);
         // A micro-panel rows ir..ir+MR: pre-packed, read in place (row-major A), or packed now.
@@ -378,11 +379,10 @@ template <typename T>
 void smallm_rect(const Problem<T>& P, const UkrInfo<T>& kr, const T* A, int64_t lda, int64_t n0, int64_t n1) {
   constexpr int64_t CHUNK = 8192;  // columns per pass: S (M x CHUNK) <= 256 KiB
   // K is summed in blocks whose partial sums are added (two levels, like the packed path's
-  // KC blocks): one running sum over K = 25088 was 10x less accurate than torch. For a row-major
-  // B the blocks are the packed path's chains (block_k: K up to 2 kc in one, else chains of kc),
-  // so that C^T = B^T A^T on the packed path gives the same sums (matmul's B.T views). B^T: long
-  // row segments keep the streams efficient.
-  const int64_t KB = P.tb ? 8192 : P.K <= 2 * kr.kc ? std::max<int64_t>(P.K, 1) : kr.kc;
+  // chains of kc): one running sum over K = 25088 was 10x less accurate than torch. For a
+  // row-major B the blocks are the packed path's chains, so that C^T = B^T A^T on the packed path
+  // gives the same sums (matmul's B.T views). B^T: long row segments keep the streams efficient.
+  const int64_t KB = P.tb ? 8192 : kr.kc;
   if (n0 >= n1) return;
   const int64_t w = std::min<int64_t>(CHUNK, n1 - n0);
   T* S = tl_prov.get<T>(2 * P.M * w);
