@@ -489,6 +489,7 @@ def test_k_of_a_few_hundred_within_twice_torch():
         assert_error_gate(F.matmul(a, b), ref64, ref_t, floor=1e-7, what=f"{m}x{k}x{n}")
 
 
+@pytest.mark.torch
 def test_long_k_accuracy_within_twice_torch(rng):
     # long dot products (VGG fc6 has K = 25088): blocked partial sums keep the error near torch's
     import torch
