@@ -324,7 +324,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       prm.alpha = P.alpha;
       prm.beta = pc == 0 ? P.beta : T(1);
       prm.relu = last && P.ep.relu;
-      prm.ksub = P.ep.short_sums ? GEMM_SHORT_SUMS_K : P.K > kr.kc ? kr.kc : 0;  // chains of kc (block_k)
+      prm.ksub = P.ep.short_sums ? GEMM_SHORT_SUMS_K : kr.kc;  // chains of kc (block_k)
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = std::min<int64_t>(MC, m1 - ic);
         // A micro-panel rows ir..ir+MR: pre-packed, read in place (row-major A), or packed now.
