@@ -1,7 +1,7 @@
 """Recurrent layers: pycnnrnn vs torch vs onnxruntime (same weights, same run, 2 threads).
 
 Cases (issue 6): LSTM(300, 512, num_layers=2), T=30, forward B=1/8/64 (torch, onnxruntime), also
-with pycnnrnn's prepared recurrent weights (the `prepared` groups);
+with pycnnrnn's prepared weights (the `prepared` groups);
 forward+backward B=1/64 (torch); LSTMCell(512, 512) one step B=1 (torch); GRU and RNN forward
 at the same shapes (onnxruntime, torch). onnxruntime runs torch.onnx.export'ed models
 (needs the onnx package). Run:
@@ -55,8 +55,9 @@ def _ort_session(m, x):
 def _forward_fn(impl, kind, m, x, prepared=False):
     if impl == "pycnnrnn":
         params = [p.detach().numpy() for p in m._flat_weights]
-        if prepared:  # every weight_hh packed once, as onnxruntime packs its session's weights
-            params = [R.prepare_rnn_weight(p) if n.startswith("weight_hh") else p
+        if prepared:  # weight_ih and weight_hh packed once, as nn.LSTM.prepack() does and as
+            # onnxruntime packs its session's weights (W and R)
+            params = [R.prepare_rnn_weight(p) if n.startswith("weight_") else p
                       for n, p in zip(m._flat_weights_names, params)]  # fmt: skip
         mode = "rnn_tanh" if kind == "rnn" else kind
         return lambda: R.rnn_forward(mode, x, None, params, L)
@@ -82,7 +83,7 @@ def test_lstm_forward(benchmark, timed, impl, B):
     timed(fn)
 
 
-# pycnnrnn with prepared recurrent weights (R.prepare_rnn_weight, nn.LSTM.prepack()); torch and
+# pycnnrnn with prepared weights (R.prepare_rnn_weight, nn.LSTM.prepack()); torch and
 # onnxruntime run as in test_lstm_forward (onnxruntime packs its weights at session creation).
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("B", [1, 8, 64])
