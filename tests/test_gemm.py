@@ -282,13 +282,16 @@ def test_packed_b_reused_across_calls(rng, dtype):
 
 
 def test_results_do_not_depend_on_thread_count(rng):
-    for m, n, k in [(300, 700, 300), (1000, 40, 300), (3, 3000, 500)]:
-        a, b = _operands(rng, m, n, k, False, False, np.float32)
+    # ta: weight-gradient shapes (dY^T X) whose A is packed per call, split over M on 2 threads
+    for m, n, k, ta in [(300, 700, 300, False), (1000, 40, 300, False), (3, 3000, 500, False),
+                        (2048, 300, 30, True), (700, 512, 600, True)]:  # fmt: skip
+        a, b = _operands(rng, m, n, k, ta, False, np.float32)
         outs = []
         for nt in (1, 2, 3, 0):
             c = np.full((m, n), np.nan, np.float32)
-            _C.gemm(a, b, c, False, False, nthreads=nt)
+            _C.gemm(a, b, c, ta, False, nthreads=nt)
             outs.append(c)
+        _check(outs[0], a, b, ta, False, what=f"{m}x{n}x{k}")
         for c in outs[1:]:
             assert np.array_equal(c, outs[0])
 
