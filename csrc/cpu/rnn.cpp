@@ -700,6 +700,12 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
   BlockArray<T> dhp = scratch<T>(P ? TB * P : 0);  // [T*B][P]
   std::vector<T> carry_h(B * K), carry_c(lstm ? B * H : 0), dh(B * K), dhraw_buf(P ? B * H : 0), direct(B * H),
       dh_next(B * K);
+  // The bias gradients' sums, per batch row over the steps: each step's pointwise backward adds
+  // its rows of dG (in L1 then) to them, and the rows are added in order at the end, so the sums
+  // do not depend on the thread count. Column sums of all of dG after the loop read it back
+  // from memory: LSTM(300, 512, 2) T=30 B=64, 15.7 MB per layer, 0.7 ms.
+  const bool bias_grads = db_ih || db_hh;
+  std::vector<T> dbx_rows(bias_grads ? B * GH : 0), dbh_rows(bias_grads && gru ? B * GH : 0);  // [B][GH]
   copy_rows(carry_h.data(), dhn, B * K);
   if (lstm) copy_rows(carry_c.data(), dcn, B * H);
 
@@ -713,13 +719,43 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
     }
   }
 
-  // The fused pointwise backward of one step for rows [b0, b1): dG (and GRU's direct term) from
-  // the saved gates and dh_raw (rows of the step, offset 0 = row b0 of dhraw).
+  // The fused pointwise backward of one valid row b of step t: dG (and GRU's direct term) from
+  // the saved gates and dh_raw (dhb: the row's H values).
+  auto pointwise_row = [&](int64_t t, int64_t b, const T* dhb, T* gxb, T* ghb, T* dir) {
+    const int64_t row = t * B + b;
+    const T* gb = ws + wl.gates + row * GH;
+    if (lstm) {
+      const T* tc = ws + wl.tanhc + row * H;
+      const T* cp = ws + wl.cprev + row * H;
+      T* dc = carry_c.data() + b * H;
+      if constexpr (std::is_same<T, float>::value)
+        if (vk) {  // the same formulas in vectors (ISA kernels)
+          vk->lstm_back_row(dhb, dc, gb, tc, cp, gxb, H);
+          return;
+        }
+      for (int64_t j = 0; j < H; ++j)
+        GCell<T>::lstm_bwd(dhb[j], dc[j], gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], tc[j], cp[j], gxb[j],
+                           gxb[H + j], gxb[2 * H + j], gxb[3 * H + j]);
+    } else if (gru) {
+      const T* hnb = ws + wl.hn + row * H;
+      const T* hp = ws + wl.hprev + row * K;
+      for (int64_t j = 0; j < H; ++j) {
+        GCell<T>::gru_bwd(dhb[j], gb[j], gb[H + j], gb[2 * H + j], hnb[j], hp[j], gxb[j], gxb[H + j],
+                          gxb[2 * H + j], ghb[2 * H + j], dir[j]);
+        ghb[j] = gxb[j];
+        ghb[H + j] = gxb[H + j];
+      }
+    } else {
+      for (int64_t j = 0; j < H; ++j) gxb[j] = GCell<T>::rnn_bwd(dhb[j], gb[j], relu);
+    }
+  };
+  auto add_row = [GH](T* acc, const T* row) {
+    for (int64_t g = 0; g < GH; ++g) acc[g] += row[g];
+  };
+  // Rows [b0, b1) of step t (dhraw: their dh_raw, row b0 first); invalid rows get zeros.
   auto pointwise = [&](int64_t t, int64_t b0, int64_t b1, const T* dhraw) {
-    const int64_t row0 = t * B;
-    const T* gates = ws + wl.gates + row0 * GH;
-    T* gx = dgx.data() + row0 * GH;
-    T* gh = dgh + row0 * GH;
+    T* gx = dgx.data() + t * B * GH;
+    T* gh = dgh + t * B * GH;
     for (int64_t b = b0; b < b1; ++b) {
       T* gxb = gx + b * GH;
       T* ghb = gh + b * GH;
@@ -730,31 +766,10 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
         std::fill(dir, dir + H, T(0));
         continue;
       }
-      const T* gb = gates + b * GH;
-      const T* dhb = dhraw + (b - b0) * H;
-      if (lstm) {
-        const T* tc = ws + wl.tanhc + (row0 + b) * H;
-        const T* cp = ws + wl.cprev + (row0 + b) * H;
-        T* dc = carry_c.data() + b * H;
-        if constexpr (std::is_same<T, float>::value)
-          if (vk) {  // the same formulas in vectors (ISA kernels)
-            vk->lstm_back_row(dhb, dc, gb, tc, cp, gxb, H);
-            continue;
-          }
-        for (int64_t j = 0; j < H; ++j)
-          GCell<T>::lstm_bwd(dhb[j], dc[j], gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], tc[j], cp[j], gxb[j],
-                             gxb[H + j], gxb[2 * H + j], gxb[3 * H + j]);
-      } else if (gru) {
-        const T* hnb = ws + wl.hn + (row0 + b) * H;
-        const T* hp = ws + wl.hprev + (row0 + b) * K;
-        for (int64_t j = 0; j < H; ++j) {
-          GCell<T>::gru_bwd(dhb[j], gb[j], gb[H + j], gb[2 * H + j], hnb[j], hp[j], gxb[j], gxb[H + j],
-                            gxb[2 * H + j], ghb[2 * H + j], dir[j]);
-          ghb[j] = gxb[j];
-          ghb[H + j] = gxb[H + j];
-        }
-      } else {
-        for (int64_t j = 0; j < H; ++j) gxb[j] = GCell<T>::rnn_bwd(dhb[j], gb[j], relu);
+      pointwise_row(t, b, dhraw + (b - b0) * H, gxb, ghb, dir);
+      if (bias_grads) {
+        add_row(dbx_rows.data() + b * GH, gxb);
+        if (gru) add_row(dbh_rows.data() + b * GH, ghb);
       }
     }
   };
@@ -847,24 +862,14 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
   gemm<T>(true, false, GH, I, TB, T(1), dgx.data(), GH, x, I, T(0), dw_ih, I);
   gemm<T>(true, false, GH, K, TB, T(1), dgh, GH, ws + wl.hprev, K, T(0), dw_hh, K);
   if (P) gemm<T>(true, false, P, H, TB, T(1), dhp.data(), P, ws + wl.hraw, H, T(0), dw_hr, H);
-  // bias gradients: column sums of dG over all steps, threads over columns (the same order of
-  // rows for every column: deterministic). LSTM/RNN: dG_h is dG_x, so db_hh = db_ih.
-  auto column_sums = [&](const T* d, T* out) {
-    split_run(GH, TB * GH, [&](int64_t r0, int64_t r1) {
-      std::fill(out + r0, out + r1, T(0));
-      for (int64_t i = 0; i < TB; ++i) {
-        const T* a = d + i * GH;
-        for (int64_t r = r0; r < r1; ++r) out[r] += a[r];
-      }
-    });
+  // bias gradients: the per-row sums (pointwise) added over the rows. LSTM/RNN: dG_h is dG_x,
+  // so db_hh = db_ih.
+  auto row_sums = [&](const std::vector<T>& rows, T* out) {
+    std::fill(out, out + GH, T(0));
+    for (int64_t b = 0; b < B; ++b) add_row(out, rows.data() + b * GH);
   };
-  if (db_ih) column_sums(dgx.data(), db_ih);
-  if (db_hh) {
-    if (db_ih && dgh == dgx.data())
-      std::memcpy(db_hh, db_ih, sizeof(T) * GH);
-    else
-      column_sums(dgh, db_hh);
-  }
+  if (db_ih) row_sums(dbx_rows, db_ih);
+  if (db_hh) row_sums(gru ? dbh_rows : dbx_rows, db_hh);
   if (dx && TB > 0 && I > 0)
     gemm<T>(false, false, TB, I, GH, T(1), dgx.data(), GH, L.w_ih, I, accumulate_dx ? T(1) : T(0), dx, I);
   if (dh0) std::memcpy(dh0, carry_h.data(), sizeof(T) * B * K);
