@@ -31,6 +31,7 @@ struct RnnStepF32 {
   float* tanhc = nullptr;       // [B][H] LSTM saved tanh(c), or null
   float* hn = nullptr;          // [B][H] GRU saved W_hn h + b_hn, or null
   bool reverse = false;         // panels p1-1 down to p0 (serpentine order across steps)
+  bool stream_saved = false;    // gates/tanhc/hn stored around the caches (rnn.cpp: big workspaces)
 };
 
 struct RnnBackF32 {
