@@ -556,11 +556,18 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     // the state entering it saved for BPTT, the cell's arguments, and after the cell the LSTM
     // projection (h = h_raw W_hr^T) and the state/output update (invalid rows keep their state
     // and output zeros).
+    // What BPTT reads back from the workspace goes around the caches when the layer's workspace
+    // is 4 MiB or more, twice the two cores' L2s (copy_saved, the step kernels' st_saved):
+    // LSTM(300, 512, 2) T=30 training forward, in one process, B=16 (6.9 MB a layer) 9.9 -> 9.5
+    // ms, B=32 18.7 -> 18.3, B=64 34.8 -> 34.0 (forward+backward 0-1.6% faster); B=8 (3.4 MB)
+    // and B=1 even.
+    const bool stream_saved = ws && wl.size * int64_t(sizeof(T)) >= RNN_STREAM_SAVED_MIN_BYTES;
     auto save_state = [&](int64_t t, int64_t b0, int64_t b1) {
       if (!ws) return;
       const int64_t row0 = t * B + b0, nb = b1 - b0;
-      std::memcpy(ws + wl.hprev + row0 * K, h_cur + b0 * K, sizeof(T) * nb * K);
-      if (lstm) std::memcpy(ws + wl.cprev + row0 * H, c_cur + b0 * H, sizeof(T) * nb * H);
+      copy_saved(ws + wl.hprev + row0 * K, h_cur + b0 * K, nb * K, stream_saved);
+      if (lstm) copy_saved(ws + wl.cprev + row0 * H, c_cur + b0 * H, nb * H, stream_saved);
+      if (stream_saved) stream_fence();
     };
     auto step_args = [&](int64_t t, int64_t b0, int64_t b1) {
       const int64_t row0 = t * B + b0;
@@ -579,11 +586,6 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
                          (ws && lstm) ? ws + wl.tanhc + row0 * H : nullptr,
                          (ws && gru) ? ws + wl.hn + row0 * H : nullptr};
     };
-    // What BPTT reads back from the workspace goes around the caches when the layer's workspace
-    // is bigger than the cores' L2s together (copy_saved, the step kernels' st_saved): LSTM(300,
-    // 512, 2) T=30 training forward, in one process, B=16 (6.9 MB a layer) 9.9 -> 9.5 ms, B=32
-    // 18.7 -> 18.3, B=64 34.8 -> 34.0 (forward+backward 0-1.6% faster); B=8 (3.4 MB) and B=1 even.
-    const bool stream_saved = ws && wl.size * int64_t(sizeof(T)) >= RNN_STREAM_SAVED_MIN_BYTES;
     auto f32_args = [&](const auto& sa) {  // (float32 only: called in float branches)
       RnnStepF32 fs;
       fs.stream_saved = stream_saved;
