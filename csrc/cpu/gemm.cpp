@@ -222,6 +222,11 @@ template <typename T>
 bool a_in_place(const Problem<T>& P) {
   return !P.pa && !P.ta && P.lda > 0;
 }
+// Neither pre-packed nor read in place: run_rect packs op(A) (A^T) block by block on every call.
+template <typename T>
+bool a_packed_per_call(const Problem<T>& P) {
+  return !P.pa && !a_in_place(P);
+}
 
 // K == 0: C = beta*C (+ bias, relu).
 template <typename T>
@@ -281,7 +286,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   const int mr = kr.mr;
   const int nr = P.pb || n1 - n0 >= kr.nr ? kr.nr : static_cast<int>(round_up(n1 - n0, kr.nr_step));
   const bool in_place_a = a_in_place(P);
-  const int64_t KC = P.pa ? P.pa->kc : P.pb ? P.pb->kc : block_k(kr, P.K, !in_place_a);
+  const int64_t KC = P.pa ? P.pa->kc : P.pb ? P.pb->kc : block_k(kr, P.K, a_packed_per_call(P));
   const int64_t MC = std::max<int64_t>(mr, kr.mc / mr * mr);
   // Few rows and B in memory (Linear at batch 30, an RNN's input projection): B goes one NR
   // panel at a time, right before the row panels use it, so it is read once and stays in L1/L2
@@ -458,7 +463,7 @@ void run_split_m_shared_b(const Problem<T>& P, const UkrInfo<T>& kr, int nt) {
   pb.K = P.K;
   pb.N = P.N;
   pb.nr = kr.nr;
-  pb.kc = static_cast<int>(block_k(kr, P.K, !P.pa && !a_in_place(P)));
+  pb.kc = static_cast<int>(block_k(kr, P.K, a_packed_per_call(P)));
   pb.isa = static_cast<int>(active_isa());
   pb.npad = round_up(P.N, kr.nr);
   pb.data.reset(tl_shared_b.get<T>(pb.npad * P.K));
@@ -518,7 +523,7 @@ void run(const Problem<T>& P, int nthreads) {
     // 3 medians) the chosen split is now within 3% of the better one except M = 512, K = 30, N
     // 1024 / 2048 (M split 1.40x / 1.11x faster, N kept). Same partition rules otherwise; the
     // split never changes a sum (bit-identical).
-    const double a_slab_tiles = !P.pa && !a_in_place(P) ? 0.5 : 0.0;
+    const double a_slab_tiles = a_packed_per_call(P) ? 0.5 : 0.0;
     split_n = by_n + a_slab_tiles * static_cast<double>(nblocks_m) <=
               by_m + a_slab_tiles * static_cast<double>((nblocks_m + nt - 1) / nt);
   }

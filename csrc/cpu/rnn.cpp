@@ -904,7 +904,12 @@ void rnn_layer_backward(const RnnLayer<T>& L, const T* x, const T* h0, const T* 
     for (int64_t b = 0; b < B; ++b) add_row(out, rows.data() + b * GH);
   };
   if (db_ih) row_sums(dbx_rows, db_ih);
-  if (db_hh) row_sums(gru ? dbh_rows : dbx_rows, db_hh);
+  if (db_hh) {
+    if (db_ih && !gru)
+      std::memcpy(db_hh, db_ih, sizeof(T) * GH);
+    else
+      row_sums(gru ? dbh_rows : dbx_rows, db_hh);
+  }
   if (dx && TB > 0 && I > 0)
     gemm<T>(false, false, TB, I, GH, T(1), dgx.data(), GH, L.w_ih, I, accumulate_dx ? T(1) : T(0), dx, I);
   if (dh0) std::memcpy(dh0, carry_h.data(), sizeof(T) * B * K);
