@@ -286,6 +286,53 @@ def test_batch_zero():
 ENGINE_H = {"lstm": 192, "gru": 192, "rnn_tanh": 370, "rnn_relu": 370}
 
 
+# (mode, H, B): packed panels per call (B >= 2), the whole recurrence per thread on its own rows
+# (33 rows, small weights), the GEMM engine's step product (W_hh above 512 KiB, 16 rows)
+FIRST_STEP_PATHS = [("lstm", 24, 4), ("gru", 24, 4), ("rnn_relu", 24, 4), ("lstm", 24, 33), ("gru", 24, 33),
+                    ("lstm", ENGINE_H["lstm"], 16), ("rnn_tanh", ENGINE_H["rnn_tanh"], 16)]  # fmt: skip
+
+
+@pytest.mark.parametrize("mode,H,B", FIRST_STEP_PATHS)
+@pytest.mark.parametrize("prepared", [False, True])
+def test_first_step_without_h0(mode, H, B, prepared, rng):
+    """Without h0 the first step of a packed or engine-step layer runs on the input projection
+    alone (its product with the zero state is zero, rnn_layer_forward's skip_first_product): the
+    same bits as an explicit zero h0 (which takes the product), both directions, two layers,
+    lengths, prepared weights too; and with an inf or a NaN in W_hh (0 * inf is NaN) still the
+    same, NaN in the first step's outputs included."""
+    T, I, L = 5, 6, 2
+    m = torch_module(mode, I, H, L, bidir=True)
+    params = [w.detach().numpy().copy() for w in m._flat_weights]
+    names = m._flat_weights_names
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    D = 2
+
+    def run(ps, zero_h0, lens, layers=L):
+        """The first `layers` layers (weight_hh prepared if asked), h0 absent or explicit zeros."""
+        prep = R.prepare_rnn_weight
+        ps = [prep(w) if prepared and n.startswith("weight_hh") else w for n, w in zip(names, ps)]
+        h0 = np.zeros((layers * D, B, H), np.float32) if zero_h0 else None
+        hx = (h0, h0) if zero_h0 and mode == "lstm" else h0
+        kw = dict(num_layers=layers, bidirectional=True, lengths=lens)
+        return R.rnn_forward(mode, x, hx, ps[: len(ps) * layers // L], **kw)[:3]
+
+    for lens in (None, lengths):
+        for a, b in zip(run(params, False, lens), run(params, True, lens)):
+            if a is not None:
+                np.testing.assert_array_equal(a, b)
+    # one layer: a second one would spread the NaN over all of its outputs either way
+    bad = [w.copy() for w in params]
+    bad[names.index("weight_hh_l0")][3, 1] = np.inf
+    bad[names.index("weight_hh_l0_reverse")][5, 2] = np.nan
+    y_none, y_zero = run(bad, False, None, layers=1), run(bad, True, None, layers=1)
+    assert np.isnan(y_zero[0][0]).any() and np.isnan(y_zero[0][-1]).any(), "the first steps' outputs are NaN"
+    for a, b in zip(y_none, y_zero):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("mode,proj,B,engine,with_lengths",
                          [(m, 0, 5, False, True) for m in MODES] + [("lstm", 3, 5, False, True)]
                          + [(m, 0, 16, True, False) for m in MODES] + [(m, 0, 17, True, True) for m in MODES]

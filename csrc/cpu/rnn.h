@@ -46,13 +46,16 @@ class RnnPrepared {
   // w_hh [GH][K] as the packed B = w_hh^T [K][GH] (the GEMM engine's step product at larger
   // batches, rnn.cpp); null when packed for another ISA.
   const PackedB<float>* recurrent_weights(const float* w_hh, int64_t GH, int64_t K);
+  // Whether every one of w_hh's n weights is finite (learned once: the weights do not change).
+  bool recurrent_weights_finite(const float* w_hh, int64_t n);
   // Which forms a call has built so far (tests).
   bool has_panels() const { return panels_.data() != nullptr; }
   bool has_input_weights() const { return input_.data != nullptr; }
   bool has_recurrent_weights() const { return recurrent_.data != nullptr; }
 
  private:
-  std::once_flag once_, once_input_, once_recurrent_;
+  std::once_flag once_, once_input_, once_recurrent_, once_finite_;
+  bool w_hh_finite_ = false;
   int G_ = 0, vl_ = 0;
   int64_t H_ = 0, K_ = 0;
   BlockArray<float> panels_;
