@@ -790,13 +790,14 @@ def test_module_lengths_and_training_dropout(rng):
 
 # ---- prepared recurrent weights (inference) -----------------------------------------------------
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("B", [1, 3, 8, 13])  # batch 1: packed only when prepared; from 2: packed either way
+@pytest.mark.parametrize("B", [1, 3, 8, 13])  # W_hh of 7 KiB: packed either way, batch 1 too
 @pytest.mark.parametrize("which", [("weight_hh",), ("weight_ih", "weight_hh"), ("weight_ih",)])
 def test_prepared_weights(mode, B, which, rng):
     """PreparedRnnWeight in place of every weight_hh and/or weight_ih: float32 within the error
-    gate against float64 torch (like the plain call), bit-identical to the plain call from batch
-    2 (both run the packed panels; a prepared weight_ih only replaces the packing the input GEMM
-    does anyway) and with only weight_ih prepared at every batch, and the packed forms built
+    gate against float64 torch (like the plain call), bit-identical to the plain call at every
+    batch (both run the packed panels, which the plain call packs from batch 1 for a W_hh of at
+    most 3 MiB; a prepared weight_ih only replaces the packing the input GEMM does anyway), and
+    the packed forms built
     once and reused by later calls of other sizes (T * B on both sides of the GEMM's small-M
     path)."""
     m = torch_module(mode, 7, 21, 2, bidir=True, proj=4 if mode == "lstm" else 0)
@@ -814,8 +815,7 @@ def test_prepared_weights(mode, B, which, rng):
         t32 = torch_run(m, mode, x, None)
         for name, a, a0 in [("y", y, y0), ("h", h, h0)] + ([("c", c, c0)] if mode == "lstm" else []):
             assert_error_gate(a, ref[name], t32[name], floor=2e-6, what=f"prepared {mode} {name}")
-            if B >= 2 or "weight_hh" not in which:
-                np.testing.assert_array_equal(a, a0)
+            np.testing.assert_array_equal(a, a0)
     # the forms the calls needed were built: panels (float32, T >= 2, an ISA with the packed step
     # kernels: not the scalar path), and the input operand when some call's input GEMM had more
     # rows (T * B) than the GEMM's small-M path takes (8)

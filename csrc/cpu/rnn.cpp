@@ -5,10 +5,11 @@
 //      a single step, i.e. a cell, computes it inside step 2 instead)
 //   2. per step t: the recurrent product h_prev W_hh^T and the gate formulas per panel of
 //      hidden units, threads splitting the units (float32: the ISA kernels of cpu/rnn_vec.inc,
-//      fused with the product on packed W_hh from batch 2, after each thread's own small-M
-//      product below, or after one GEMM engine call per step for big W_hh from batch 16, see
-//      rnn_engine_step; float64 and PYCNNRNN_ISA=scalar: the portable step below); weight rows
-//      in serpentine order across steps; LSTM projection: h = h_raw W_hr^T (a small GEMM).
+//      fused with the product on packed W_hh from batch 2 (1 for W_hh up to 3 MiB), after each
+//      thread's own small-M product below, or after one GEMM engine call per step for big W_hh
+//      from batch 16, see rnn_engine_step; float64 and PYCNNRNN_ISA=scalar: the portable step
+//      below); weight rows in serpentine order across steps; LSTM projection: h = h_raw W_hr^T
+//      (a small GEMM).
 // Backward (BPTT), steps in reverse: fused pointwise gate gradients dG_t, then
 // dh_prev = dG_t W_hh (packed W_hh for float32 ISA kernels); after the loop the merged GEMMs
 // dW_ih = dG^T X, dW_hh = dG^T H_prev, dX = dG W_ih, db = column sums of dG.
@@ -97,14 +98,21 @@ void split_run(int64_t n, int64_t work, Fn&& fn) {
 // T=30, three alternating runs, median ms unpacked / packed, on Zen 3 once packing read its
 // rows sequentially into reused memory: B=2 9.0-12.1 / 7.9-8.8, B=4 14.6-26.7 / 15.6-20.6 (min
 // 13.2-19.1 / 11.0-11.6); GRU B=4 min 10.1-11.8 / 8.4-10.4; B=1 even (LSTM 4.1-5.3 / 5.0-5.4,
-// GRU mixed). Cells (T = 1) never pack. PYCNNRNN_RNN_PACK_MIN_B overrides it (a tuning knob for
-// benchmarks and tests, read once).
-int64_t pack_min_batch() {
-  static const int64_t v = [] {
+// GRU mixed). From batch 1 where W_hh is at most 3 MiB: on AMD Zen 5, 2 threads, two layers,
+// T=30, one process alternating (medians of 4-6 rounds), forward / training forward+backward at
+// batch 1, packed against unpacked: LSTM H=256 (1 MiB) +15% / +8%, H=384 (2.3 MiB) +6% / +4%,
+// GRU H=256 +17% / +7%, H=512 (3 MiB) +8% / +0.3%, tanh RNN H=512 (1 MiB) +15% / +7%; from 4
+// MiB even or slower: LSTM H=512 -1..+5% / -3..-14%, tanh RNN H=1024 -1% / -7%, GRU H=640 (4.7
+// MiB) -7% / -7%. Cells (T = 1) never pack. PYCNNRNN_RNN_PACK_MIN_B overrides it for every size (a
+// tuning knob for benchmarks and tests, read once).
+constexpr int64_t RNN_PACK_AT_BATCH_1_MAX_WEIGHT_BYTES = int64_t(3) << 20;
+int64_t pack_min_batch(int64_t w_hh_bytes) {
+  static const int64_t forced = [] {
     const char* e = std::getenv("PYCNNRNN_RNN_PACK_MIN_B");
-    return e && *e ? std::max<int64_t>(1, std::atoll(e)) : int64_t(2);
+    return e && *e ? std::max<int64_t>(1, std::atoll(e)) : int64_t(0);
   }();
-  return v;
+  if (forced) return forced;
+  return w_hh_bytes <= RNN_PACK_AT_BATCH_1_MAX_WEIGHT_BYTES ? 1 : 2;
 }
 
 const RnnKernelsF32& f32_kernels() {
@@ -565,7 +573,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
           }
         }
         if (L.prepared && Tn >= 2 && !engine_w) panel_data = L.prepared->forward_panels(L.w_hh, G, H, K, vk->vl);
-        packed = !engine_w && (panel_data || (B >= pack_min_batch() && Tn >= 2));
+        packed = !engine_w && (panel_data || (B >= pack_min_batch(GH * K * int64_t(sizeof(float))) && Tn >= 2));
         if (packed && !panel_data) {
           panels = pack_forward(L.w_hh, G, H, K, vk->vl);
           panel_data = panels.data.data();

@@ -344,8 +344,8 @@ class Module:
         reused by every later one, as onnxruntime does for a session's initializers. In-place
         writes to a snapshot raise; assigning a new weight array or load_state_dict() drops the
         prepared form (the layer then runs on the new array as before). Outputs are
-        bit-identical to the unprepared model's (recurrent layers at batch 1: equal to float32
-        rounding, see ops.rnn.PreparedRnnWeight). Returns self."""
+        bit-identical to the unprepared model's (recurrent layers at batch 1 with a W_hh over 3
+        MiB: equal to float32 rounding, see ops.rnn.PreparedRnnWeight). Returns self."""
         self.eval()
         for m in self.modules():
             if hasattr(m, "_prepack"):
