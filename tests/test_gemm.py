@@ -311,6 +311,20 @@ def test_small_m_wide_rows_cross_column_chunks(rng, dtype, tb):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tb", [False, True])
+def test_small_m_from_memory(rng, dtype, tb):
+    # A B of 32 MiB or more (beyond the caches) makes the small-M kernels fetch it ahead in
+    # software from 3 rows (gemm.cpp smallm_far_b); 1 and 2 rows stream without. Same sums.
+    k, n = 4099, 2053  # 33.7 MB in float32; ragged k groups, vectors and threads' column ranges
+    b = _rand(rng, (n, k) if tb else (k, n), dtype)
+    for m in (1, 3, 8):
+        a = _rand(rng, (m, k), dtype)
+        c = np.full((m, n), np.nan, dtype)
+        _C.gemm(a, b, c, False, tb)
+        _check(c, a, b, False, tb, what=f"m={m} tb={tb}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_zero_sizes(rng, dtype):
     # M or N == 0: nothing written; K == 0: C = beta*C (+ bias, relu)
     for m, n in [(0, 5), (5, 0), (0, 0)]:

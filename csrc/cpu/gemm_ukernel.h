@@ -37,11 +37,14 @@ struct UkrParams {
 //   S[m*lds + j] = sum_k A[m*lda + k] * op(B)(k, j)      m < M, j < n
 //   smallm_n: op(B)(k, j) = B[k*ldb + j]   (B row-major, rows streamed, S chunk in L1)
 //   smallm_t: op(B)(k, j) = B[j*ldb + k]   (B^T rows streamed: dot products, Linear weights)
+// far_b: B comes from memory, not from the caches (the driver's call: gemm.cpp smallm_far_b), and
+// the kernel fetches it ahead in software: smallm_n the next k-group's rows, smallm_t each row 2
+// KiB ahead. (The portable kernels ignore it.)
 constexpr int SMALLM_MAX = 8;
 
 template <typename T>
 using SmallMFn = void (*)(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S,
-                          int64_t lds);
+                          int64_t lds, bool far_b);
 
 // One entry per ISA and dtype: the tile and the blocking it was tuned for.
 template <typename T>

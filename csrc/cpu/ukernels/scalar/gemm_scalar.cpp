@@ -50,7 +50,8 @@ void ukr_f64(int64_t kc, const double* a, int64_t lda, const double* b, int64_t 
 
 // Small-M kernels: plain loops (B streamed once; S row chunks stay in cache).
 template <typename T>
-void smallm_n(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S, int64_t lds) {
+void smallm_n(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S, int64_t lds,
+              bool /*far_b*/) {
   for (int m = 0; m < M; ++m)
     for (int64_t j = 0; j < n; ++j) S[m * lds + j] = T(0);
   for (int64_t k = 0; k < K; ++k)
@@ -62,7 +63,8 @@ void smallm_n(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, 
     }
 }
 template <typename T>
-void smallm_t(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S, int64_t lds) {
+void smallm_t(int M, int64_t n, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* S, int64_t lds,
+              bool /*far_b*/) {
   for (int64_t j = 0; j < n; ++j)
     for (int m = 0; m < M; ++m) {
       T acc[16] = {};  // 16 running sums (like a 16-lane vector), added pairwise at the end
