@@ -240,7 +240,6 @@ int rnn_row_threads(int64_t B, int64_t GH, int64_t K) {
 // forward gains less, alternating in one process (medians of 11, three runs): plain B=16
 // 0.94-1.05x, B=32 0.99-1.10x, B=64 0.99-1.08x; prepared 1.06-1.09x, 1.00-1.06x, 1.08-1.15x.
 constexpr int64_t RNN_ENGINE_STEP_MIN_ROWS = 16;
-constexpr int64_t RNN_STREAM_SAVED_MIN_BYTES = int64_t(4) << 20;  // see stream_saved
 bool rnn_engine_step(RnnMode mode, int64_t B, int64_t GH, int64_t K) {
   return mode != RnnMode::gru && B >= RNN_ENGINE_STEP_MIN_ROWS &&
          GH * K * int64_t(sizeof(float)) > RNN_ROW_SPLIT_MAX_WEIGHT_BYTES;
@@ -386,6 +385,9 @@ BlockArray<float> pack_backward(const float* w_hh, int64_t GH, int64_t K, int vl
   });
   return d;
 }
+
+// Layer workspaces from this size are saved around the caches (stream_saved in rnn_layer_forward).
+constexpr int64_t RNN_STREAM_SAVED_MIN_BYTES = int64_t(4) << 20;
 
 // n values saved for BPTT; with `stream` (a workspace bigger than the caches, see
 // rnn_layer_forward) the aligned whole 16-byte groups of float32 go to memory with non-temporal
