@@ -210,6 +210,8 @@ const WinogradKernels<T>& kernels() {
   return k;
 }
 
+constexpr int64_t WEIGHT_PREFETCH_BLOCKS = 2;  // how far ahead transform_weight_rows fetches w
+
 // U[xi - x0][co - co0][ci] (planes ldu apart) = (G g G^T)[xi / 4][xi % 4] for g = w[co][ci],
 // rows co in [co0, co1), x0 <= xi < x1: the rows' filters are contiguous in w, taken
 // WINOGRAD_WEIGHT_BLOCK at a time.
@@ -219,8 +221,17 @@ void transform_weight_rows(const Conv2dShape& s, const T* w, int64_t co0, int64_
   const auto weights = kernels<T>().weights;
   const int64_t filters = (co1 - co0) * s.C;
   const T* g = w + co0 * s.C * 9;
-  for (int64_t f = 0; f < filters; f += WINOGRAD_WEIGHT_BLOCK)
+  // The filters of blocks ahead fetched in software: from memory (each layer's weights in a
+  // VGG16 forward) one core's loads alone read w at ~9 GB/s (the 512->512 fused transform 1.0 ->
+  // 0.39 ms per thread, one core, microbenchmark; 512->512@14 N=1 call 2.26 -> 1.88 ms from
+  // memory, 1.87 -> 1.70 ms from the L3, same process, alternating).
+  const int64_t block_bytes = WINOGRAD_WEIGHT_BLOCK * 9 * int64_t(sizeof(T));
+  const char* end = reinterpret_cast<const char*>(g + filters * 9);
+  for (int64_t f = 0; f < filters; f += WINOGRAD_WEIGHT_BLOCK) {
+    const char* ahead = reinterpret_cast<const char*>(g + f * 9) + WEIGHT_PREFETCH_BLOCKS * block_bytes;
+    for (int64_t o = 0; o < block_bytes && ahead + o < end; o += 64) __builtin_prefetch(ahead + o, 0, 3);
     weights(g + f * 9, std::min<int64_t>(WINOGRAD_WEIGHT_BLOCK, filters - f), U + f, ldu, x0, x1);
+  }
 }
 
 // U[xi][co][ci] for the whole layer.
@@ -360,15 +371,17 @@ int64_t fused_block_rows(int64_t Co, int64_t tile_rows) {
   return 0;
 }
 
-// Without Conv2dPrepared, float32 on AVX-512, big weights and at most two GEMM panels of
-// tiles per run (one or two 14x14 images): the whole layer's U (16/9 of the weights) written to
-// memory and read back cost more than every thread transforming the weights for its own
-// tile positions. Same process, alternating, N=1, ms, whole-layer U / fused / prepared:
-// 512->512@14 1.97-2.22 / 1.78-2.08 / 1.45-1.50; not at 28x28 (512->512 5.28-5.50 / 5.27-5.76,
-// 256->512 2.64 / 2.80), where the longer GEMMs hide U's traffic and w, read by both threads,
-// costs more.
-bool winograd_fused_weights(const Conv2dShape& s, bool is_float, int64_t tiles, int64_t panel_cols) {
-  return is_float && active_isa() == Isa::avx512 && winograd_weights_big(s) && tiles <= 2 * panel_cols;
+// Without Conv2dPrepared, float32 on AVX-512, big weights and the call's tiles in a single
+// run (one 28x28 image, up to five 14x14 ones), where the whole layer's U would serve one set
+// of GEMMs: writing U (16/9 of the weights) to memory and reading it back costs more than every
+// thread transforming the weights for its own tile positions. Same process, alternating, ms,
+// whole-layer U / fused: N=1 512->512@14 1.87 / 1.70 (prepared 1.47), 512->512@28 5.33 / 4.86
+// (weights from memory 5.51 / 5.14), 256->512@28 2.72 / 2.71, N=4 512->512@14 6.62 / 6.16,
+// VGG16 N=1 61.4 / 58.3. Over several runs the fused path transforms the weights once per run:
+// N=2 512->512@28 10.7 / 10.4 but 256->512@28 5.24 / 5.34, N=4 512->512@28 20.8 / 20.9; kept
+// on U there.
+bool winograd_fused_weights(const Conv2dShape& s, bool is_float, size_t runs) {
+  return is_float && active_isa() == Isa::avx512 && winograd_weights_big(s) && runs == 1;
 }
 
 }  // namespace
@@ -433,7 +446,7 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
   const int64_t tc_max = max_run_tiles(all);
   const GemmTile tile = gemm_tile<T>();
   const int64_t block_rows = fused_block_rows(s.Co, tile.rows);
-  if (!U && block_rows > 0 && winograd_fused_weights(s, std::is_same<T, float>::value, tc_max, tile.cols)) {
+  if (!U && block_rows > 0 && winograd_fused_weights(s, std::is_same<T, float>::value, all.size())) {
     // Each thread walks the output channels in blocks of block_rows: it transforms the block's
     // weights for its own xi only into an L2-sized buffer (every thread reads and transposes
     // all of the block's filters) and runs its GEMMs on it at once. The whole layer's U,
