@@ -1117,10 +1117,10 @@ def test_winograd_batch_equals_images_one_at_a_time(xs, ws, kw, dtype, rng):
     np.testing.assert_allclose(y, y64, rtol=tol, atol=tol)
 
 
-# Unprepared weights over 4 MiB and all of a call's tiles in one run (float32, AVX-512): every
-# thread transforms the weights for its own tile positions, block by block of output channels,
-# and runs its GEMMs on them at once (conv2d_winograd.cpp, the fused path); the tiles' rows are
-# padded to whole GEMM panels. Elsewhere these shapes take the whole-layer path.
+# Unprepared weights and all of a call's tiles in one run (float32, AVX-512): every thread
+# transforms the weights for its own tile positions, block by block of output channels, and runs
+# its GEMMs on them at once (conv2d_winograd.cpp, the fused path); the tiles' rows are padded to
+# whole GEMM panels. Elsewhere these shapes take the whole-layer path.
 WINOGRAD_FUSED_GRID = [
     ((1, 256, 14, 14), (480, 256, 3, 3), {"padding": 1}),  # 49 tiles: one panel-wide GEMM per block
     # two images, 2 x 42 tiles in one run: a whole panel plus a narrower one; C_out 485 in
@@ -1132,6 +1132,9 @@ WINOGRAD_FUSED_GRID = [
     ((1, 128, 28, 27), (960, 128, 3, 3), {"padding": 1}),
     # three 14x14 images, 147 tiles in one run
     ((3, 128, 14, 14), (1000, 128, 3, 3), {"padding": 1, "padding_mode": "circular"}),
+    # small weights (0.6 MB); from 256 channels a 40x39 image's two chunks (260 + 140 tiles) are
+    # one run
+    ((1, 256, 40, 39), (64, 256, 3, 3), {"padding": 1}),
 ]
 
 

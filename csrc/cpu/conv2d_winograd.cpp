@@ -127,15 +127,15 @@ struct Run {
   int64_t first, last, tiles;
 };
 
-// Chunks [q0, q1) in runs of at most RUN_MAX_TILES tiles: a small map's chunks (a 14x14 map is
-// one chunk of 49 tiles, a quarter of a 64-column panel padding) go through the GEMMs several
-// images at a time. A chunk larger than that is a run of its own.
+// Chunks [q0, q1) in runs of at most max_tiles tiles: a small map's chunks (a 14x14 map is one
+// chunk of 49 tiles, a quarter of a 64-column panel padding) go through the GEMMs several images
+// at a time. A chunk larger than that is a run of its own.
 constexpr int64_t RUN_MAX_TILES = 256;
-std::vector<Run> runs(const std::vector<Chunk>& cs, int64_t q0, int64_t q1, int64_t row_tiles) {
+std::vector<Run> runs(const std::vector<Chunk>& cs, int64_t q0, int64_t q1, int64_t row_tiles, int64_t max_tiles) {
   std::vector<Run> out;
   for (int64_t q = q0; q < q1; ++q) {
     const int64_t t = chunk_tiles(cs[q], row_tiles);
-    if (!out.empty() && out.back().tiles + t <= RUN_MAX_TILES) {
+    if (!out.empty() && out.back().tiles + t <= max_tiles) {
       out.back().last = q + 1;
       out.back().tiles += t;
     } else {
@@ -144,6 +144,18 @@ std::vector<Run> runs(const std::vector<Chunk>& cs, int64_t q0, int64_t q1, int6
   }
   return out;
 }
+
+// Runs of the few-images path (winograd_forward): from 256 input channels up to 1024 tiles, so
+// that a 56x56 image (784 tiles) or four 28x28 ones are one run: fewer, longer GEMMs (fewer
+// calls and narrow last panels, U[xi] read once), while V and M (16 x C and 16 x Co floats a
+// tile) outgrow L2; the balance was measured, not modelled. One process alternating, runs of
+// up to 256 / 1024 tiles (whole-layer U or, one run, the fused transform), ms, N=1:
+// 256->256@56 5.30 / 4.92, 256->256@48 4.05 / 3.70, 384->384@40 6.17 / 5.45, 512->512@56 19.4 /
+// 17.7, 256->512@56 9.72 / 9.43; 512->512@28 N=2 10.3 / 9.4, N=4 19.9 / 18.5; 256->256@28 N=4
+// 5.93 / 5.11; AVX2 and float64 -1..+6%. With 128 channels they were mixed: 128->256@56 2.44 ->
+// 2.70-2.82 ms (runs of 512-1024), 128->128@56 +1-5%. (Many images, or big maps in many chunks,
+// take the path above.)
+int64_t few_images_run_tiles(const Conv2dShape& s) { return s.C >= 256 ? 4 * RUN_MAX_TILES : RUN_MAX_TILES; }
 
 int64_t max_run_tiles(const std::vector<Run>& rs) {
   int64_t m = 0;
@@ -371,17 +383,19 @@ int64_t fused_block_rows(int64_t Co, int64_t tile_rows) {
   return 0;
 }
 
-// Without Conv2dPrepared, float32 on AVX-512, big weights and the call's tiles in a single
-// run (one 28x28 image, up to five 14x14 ones), where the whole layer's U would serve one set
-// of GEMMs: writing U (16/9 of the weights) to memory and reading it back costs more than every
-// thread transforming the weights for its own tile positions. Same process, alternating, ms,
-// whole-layer U / fused: N=1 512->512@14 1.87 / 1.70 (prepared 1.47), 512->512@28 5.33 / 4.86
-// (weights from memory 5.51 / 5.14), 256->512@28 2.72 / 2.71, N=4 512->512@14 6.62 / 6.16,
-// VGG16 N=1 61.4 / 58.3. Over several runs the fused path transforms the weights once per run:
-// N=2 512->512@28 10.7 / 10.4 but 256->512@28 5.24 / 5.34, N=4 512->512@28 20.8 / 20.9; kept
-// on U there.
-bool winograd_fused_weights(const Conv2dShape& s, bool is_float, size_t runs) {
-  return is_float && active_isa() == Isa::avx512 && winograd_weights_big(s) && runs == 1;
+// Without Conv2dPrepared, float32 on AVX-512 and the call's tiles in a single run (one image up
+// to 28x28, or 56x56 from 256 channels; up to five 14x14 ones), where the whole layer's U would
+// serve one set of GEMMs: writing U (16/9 of the weights) to memory and reading it back costs
+// more than every thread transforming the weights for its own tile positions. Same process,
+// alternating, ms, whole-layer U / fused: N=1 512->512@14 1.87 / 1.70 (prepared 1.47),
+// 512->512@28 5.33 / 4.86 (weights from memory 5.51 / 5.14), 256->512@28 2.72 / 2.71, N=4
+// 512->512@14 6.62 / 6.16, VGG16 N=1 61.4 / 58.3; with small weights too (runs of up to 1024
+// tiles): 256->256@56 5.29 / 4.92, 256->256@20 0.87 / 0.78, 256->256@28 N=4 5.45 / 5.11,
+// 128->128@28 0.470 / 0.451. Over several runs the fused path transforms the weights once per
+// run: N=2 512->512@28 (runs of 256) 10.7 / 10.4 but 256->512@28 5.24 / 5.34, N=4 20.8 / 20.9;
+// kept on U there.
+bool winograd_fused_weights(bool is_float, size_t runs) {
+  return is_float && active_isa() == Isa::avx512 && runs == 1;
 }
 
 }  // namespace
@@ -433,20 +447,20 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
     parallel_run(nt, [&](int tid, int nthr) {
       int64_t q0, q1;
       split_range(static_cast<int64_t>(work.size()), tid, nthr, 1, &q0, &q1);
-      for (const Run& r : runs(work, q0, q1, cp.row_tiles))  // (nested regions run serially)
+      for (const Run& r : runs(work, q0, q1, cp.row_tiles, RUN_MAX_TILES))  // (nested regions run serially)
         run_chunks(work, r, scratch<T>(0, 16 * s.C * r.tiles), scratch<T>(1, 16 * s.Co * r.tiles), r.tiles,
                    [&](const T* V, T* M, int64_t tc, int64_t) { gemms(V, M, tc, 0, 16); });
     });
     return;
   }
-  // Few, small images: one run of up to ~256 tiles at a time, the tile positions xi (their
-  // GEMMs) split over threads.
+  // Few images: chunks of ~256 tiles in runs (few_images_run_tiles), one at a time, the tile
+  // positions xi (their GEMMs) split over threads.
   const std::vector<Chunk> few = chunks(s, rows, cp.row_tiles, 256);
-  const std::vector<Run> all = runs(few, 0, static_cast<int64_t>(few.size()), cp.row_tiles);
+  const std::vector<Run> all = runs(few, 0, static_cast<int64_t>(few.size()), cp.row_tiles, few_images_run_tiles(s));
   const int64_t tc_max = max_run_tiles(all);
   const GemmTile tile = gemm_tile<T>();
   const int64_t block_rows = fused_block_rows(s.Co, tile.rows);
-  if (!U && block_rows > 0 && winograd_fused_weights(s, std::is_same<T, float>::value, all.size())) {
+  if (!U && block_rows > 0 && winograd_fused_weights(std::is_same<T, float>::value, all.size())) {
     // Each thread walks the output channels in blocks of block_rows: it transforms the block's
     // weights for its own xi only into an L2-sized buffer (every thread reads and transposes
     // all of the block's filters) and runs its GEMMs on it at once. The whole layer's U,
