@@ -1159,3 +1159,57 @@ def test_winograd_fused_weight_transform_matches_prepared_and_oracle(xs, ws, kw,
         gemm_first = pycnnrnn.cpu_isa() != "avx512" and xs[0] * xs[2] * xs[3] < 300
         ref = F.conv2d(x, w, b, algorithm="gemm", **kw) if gemm_first else y
         np.testing.assert_array_equal(F.conv2d_relu(x, w, b, **kw), np.maximum(ref, 0))
+
+
+# nn.Sequential(Conv2d, ReLU, MaxPool2d(2)) in one call (ops/conv2d.py _conv2d_relu_max_pool2x2):
+# on Winograd without dilation each tile row's two output rows are pooled in L1 (the full output
+# is never written); on every other algorithm the full output is pooled afterwards. Either way
+# the array max_pool2d(conv2d_relu(...), 2) gives, bit for bit.
+CONV_RELU_POOL_GRID = [
+    ((2, 16, 15, 13), (24, 16, 3, 3), {"padding": 1}),  # Winograd, odd rows and columns dropped
+    ((1, 64, 56, 56), (64, 64, 3, 3), {"padding": 1}),  # Winograd, many chunks
+    ((3, 32, 14, 14), (48, 32, 3, 3), {"padding": 1, "padding_mode": "reflect"}),  # one run, fused transform
+    ((1, 256, 40, 39), (64, 256, 3, 3), {"padding": 1}),  # runs of 1024 tiles
+    ((2, 8, 2, 3), (4, 8, 3, 3), {"padding": 1, "bias": False}),  # a 2x3 output: one pooled row
+    ((1, 8, 12, 11), (8, 8, 3, 3), {"padding": 2, "dilation": 2}),  # dilated: pooled afterwards
+    ((2, 6, 13, 12), (10, 6, 5, 5), {"padding": 2, "padding_mode": "circular"}),  # 5x5: GEMM or direct
+    ((1, 4, 17, 17), (8, 4, 3, 3), {"stride": 2}),  # strided: pooled afterwards
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,ws,kw", CONV_RELU_POOL_GRID, ids=[f"{c[0]}-{c[1]}" for c in CONV_RELU_POOL_GRID])
+def test_conv_relu_max_pool2x2_matches_the_three_steps(xs, ws, kw, dtype, rng):
+    from pycnnrnn.ops.conv2d import _conv2d_relu_max_pool2x2
+
+    bias, kw = split_kwargs(kw)
+    x, w, b = make_inputs(rng, xs, ws, dtype=dtype, bias=bias)
+    x[0, 0, 1, 1] = np.nan  # NaN wins its window, as in max_pool2d
+    args = (
+        kw.get("stride", 1),
+        kw.get("padding", 0),
+        kw.get("dilation", 1),
+        1,
+        kw.get("padding_mode", "zeros"),
+    )
+    ref = F.max_pool2d(F.conv2d_relu(x, w, b, *args), 2)
+    assert np.isnan(ref).any()
+    np.testing.assert_array_equal(_conv2d_relu_max_pool2x2(x, w, b, *args), ref)
+    ref0 = F.max_pool2d(F.conv2d_relu(x[0], w, b, *args), 2)  # unbatched (auto may pick otherwise at N=1)
+    np.testing.assert_array_equal(_conv2d_relu_max_pool2x2(x[0], w, b, *args), ref0)
+    prepared = F.prepare_conv2d_weight(w)
+    np.testing.assert_array_equal(_conv2d_relu_max_pool2x2(x, prepared, b, *args), ref)
+    assert _conv2d_relu_max_pool2x2(x[:0], w, b, *args).shape == (0,) + ref.shape[1:]
+
+
+def test_conv_relu_max_pool2x2_small_output_and_errors(rng):
+    from pycnnrnn.ops.conv2d import _conv2d_relu_max_pool2x2
+
+    x, w, b = make_inputs(rng, (1, 4, 3, 8), (4, 4, 3, 3))
+    assert _conv2d_relu_max_pool2x2(x, w, b, 1, 0, 1, 1, "zeros") is None  # a 1x6 output: no 2x2 window
+    geometry = ((1, 1), (0, 0, 0, 0), (1, 1), 1, 0)
+    with pytest.raises(ValueError, match="smaller than the 2x2 pool window"):
+        _C.conv2d_forward(x, w, b, *geometry, 0, True, None, True)
+    x, w, b = make_inputs(rng, (1, 4, 8, 8), (4, 4, 3, 3))
+    with pytest.raises(ValueError, match="only with algorithm='auto'"):
+        _C.conv2d_forward(x, w, b, *geometry, 1, True, None, True)

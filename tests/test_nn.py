@@ -596,6 +596,56 @@ def test_sequential_fuses_conv_relu_only_without_hooks():
     assert calls == [1]  # fused again once the hook is gone
 
 
+def test_sequential_fuses_conv_relu_max_pool2x2():
+    """Sequential(Conv2d, ReLU, MaxPool2d(2)) runs as one call (the pool taken in the
+    convolution's output stage): the same array as the modules one by one; not with a hook on any
+    of the three, nor for another pool geometry; an output below 2x2 is left to MaxPool2d."""
+    rng = np.random.default_rng(5)
+
+    def one_by_one(seq, x):
+        for m in seq:
+            x = m(x)
+        return x
+
+    calls = []
+    fused = nn.Conv2d._forward_relu_max_pool2x2
+
+    def spy(self, inp):
+        calls.append(1)
+        return fused(self, inp)
+
+    nn.Conv2d._forward_relu_max_pool2x2 = spy
+    try:
+        seq = nn.Sequential(
+            nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3)
+        )
+        x = rng.standard_normal((2, 4, 11, 10)).astype(np.float32)
+        np.testing.assert_array_equal(seq(x), one_by_one(seq, x))
+        assert calls == [1]
+        handle = seq[2].register_forward_hook(lambda mod, args, out: None)
+        np.testing.assert_array_equal(seq(x), one_by_one(seq, x))
+        assert calls == [1]  # the hook on the pool turned the fusion off
+        handle.remove()
+        for pool in (
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.MaxPool2d(3, 2),
+            nn.MaxPool2d(2, 1),
+            nn.MaxPool2d(2, padding=1),
+        ):
+            seq = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), pool)
+            np.testing.assert_array_equal(seq(x), one_by_one(seq, x))
+        assert calls == [1]
+        seq = nn.Sequential(nn.Conv2d(4, 8, 3), nn.ReLU(), nn.MaxPool2d(2))
+        small = rng.standard_normal((1, 4, 3, 9)).astype(np.float32)  # a 1x7 conv output
+        with pytest.raises(ValueError) as fused_error:
+            seq(small)
+        with pytest.raises(ValueError) as plain_error:
+            one_by_one(seq, small)
+        assert str(fused_error.value) == str(plain_error.value)
+    finally:
+        nn.Conv2d._forward_relu_max_pool2x2 = fused
+
+
 def test_prepack_snapshot_semantics(rng):
     """Module.prepack(): eval mode, bit-identical outputs, Conv2d weights become read-only
     snapshots (in-place writes raise); assigning a new array or load_state_dict() takes

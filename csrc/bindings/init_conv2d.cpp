@@ -66,7 +66,7 @@ Conv2dPrepared<double>* PreparedConv2d::get<double>() {
 
 template <typename T>
 py::array forward_impl(const py::array& x, const py::array& w, const py::object& b, const Conv2dShape& s,
-                       ConvAlgo algo, bool relu, const py::object& prepared) {
+                       ConvAlgo algo, bool relu, const py::object& prepared, bool max_pool2x2) {
   const T* xp = in_ptr<T>(x, "input", 4);
   const T* wp = in_ptr<T>(w, "weight", 4);
   const T* bp = opt_in_ptr<T>(b, "bias", 1);
@@ -79,11 +79,20 @@ py::array forward_impl(const py::array& x, const py::array& w, const py::object&
     prep = p.get<T>();
   }
   conv2d_choose_algo(s, algo, std::is_same<T, float>::value);  // a forced algorithm that does not apply raises here
-  py::array_t<T> y = empty_array<T>({s.N, s.Co, s.OH, s.OW});
+  if (max_pool2x2) {
+    PYC_CHECK(algo == ConvAlgo::auto_, "max_pool2x2: only with algorithm='auto'");
+    PYC_CHECK(s.OH >= 2 && s.OW >= 2, "max_pool2x2: the convolution's output (", s.OH, "x", s.OW,
+              ") is smaller than the 2x2 pool window");
+  }
+  py::array_t<T> y = max_pool2x2 ? empty_array<T>({s.N, s.Co, s.OH / 2, s.OW / 2})
+                                 : empty_array<T>({s.N, s.Co, s.OH, s.OW});
   T* yp = y.mutable_data();
   {
     py::gil_scoped_release nogil;
-    conv2d_forward<T>(s, xp, wp, bp, yp, algo, relu, prep);
+    if (max_pool2x2)
+      conv2d_forward_max_pool2x2<T>(s, xp, wp, bp, yp, relu, prep);
+    else
+      conv2d_forward<T>(s, xp, wp, bp, yp, algo, relu, prep);
   }
   return std::move(y);
 }
@@ -130,19 +139,19 @@ void init_conv2d(py::module_& m) {
   m.def(
       "conv2d_forward",
       [](const py::array& x, const py::array& w, const py::object& b, I2 stride, I4 pad, I2 dil, int64_t groups,
-         int mode, int algo, bool relu, const py::object& prepared) -> py::array {
+         int mode, int algo, bool relu, const py::object& prepared, bool max_pool2x2) -> py::array {
         const Conv2dShape s = make_shape(x, w, stride, pad, dil, groups, mode);
         if (algo < 0 || algo > 4) throw std::invalid_argument(concat("algorithm: unknown code ", algo));
         const auto a = static_cast<ConvAlgo>(algo);
-        if (is_f64(x)) return forward_impl<double>(x, w, b, s, a, relu, prepared);
-        return forward_impl<float>(x, w, b, s, a, relu, prepared);
+        if (is_f64(x)) return forward_impl<double>(x, w, b, s, a, relu, prepared, max_pool2x2);
+        return forward_impl<float>(x, w, b, s, a, relu, prepared, max_pool2x2);
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("groups"), py::arg("padding_mode"), py::arg("algorithm"), py::arg("relu") = false,
-      py::arg("prepared") = py::none(),
+      py::arg("prepared") = py::none(), py::arg("max_pool2x2") = false,
       "Batched conv2d forward (relu: max(y, 0) fused); padding = (top, bottom, left, right);\n"
-      "prepared: a Conv2dPrepared made for this very weight array, or None. Use\n"
-      "pycnnrnn.functional.conv2d.");
+      "prepared: a Conv2dPrepared made for this very weight array, or None; max_pool2x2: return\n"
+      "max_pool2d(y, 2) instead of y (algorithm 'auto' only). Use pycnnrnn.functional.conv2d.");
   m.def(
       "conv2d_backward",
       [](const py::array& gy, const py::array& x, const py::array& w, I2 stride, I4 pad, I2 dil, int64_t groups,

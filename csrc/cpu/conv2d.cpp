@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/block_cache.h"
 #include "core/dispatch.h"
 #include "core/errors.h"
 #include "core/shapes.h"
@@ -22,6 +23,7 @@
 #include "cpu/elementwise.h"
 #include "cpu/gemm.h"
 #include "cpu/im2col_kernels.h"
+#include "cpu/pool2d.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -847,17 +849,24 @@ bool direct_long_rows_preferred(const Conv2dShape& s, bool is_float) {
          s.Cog() >= 16 && s.Kg() >= 144 && s.Kg() <= 1600;
 }
 
+// The algorithm conv2d_forward runs: conv2d_choose_algo's, then auto's choices that depend on
+// prepared weights and the ISA.
 template <typename T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo, bool relu,
-                    Conv2dPrepared<T>* prepared) {
-  if (s.N == 0) return;
+ConvAlgo forward_algo(const Conv2dShape& s, ConvAlgo algo, const Conv2dPrepared<T>* prepared) {
   ConvAlgo chosen = conv2d_choose_algo(s, algo, std::is_same<T, float>::value);
   if (chosen == ConvAlgo::winograd && algo == ConvAlgo::auto_ && !prepared && winograd_per_call_transform_too_costly(s))
     chosen = ConvAlgo::gemm;
   if (chosen == ConvAlgo::gemm && algo == ConvAlgo::auto_ &&
       direct_long_rows_preferred(s, std::is_same<T, float>::value))
     chosen = ConvAlgo::direct;
-  switch (chosen) {
+  return chosen;
+}
+
+template <typename T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo, bool relu,
+                    Conv2dPrepared<T>* prepared) {
+  if (s.N == 0) return;
+  switch (forward_algo(s, algo, prepared)) {
     case ConvAlgo::depthwise: {
       depthwise_forward(s, x, w, b, y);
       if (relu) relu_inplace(y, s.N * s.Co * s.OH * s.OW);
@@ -871,6 +880,22 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T*
       return;
     default: forward_gemm(s, x, w, b, y, relu); return;
   }
+}
+
+template <typename T>
+void conv2d_forward_max_pool2x2(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu,
+                                Conv2dPrepared<T>* prepared) {
+  PYC_CHECK(s.OH >= 2 && s.OW >= 2, "conv2d_forward_max_pool2x2: the convolution's output (", s.OH, "x", s.OW,
+            ") is smaller than the 2x2 pool window");
+  if (s.N == 0) return;
+  if (s.dh == 1 && s.dw == 1 && forward_algo(s, ConvAlgo::auto_, prepared) == ConvAlgo::winograd) {
+    winograd_forward(s, x, w, b, y, relu, prepared ? prepared->winograd_u(s, w) : nullptr, /*pool=*/true);
+    return;
+  }
+  BlockArray<T> full(static_cast<size_t>(s.N * s.Co * s.OH * s.OW));  // fully written
+  conv2d_forward(s, x, w, b, full.data(), ConvAlgo::auto_, relu, prepared);
+  const Pool2dShape pool{s.N * s.Co, s.OH, s.OW, s.OH / 2, s.OW / 2, 2, 2, 2, 2, 0, 0, 1, 1};
+  max_pool2d_forward(full.data(), y, nullptr, pool);
 }
 
 namespace {
@@ -962,6 +987,10 @@ void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, 
   }
 }
 
+template void conv2d_forward_max_pool2x2<float>(const Conv2dShape&, const float*, const float*, const float*,
+                                                float*, bool, Conv2dPrepared<float>*);
+template void conv2d_forward_max_pool2x2<double>(const Conv2dShape&, const double*, const double*, const double*,
+                                                 double*, bool, Conv2dPrepared<double>*);
 template void conv2d_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, ConvAlgo,
                                     bool, Conv2dPrepared<float>*);
 template void conv2d_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,

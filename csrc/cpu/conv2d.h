@@ -102,6 +102,15 @@ template <typename T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, ConvAlgo algo = ConvAlgo::auto_,
                     bool relu = false, Conv2dPrepared<T>* prepared = nullptr);
 
+// nn.Sequential's Conv2d (-> ReLU) -> MaxPool2d(2) (stride 2, no padding, dilation 1, floor):
+// y is the pooled output, (N, Co, OH / 2, OW / 2); needs OH, OW >= 2. Where auto runs the layer
+// on Winograd without dilation, each tile row's two output rows are pooled in L1 and the full
+// output is never written (winograd_forward's pool); elsewhere it is, then max_pool2d_forward.
+// Bit-identical to the three steps.
+template <typename T>
+void conv2d_forward_max_pool2x2(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu,
+                                Conv2dPrepared<T>* prepared = nullptr);
+
 template <typename T>
 void conv2d_backward(const Conv2dShape& s, const T* gy, const T* x, const T* w, T* gx, T* gw, T* gb);
 
@@ -123,9 +132,10 @@ bool winograd_weights_big(const Conv2dShape& s);
 // Outputs of the largest phase: ceil(OH / dh) * ceil(OW / dw) (OH * OW without dilation).
 int64_t winograd_phase_outputs(const Conv2dShape& s);
 // U: the layer's transformed weights from Conv2dPrepared, or nullptr (transformed here).
+// pool (dilation 1): y is the 2x2, stride-2 max pool of the output, (N, Co, OH / 2, OW / 2).
 template <typename T>
 void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu,
-                      const T* U = nullptr);
+                      const T* U = nullptr, bool pool = false);
 // grad_weight of a Winograd-shaped layer (winograd_applies) through the same transforms.
 template <typename T>
 void winograd_backward_weight(const Conv2dShape& s, const T* gy, const T* x, T* gw);

@@ -35,9 +35,11 @@
 
 #include "core/block_cache.h"
 #include "core/dispatch.h"
+#include "core/errors.h"
 #include "core/thread_pool.h"
 #include "cpu/conv2d.h"
 #include "cpu/gemm.h"
+#include "cpu/pool2d.h"
 #include "cpu/winograd_kernels.h"
 
 namespace pycnnrnn {
@@ -316,22 +318,34 @@ void transform_input(const Conv2dShape& s, const ColumnPlan& cp, const AxisPhase
 
 // Output rows row.p + dh (2 th + u), u < 2, of the chunk's tiles: y[co][.][col.p + dw (2 tw + v)]
 // = (A^T M A)[u][v] + bias[co] (then max(., 0) if relu), clipped to the output.
+// pool (dilation 1 only): y is the 2x2, stride-2 max pool of that output, (OH / 2) x (OW / 2) a
+// channel: each tile row's two output rows go to L1 and pooled row th is taken from them there
+// (a last tile row with one output row has no pooled row: floor).
 template <typename T>
 void transform_output(const Conv2dShape& s, const ColumnPlan& cp, const AxisPhase& row, const T* M, int64_t th0,
-                      int64_t th1, int64_t tc, const T* b, bool relu, T* yn) {
+                      int64_t th1, int64_t tc, const T* b, bool relu, bool pool, T* yn) {
   const int64_t plane = s.Co * tc, dw = s.dw, OWt = 2 * cp.row_tiles;  // columns of a tile row
   const auto& K = kernels<T>();
   parallel_for(s.Co, 1, [&](int64_t c0, int64_t c1) {
-    // the transform's scratch, then (dw > 1) the two rows of all phases side by side
-    std::vector<T> buf(static_cast<size_t>(8 * cp.row_tiles + (dw > 1 ? 2 * OWt : 0)));
+    // the transform's scratch, then (dw > 1) the two rows of all phases side by side, or (pool)
+    // the two output rows
+    std::vector<T> buf(static_cast<size_t>(8 * cp.row_tiles + (dw > 1 ? 2 * OWt : 0) + (pool ? 2 * s.OW : 0)));
     T* scratch = buf.data();
     T* phase_out[2] = {scratch + 8 * cp.row_tiles, scratch + 8 * cp.row_tiles + OWt};
+    T* pool_rows = scratch + 8 * cp.row_tiles;  // (pool, dw == 1) rows 2 th and 2 th + 1
     const int64_t m_bytes = (th1 - th0) * cp.row_tiles * int64_t(sizeof(T));  // one channel's row of M[xi]
     for (int64_t co = c0; co < c1; ++co) {
       const T bias = b ? b[co] : T(0);
       if (co + 1 < c1)  // the next channel's 16 rows of M, one plane apart (512->512@14 N=8: 1.05x)
         for (int xi = 0; xi < 16; ++xi) prefetch_range(M + xi * plane + (co + 1) * tc, m_bytes);
       for (int64_t th = th0; th < th1; ++th) {
+        if (pool) {
+          if (2 * th + 1 >= row.outputs) continue;
+          K.output_row(M + co * tc + (th - th0) * cp.row_tiles, plane, cp.row_tiles, bias, relu, pool_rows,
+                       pool_rows + s.OW, s.OW, scratch);
+          max_pool2d_2x2_row(pool_rows, s.OW, yn + (co * (s.OH / 2) + th) * (s.OW / 2));
+          continue;
+        }
         T* out[2] = {yn + (co * s.OH + row.p + s.dh * 2 * th) * s.OW, nullptr};
         if (2 * th + 1 < row.outputs) out[1] = out[0] + s.dh * s.OW;
         const T* m = M + co * tc + (th - th0) * cp.row_tiles;
@@ -401,7 +415,10 @@ bool winograd_fused_weights(bool is_float, size_t runs) {
 }  // namespace
 
 template <typename T>
-void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu, const T* U) {
+void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, T* y, bool relu, const T* U,
+                      bool pool) {
+  PYC_CHECK(!pool || (s.dh == 1 && s.dw == 1), "winograd_forward: the fused max pool needs dilation 1");
+  const int64_t y_image = pool ? s.Co * (s.OH / 2) * (s.OW / 2) : s.Co * s.OH * s.OW;  // y's elements per image
   const int nt = get_num_threads();
   const ColumnPlan cp(s);
   const std::vector<AxisPhase> rows = axis_phases(s.OH, s.dh);
@@ -436,7 +453,7 @@ void winograd_forward(const Conv2dShape& s, const T* x, const T* w, const T* b, 
     products(V, M, tc, ld);
     for (int64_t q = r.first, off = 0; q < r.last; off += chunk_tiles(work[q], cp.row_tiles), ++q) {
       const Chunk& c = work[q];
-      transform_output(s, cp, *c.row, M + off, c.th0, c.th1, ld, b, relu, y + c.n * s.Co * s.OH * s.OW);
+      transform_output(s, cp, *c.row, M + off, c.th0, c.th1, ld, b, relu, pool, y + c.n * y_image);
     }
   };
   // Many chunks (~192 tiles each): each thread runs whole chunks end to end (transform, 16
@@ -608,8 +625,8 @@ template void winograd_backward_weight<float>(const Conv2dShape&, const float*, 
 template void winograd_backward_weight<double>(const Conv2dShape&, const double*, const double*, double*);
 
 template void winograd_forward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, bool,
-                                      const float*);
+                                      const float*, bool);
 template void winograd_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,
-                                       bool, const double*);
+                                       bool, const double*, bool);
 
 }  // namespace pycnnrnn

@@ -187,6 +187,17 @@ void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s) {
   });
 }
 
+template <typename T>
+void max_pool2d_2x2_row(const T* x, int64_t W, T* y) {
+  const Pool2dShape s{1, 2, W, 1, W / 2, 2, 2, 2, 2, 0, 0, 1, 1};
+  int64_t ow = 0;
+  if (PoolRowFn fn = row_kernel<T>()) {
+    const PoolRowArgs a{x, y, nullptr, W, 0, 2, 0, W / 2, 2, 2, 0, 1, 1};
+    ow = fn(a);
+  }
+  for (int64_t c = ow; c < W / 2; ++c) ref_one(x, y, nullptr, s, 0, c);
+}
+
 // ------------------------------------------------------------------------------------------
 // 3. Backward and unpool: zero-fill each plane, then scatter in output order (torch's order,
 //    so overlapping windows accumulate bit-identically). Threads split planes. Bad indices
@@ -373,6 +384,7 @@ int64_t max_unpool2d(const T* x, const int64_t* idx, T* y, int64_t planes, int64
 
 #define PYC_POOL_INSTANTIATE(T)                                                                     \
   template void max_pool2d_forward<T>(const T*, T*, int64_t*, const Pool2dShape&);                  \
+  template void max_pool2d_2x2_row<T>(const T*, int64_t, T*);                                          \
   template void max_pool2d_forward_reference<T>(const T*, T*, int64_t*, const Pool2dShape&);        \
   template void max_pool2d_backward<T>(const T*, const int64_t*, T*, const Pool2dShape&);           \
   template int64_t max_unpool2d<T>(const T*, const int64_t*, T*, int64_t, int64_t, int64_t);

@@ -25,6 +25,12 @@ struct Pool2dShape {
 template <typename T>
 void max_pool2d_forward(const T* x, T* y, int64_t* idx, const Pool2dShape& s);
 
+// One output row of a 2x2, stride-2 max pool (no padding, no dilation) over two input rows:
+// y[j] = max of x[2j], x[2j + 1], x[W + 2j], x[W + 2j + 1] (j < W / 2), torch's order and NaN rule
+// as above. The convolutions' fused Conv2d -> ReLU -> MaxPool2d(2) (winograd_forward) pool the
+// two output rows of each tile row with it while they are in L1.
+template <typename T>
+void max_pool2d_2x2_row(const T* x, int64_t W, T* y);
 // Scalar reference (the oracle the tests compare every SIMD path with through PYCNNRNN_ISA).
 template <typename T>
 void max_pool2d_forward_reference(const T* x, T* y, int64_t* idx, const Pool2dShape& s);

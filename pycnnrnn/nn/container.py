@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from .activation import ReLU
 from .conv import Conv2d
 from .module import Module
+from .pooling import MaxPool2d
 
 __all__ = ["ModuleList", "Sequential"]
 
@@ -78,6 +79,16 @@ class Sequential(_IndexedContainer):
         modules = list(self._modules.values())
         i = 0
         while i < len(modules):
+            if (
+                i + 2 < len(modules)
+                and _fusable_conv_relu(modules[i], modules[i + 1])
+                and _fusable_max_pool2x2(modules[i + 2])
+            ):
+                pooled = modules[i]._forward_relu_max_pool2x2(input)  # Conv2d -> ReLU -> MaxPool2d(2)
+                if pooled is not None:  # (None: an output below 2x2, left to MaxPool2d to report)
+                    input = pooled
+                    i += 3
+                    continue
             if i + 1 < len(modules) and _fusable_conv_relu(modules[i], modules[i + 1]):
                 input = modules[i].forward_relu(input)  # Conv2d -> ReLU in one pass
                 i += 2
@@ -85,6 +96,26 @@ class Sequential(_IndexedContainer):
             input = modules[i](input)
             i += 1
         return input
+
+
+def _fusable_max_pool2x2(pool) -> bool:
+    """A MaxPool2d of a 2x2 window, stride 2, no padding or dilation, floor, without indices,
+    subclassed forward or hooks: pooled in the convolution's output stage (the same array)."""
+
+    def as_pair(v):
+        return (v, v) if isinstance(v, int) else tuple(v)
+
+    return (
+        isinstance(pool, MaxPool2d)
+        and type(pool).forward is MaxPool2d.forward
+        and not (pool._forward_hooks or pool._forward_pre_hooks)
+        and as_pair(pool.kernel_size) == (2, 2)
+        and as_pair(pool.stride) == (2, 2)
+        and as_pair(pool.padding) == (0, 0)
+        and as_pair(pool.dilation) == (1, 1)
+        and not pool.ceil_mode
+        and not pool.return_indices
+    )
 
 
 def _fusable_conv_relu(first, second) -> bool:

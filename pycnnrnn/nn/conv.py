@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from ..ops._validate import check_int, pair
+from ..ops.conv2d import _conv2d_relu_max_pool2x2
 from . import init
 from .module import Module
 
@@ -118,6 +119,11 @@ class Conv2d(Module):
         """ReLU()(self(input)) in one pass: the ReLU fused into the convolution's output stage
         (nn.Sequential takes it for a Conv2d followed by a ReLU when neither has hooks)."""
         return F.conv2d_relu(*self._args(input))
+
+    def _forward_relu_max_pool2x2(self, input: np.ndarray):
+        """MaxPool2d(2)(ReLU()(self(input))) in one pass (nn.Sequential takes it for Conv2d, ReLU,
+        MaxPool2d(2) without hooks), or None where this layer's output is smaller than 2x2."""
+        return _conv2d_relu_max_pool2x2(*self._args(input))
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"

@@ -199,7 +199,30 @@ def conv2d_relu(input, weight, bias=None, stride=1, padding=0, dilation=1, group
     return _conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode, "auto", relu=True)
 
 
-def _conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, relu):
+def _conv2d_relu_max_pool2x2(input, weight, bias, stride, padding, dilation, groups, padding_mode):
+    """max_pool2d(conv2d_relu(...), 2) in one call, bit-identical to the two (nn.Sequential's
+    Conv2d -> ReLU -> MaxPool2d(2)): where the convolution runs on Winograd without dilation the
+    pool is taken from each tile row's output rows while they are in cache and the full output
+    is never written. None when the convolution's output is smaller than the 2x2 window (the
+    caller then runs the layers one by one, so max_pool2d reports it)."""
+    return _conv2d(
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        dilation,
+        groups,
+        padding_mode,
+        "auto",
+        relu=True,
+        max_pool2x2=True,
+    )
+
+
+def _conv2d(
+    input, weight, bias, stride, padding, dilation, groups, padding_mode, algorithm, relu, max_pool2x2=False
+):
     weight, prepared = _unwrap(weight)
     cv = _Conv(input, weight, stride, padding, dilation, groups, padding_mode)
     if not isinstance(algorithm, str) or algorithm not in _ALGOS:
@@ -214,9 +237,15 @@ def _conv2d(input, weight, bias, stride, padding, dilation, groups, padding_mode
         b = as_float_array(bias, "bias", dtype=cv.x.dtype)
         if b.shape != (co,):
             raise ValueError(f"bias must have shape ({co},) (out_channels), got {b.shape}")
-    if cv.out_shape4[0] == 0:
-        return np.empty(cv.out_shape, dtype=cv.x.dtype)
-    y = _C.conv2d_forward(cv.x4, cv.w, b, *cv.args(), _ALGOS[algorithm], relu, prepared)
+    out_shape4 = cv.out_shape4
+    if max_pool2x2:
+        n, co, oh, ow = out_shape4
+        if oh < 2 or ow < 2:
+            return None
+        out_shape4 = (n, co, oh // 2, ow // 2)
+    if out_shape4[0] == 0:
+        return np.empty(out_shape4 if cv.batched else out_shape4[1:], dtype=cv.x.dtype)
+    y = _C.conv2d_forward(cv.x4, cv.w, b, *cv.args(), _ALGOS[algorithm], relu, prepared, max_pool2x2)
     return y if cv.batched else y[0]
 
 
