@@ -79,11 +79,8 @@ py::array forward_impl(const py::array& x, const py::array& w, const py::object&
     prep = p.get<T>();
   }
   conv2d_choose_algo(s, algo, std::is_same<T, float>::value);  // a forced algorithm that does not apply raises here
-  if (max_pool2x2) {
-    PYC_CHECK(algo == ConvAlgo::auto_, "max_pool2x2: only with algorithm='auto'");
-    PYC_CHECK(s.OH >= 2 && s.OW >= 2, "max_pool2x2: the convolution's output (", s.OH, "x", s.OW,
-              ") is smaller than the 2x2 pool window");
-  }
+  // (conv2d_forward_max_pool2x2 checks the output against the 2x2 window)
+  PYC_CHECK(!max_pool2x2 || algo == ConvAlgo::auto_, "max_pool2x2: only with algorithm='auto'");
   py::array_t<T> y = max_pool2x2 ? empty_array<T>({s.N, s.Co, s.OH / 2, s.OW / 2})
                                  : empty_array<T>({s.N, s.Co, s.OH, s.OW});
   T* yp = y.mutable_data();

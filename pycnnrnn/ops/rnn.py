@@ -60,9 +60,10 @@ class PreparedRnnWeight(PreparedWeight):
       step). A multi-step float32 forward then runs the packed kernels at every batch size
       (unprepared: from 2 rows, or from 1 where W_hh is at most 3 MiB, where packing on each
       call pays for itself), so at batch 1 with a bigger W_hh the results may differ from the
-      unprepared call's in the last bits (float32 rounding; identical otherwise). From 16 rows, where W_hh is above 512 KiB (LSTM and RNN), the
-      GEMM engine computes the step's product instead, on W_hh packed once for it (built on
-      the first such call; identical to the unprepared call, which packs it the same way).
+      unprepared call's in the last bits (float32 rounding; identical otherwise). From 16 rows,
+      where W_hh is above 512 KiB (LSTM and RNN), the GEMM engine computes the step's product
+      instead, on W_hh packed once for it (built on the first such call; identical to the
+      unprepared call, which packs it the same way).
     - weight_ih: the input projection's operand, otherwise packed on every call (identical
       results).
 
