@@ -340,7 +340,9 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
         // row-major kc x cols block with row stride NR); a partial panel's tail is zeroed.
         for (int64_t q = 0; q < nc; q += nr)
           provide_panel(P, pc, kc, jc + q, std::min<int64_t>(nr, nc - q), nr, bbuf + q * kc);
-      } else if (!(P.tb && kr.pack_bt && kr.pack_bt(P.B + jc * P.ldb + pc, P.ldb, kc, nc, nr, bbuf))) {
+      } else if (P.tb && kr.pack_bt) {
+        kr.pack_bt(P.B + jc * P.ldb + pc, P.ldb, kc, nc, nr, bbuf, nr);
+      } else {
         pack_b_block(P.tb, P.B, P.ldb, pc, kc, jc, nc, nr, bbuf);
       }
       const bool last = pc + kc == P.K;
@@ -580,6 +582,16 @@ void run(const Problem<T>& P, int nthreads) {
 // ---- public entry points ---------------------------------------------------------------
 bool gemm_small_m(int64_t M) { return M <= SMALLM_MAX; }
 
+void pack_columns(const float* src, int64_t lds, int64_t K, int64_t n, int width, float* dst, int64_t ld) {
+  const UkrInfo<float>& kr = kernels<float>();
+  if (kr.pack_bt && width % kr.nr_step == 0) {
+    kr.pack_bt(src, lds, K, n, width, dst, ld);
+    return;
+  }
+  for (int64_t k = 0; k < K; ++k)
+    for (int c = 0; c < width; ++c) dst[k * ld + c] = c < n ? src[c * lds + k] : 0.f;
+}
+
 template <typename T>
 GemmTile gemm_tile() {
   const UkrInfo<T>& kr = kernels<T>();
@@ -640,7 +652,9 @@ PackedB<T> pack_b(bool tb, int64_t K, int64_t N, const T* B, int64_t ldb) {
   for (int64_t k0 = 0; k0 < K; k0 += pb.kc) {
     const int64_t kc = std::min<int64_t>(pb.kc, K - k0);
     T* dst = pb.data.get() + k0 * pb.npad;
-    if (N > 0 && !(tb && kr.pack_bt && kr.pack_bt(B + k0, ldb, kc, N, pb.nr, dst)))
+    if (N > 0 && tb && kr.pack_bt)
+      kr.pack_bt(B + k0, ldb, kc, N, pb.nr, dst, pb.nr);
+    else if (N > 0)
       pack_b_block(tb, B, ldb, k0, kc, 0, N, pb.nr, dst);
   }
   return pb;

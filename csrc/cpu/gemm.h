@@ -115,6 +115,12 @@ struct PackedB {
 template <typename T>
 PackedB<T> pack_b(bool trans_b, int64_t K, int64_t N, const T* B, int64_t ldb);
 
+// Rows of a row-major matrix as the columns of a panel, through the active ISA's transposed-B
+// packer (16 x 16 or 8 x 8 blocks in registers): dst[k * ld + c] = src[c * lds + k] for k < K,
+// c < n, and zero for n <= c < width (n <= width, width a multiple of gemm_tile's vector_cols,
+// ld >= width). The recurrent layers' gate-interleaved W_hh panels (rnn.cpp pack_forward).
+void pack_columns(const float* src, int64_t lds, int64_t K, int64_t n, int width, float* dst, int64_t ld);
+
 // C = alpha * op(A) * B + beta * C with B pre-packed (K, N taken from it). Always the packed
 // path (no small-M special case), so results do not depend on M's size class.
 template <typename T>

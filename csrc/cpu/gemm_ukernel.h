@@ -56,10 +56,12 @@ struct UkrInfo {
               const UkrParams<T>* p);
   SmallMFn<T> smallm_n, smallm_t;
   // Optional fast packer for a transposed B block (nullptr: the generic one): Bt points at
-  // B^T[n0][k0] (row stride ldb); writes ceil(nc/nr) panels of kc x nr (zero-padded) to dst,
-  // nr = the panel width (a multiple of nr_step, at most the kernel's nr).
-  // Returns false when it cannot (e.g. index overflow): the caller packs generically.
-  bool (*pack_bt)(const T* Bt, int64_t ldb, int64_t kc, int64_t nc, int nr, T* dst);
+  // B^T[n0][k0] (row stride ldb); writes ceil(nc/nr) panels of kc rows x nr columns
+  // (zero-padded) to dst: panel q (q = 0, nr, 2nr, ...) at dst + q/nr * kc * ld, row k at
+  // + k * ld; nr = the panel width (a multiple of nr_step, at most the kernel's nr), ld >= nr the
+  // row stride (nr in the GEMM's own panels; the RNN's gate-interleaved panels put several
+  // such column groups side by side).
+  void (*pack_bt)(const T* Bt, int64_t ldb, int64_t kc, int64_t nc, int nr, T* dst, int64_t ld);
 };
 
 namespace gemm_avx512 {

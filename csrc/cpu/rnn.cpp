@@ -260,67 +260,43 @@ FwdPanels panel_geometry(int G, int64_t H, int vl) {
   p.count = (H + p.units - 1) / p.units;
   return p;
 }
+// Whether every one of w[0 .. n) is finite (the exponent bits of each value).
+bool finite_values(const float* w, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, w + i, sizeof bits);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return !bad;
+}
+
 FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
   FwdPanels p = panel_geometry(G, H, vl);
   const int64_t pw = p.nv * vl;
   p.data = BlockArray<float>(static_cast<size_t>(p.count * K * pw));
-  // Blocks of PACK_ROWS panel rows (k), each (PACK_ROWS x pw floats, 8 KiB) kept in L1 until it
-  // is whole; within a block, 4 source rows (4 columns of the panel) x 4 k at a time go through
-  // a 4x4 transpose in SSE registers (one 16-byte store per panel row instead of four floats).
-  // Columns past H are zeros. Element by element down the whole panel (K x pw floats, in L2),
-  // every store missed L1: 14% of an LSTM(300, 512, 2) T=30 forward at B=8 (5.45-5.54 -> 5.03-5.05
-  // ms, interleaved; what is left is memory traffic: 4 MiB read and written per layer).
-  // The pass also learns whether every weight is finite, from sums of the values it has in
-  // registers anyway (an inf or NaN makes its sum inf or NaN; a sum of finite weights that
-  // overflows only says "not known finite").
-  constexpr int64_t PACK_ROWS = 32;
-  std::vector<float> zeros(static_cast<size_t>(K), 0.f);
+  // Each vector of a panel's rows holds consecutive units of one gate (RNN: one of its 4 unit
+  // groups): the rows of W_hh from that gate's first unit, transposed by the GEMM engine's
+  // transposed-B packer (16 x 16 blocks in AVX-512 registers, full cache lines in and out) into
+  // the vector's columns, zero past H. Then the panel, in L2, is checked for inf and NaN (see
+  // skip_first_product).
   std::atomic<bool> nonfinite{false};
   split_run(p.count, p.count * K * pw, [&](int64_t p0, int64_t p1) {
-    float sum = 0.f;
-#if defined(__SSE2__)
-    __m128 sums[4] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
-#endif
+    bool finite = true;
     for (int64_t q = p0; q < p1; ++q) {
       float* panel = p.data.data() + q * K * pw;
-      for (int64_t k0 = 0; k0 < K; k0 += PACK_ROWS) {
-        const int64_t k1 = std::min(K, k0 + PACK_ROWS);
-        for (int v = 0; v < p.nv; ++v)
-          for (int l0 = 0; l0 < vl; l0 += 4) {  // panel columns c = v * vl + l0 .. + 3
-            const float* src[4];
-            for (int i = 0; i < 4; ++i) {
-              const int64_t unit = q * p.units + (G == 1 ? v * vl : 0) + l0 + i;
-              src[i] = unit < H ? w_hh + ((G == 1 ? 0 : v) * H + unit) * K : zeros.data();
-            }
-            float* d = panel + v * vl + l0;  // d[k * pw + i] = src[i][k]
-            int64_t k = k0;
-#if defined(__SSE2__)
-            for (; k + 4 <= k1; k += 4) {
-              __m128 r0 = _mm_loadu_ps(src[0] + k), r1 = _mm_loadu_ps(src[1] + k);
-              __m128 r2 = _mm_loadu_ps(src[2] + k), r3 = _mm_loadu_ps(src[3] + k);
-              sums[0] = _mm_add_ps(sums[0], r0), sums[1] = _mm_add_ps(sums[1], r1);
-              sums[2] = _mm_add_ps(sums[2], r2), sums[3] = _mm_add_ps(sums[3], r3);
-              _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-              _mm_storeu_ps(d + k * pw, r0);
-              _mm_storeu_ps(d + (k + 1) * pw, r1);
-              _mm_storeu_ps(d + (k + 2) * pw, r2);
-              _mm_storeu_ps(d + (k + 3) * pw, r3);
-            }
-#endif
-            for (; k < k1; ++k)
-              for (int i = 0; i < 4; ++i) {
-                d[k * pw + i] = src[i][k];
-                sum += src[i][k];
-              }
-          }
+      if (G == 1) {  // 4 vectors of units q*4vl ...
+        const int64_t u0 = q * p.units;
+        pack_columns(w_hh + u0 * K, K, K, std::min(p.units, H - u0), static_cast<int>(pw), panel, pw);
+      } else {
+        for (int v = 0; v < p.nv; ++v) {  // gate v, units q*vl ...
+          const int64_t u0 = q * p.units;
+          pack_columns(w_hh + (v * H + u0) * K, K, K, std::min<int64_t>(vl, H - u0), vl, panel + v * vl, pw);
+        }
       }
+      finite = finite && finite_values(panel, K * pw);
     }
-#if defined(__SSE2__)
-    alignas(16) float lanes[4];
-    _mm_store_ps(lanes, _mm_add_ps(_mm_add_ps(sums[0], sums[1]), _mm_add_ps(sums[2], sums[3])));
-    for (float l : lanes) sum += l;
-#endif
-    if (!std::isfinite(sum)) nonfinite.store(true, std::memory_order_relaxed);
+    if (!finite) nonfinite.store(true, std::memory_order_relaxed);
   });
   p.finite = !nonfinite.load(std::memory_order_relaxed);
   return p;
@@ -330,13 +306,7 @@ FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
 bool all_finite(const float* w, int64_t n) {
   std::atomic<bool> nonfinite{false};
   split_run(n, n, [&](int64_t i0, int64_t i1) {
-    uint32_t bad = 0;
-    for (int64_t i = i0; i < i1; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, w + i, sizeof bits);
-      bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    if (bad) nonfinite.store(true, std::memory_order_relaxed);
+    if (!finite_values(w + i0, i1 - i0)) nonfinite.store(true, std::memory_order_relaxed);
   });
   return !nonfinite.load(std::memory_order_relaxed);
 }

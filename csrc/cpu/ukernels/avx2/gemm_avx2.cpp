@@ -112,10 +112,10 @@ inline void transpose8(__m256 (&r)[8]) {
 // Transposed B (Linear weights, an LSTM's W_ih, conv grad_weight's im2col) into NR-column
 // panels: 8 x 8 blocks through registers. The generic pack wrote one float at a time with
 // stride NR (7% of a small convolution's backward, 4% of an LSTM forward at batch 8).
-bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, float* dst) {
+void pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, float* dst, int64_t ld) {
   const int64_t kv = kc / 8 * 8;
   for (int64_t q = 0; q < nc; q += NR) {
-    float* d = dst + q * kc;
+    float* d = dst + q / NR * kc * ld;
     for (int v = 0; v < NR / 8; ++v) {
       const int64_t c0 = q + v * 8, lanes = nc - c0 < 0 ? 0 : nc - c0 < 8 ? nc - c0 : 8;
       const float* base = Bt + c0 * ldb;
@@ -126,14 +126,13 @@ bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, f
           __m256 r[8];
           for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(base + i * ldb + k);
           transpose8(r);
-          for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dv + (k + j) * NR, r[j]);
+          for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dv + (k + j) * ld, r[j]);
         }
       }
       for (; k < kc; ++k)  // the last k (kc % 8), and column groups past nc (zeros)
-        for (int j = 0; j < 8; ++j) dv[k * NR + j] = j < lanes ? base[j * ldb + k] : 0.f;
+        for (int j = 0; j < 8; ++j) dv[k * ld + j] = j < lanes ? base[j * ldb + k] : 0.f;
     }
   }
-  return true;
 }
 
 }  // namespace

@@ -96,7 +96,8 @@ void ukr_f64(int64_t kc, const double* a, int64_t lda, const double* b, int64_t 
 
 // ---- transposed-B packer -----------------------------------------------------------------
 // 16 x 16 blocks: 16 rows of B^T (16 panel columns) x 16 k, transposed in registers (64
-// shuffles per 256 elements); the k tail and partial column groups use masked gathers.
+// shuffles per 256 elements); the k tail and partial column groups use masked gathers (element
+// by element where 16 rows' offsets overflow the gather's int32 indices).
 
 // r[i][j] -> r[j][i] for a 16 x 16 float block held in 16 zmm.
 inline void transpose16(__m512 r[16]) {
@@ -124,20 +125,20 @@ inline void transpose16(__m512 r[16]) {
   }
 }
 
-bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, float* dst) {
-  if (ldb > (int64_t(1) << 31) / 16) return false;
+void pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, float* dst, int64_t ld) {
+  const bool gather = ldb <= (int64_t(1) << 31) / 16;
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                         _mm512_set1_epi32(static_cast<int>(ldb)));
+                                         _mm512_set1_epi32(gather ? static_cast<int>(ldb) : 0));
   const int64_t kv = kc / 16 * 16;
   for (int64_t q = 0; q < nc; q += NR) {
-    float* d = dst + q * kc;
+    float* d = dst + q / NR * kc * ld;
     for (int v = 0; v < NR / 16; ++v) {
       const int64_t lanes = std::min<int64_t>(16, std::max<int64_t>(0, nc - q - v * 16));
       const __mmask16 mk = static_cast<__mmask16>(F32::mask(static_cast<int>(lanes)));
       const float* base = Bt + (q + v * 16) * ldb;
       float* dv = d + v * 16;
       if (lanes == 0) {  // columns past nc: zeros (a zero-mask gather per row cost 20+ cycles)
-        for (int64_t k = 0; k < kc; ++k) _mm512_storeu_ps(dv + k * NR, _mm512_setzero_ps());
+        for (int64_t k = 0; k < kc; ++k) _mm512_storeu_ps(dv + k * ld, _mm512_setzero_ps());
         continue;
       }
       int64_t k = 0;
@@ -146,36 +147,44 @@ bool pack_bt_f32(const float* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, f
           __m512 r[16];
           for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(base + i * ldb + k);
           transpose16(r);
-          for (int j = 0; j < 16; ++j) _mm512_storeu_ps(dv + (k + j) * NR, r[j]);
+          for (int j = 0; j < 16; ++j) _mm512_storeu_ps(dv + (k + j) * ld, r[j]);
         }
       }
-      for (; k < kc; ++k)
-        _mm512_storeu_ps(dv + k * NR, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, base + k, 4));
+      for (; k < kc; ++k) {
+        if (gather) {
+          _mm512_storeu_ps(dv + k * ld, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, base + k, 4));
+        } else {
+          for (int j = 0; j < 16; ++j) dv[k * ld + j] = j < lanes ? base[j * ldb + k] : 0.f;
+        }
+      }
     }
   }
-  return true;
 }
 
-bool pack_bt_f64(const double* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, double* dst) {
-  if (ldb > (int64_t(1) << 31) / 8) return false;
+void pack_bt_f64(const double* Bt, int64_t ldb, int64_t kc, int64_t nc, int NR, double* dst, int64_t ld) {
+  const bool gather = ldb <= (int64_t(1) << 31) / 8;
   const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                         _mm256_set1_epi32(static_cast<int>(ldb)));
+                                         _mm256_set1_epi32(gather ? static_cast<int>(ldb) : 0));
   for (int64_t q = 0; q < nc; q += NR) {
-    double* d = dst + q * kc;
+    double* d = dst + q / NR * kc * ld;
     for (int v = 0; v < NR / 8; ++v) {
       const int64_t lanes = std::min<int64_t>(8, std::max<int64_t>(0, nc - q - v * 8));
       const __mmask8 mk = static_cast<__mmask8>(F64::mask(static_cast<int>(lanes)));
       const double* base = Bt + (q + v * 8) * ldb;
       double* dv = d + v * 8;
       if (lanes == 0) {
-        for (int64_t k = 0; k < kc; ++k) _mm512_storeu_pd(dv + k * NR, _mm512_setzero_pd());
+        for (int64_t k = 0; k < kc; ++k) _mm512_storeu_pd(dv + k * ld, _mm512_setzero_pd());
         continue;
       }
-      for (int64_t k = 0; k < kc; ++k)
-        _mm512_storeu_pd(dv + k * NR, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), mk, idx, base + k, 8));
+      for (int64_t k = 0; k < kc; ++k) {
+        if (gather) {
+          _mm512_storeu_pd(dv + k * ld, _mm512_mask_i32gather_pd(_mm512_setzero_pd(), mk, idx, base + k, 8));
+        } else {
+          for (int j = 0; j < 8; ++j) dv[k * ld + j] = j < lanes ? base[j * ldb + k] : 0.0;
+        }
+      }
     }
   }
-  return true;
 }
 
 }  // namespace
