@@ -670,11 +670,12 @@ def test_vector_activations_within_3_ulp(T, B, rng):
     assert ulps(c_n[0], ref).max() <= 3
 
 
-@pytest.mark.parametrize("batch,H", [(16, 40), (13, 40), (17, 40), (17, ENGINE_H["lstm"])])
+@pytest.mark.parametrize("batch,H", [(16, 40), (13, 40), (17, 40), (17, ENGINE_H["lstm"]), (1, 40), (5, 99)])
 def test_threads_give_identical_results(rng, batch, H):
     """Batches split between threads by rows (odd ones too: a row must land in the same
-    register tile whatever the thread count), and the engine's step product (W_hh above 512
-    KiB), forward and backward."""
+    register tile whatever the thread count), the engine's step product (W_hh above 512 KiB),
+    and hidden units split between threads that meet after each step (batch 1 and 5; 3
+    threads: more than this machine's cores), forward and backward."""
     m = torch_module("lstm", 8, H, 1)
     p = [w.detach().numpy() for w in m._flat_weights]
     x = rng.standard_normal((6, batch, 8)).astype(np.float32)
@@ -692,6 +693,37 @@ def test_threads_give_identical_results(rng, batch, H):
     for other in out[1:]:
         for a, b in zip(out[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_concurrent_calls_give_identical_results(mode, rng):
+    """Forward calls from several Python threads at once: one runs its steps in a team region
+    (threads meeting after each step), the others find the pool busy and run every step's
+    parts themselves; all equal the same calls made one at a time."""
+    import threading
+
+    H = 99
+    m = torch_module(mode, 8, H, 2)
+    p = [w.detach().numpy() for w in m._flat_weights]
+    xs = [rng.standard_normal((12, b, 8)).astype(np.float32) for b in (1, 2, 5, 1, 3, 1)]
+    ref = [R.rnn_forward(mode, x, None, p, 2) for x in xs]
+    out = [None] * len(xs)
+    start = threading.Barrier(len(xs))
+
+    def run(i):
+        start.wait()
+        for _ in range(3):
+            out[i] = R.rnn_forward(mode, xs[i], None, p, 2)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(out, ref):
+        for a, b in zip(got, want):
+            if b is not None:
+                np.testing.assert_array_equal(a, b)
 
 
 # ---- nn modules -------------------------------------------------------------------------------

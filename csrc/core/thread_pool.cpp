@@ -32,12 +32,6 @@ constexpr int kStealAfterIterations = 1000;
 // serially (std::mutex::try_lock by its owner would be undefined).
 thread_local bool tl_inside_region = false;
 
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 class Pool {
  public:
   explicit Pool(int nthreads) { start(nthreads); }
@@ -64,6 +58,25 @@ class Pool {
       for (int t = 0; t < parts; ++t) fn(t, parts);
       return;
     }
+    dispatch(nt, fn, true);
+  }
+
+  // run() whose parts all run at once, each on its owner thread (parallel_team), or false.
+  bool run_team(int nt, const TaskFn& fn) {
+    if (nt > nthreads_ || tl_inside_region) return false;
+    if (nt <= 1) {
+      fn(0, 1);
+      return true;
+    }
+    std::unique_lock<std::mutex> region(region_mutex_, std::try_to_lock);
+    if (!region.owns_lock()) return false;
+    dispatch(nt, fn, false);
+    return true;
+  }
+
+  // Runs a region's nt parts on the pool (region_mutex_ held); `steal`: participants take over
+  // parts whose owners are late (run()), or not (run_team()).
+  void dispatch(int nt, const TaskFn& fn, bool steal) {
     // Part t belongs to thread t (the caller is thread 0), which keeps each part's data in
     // the same core's cache from one region to the next (the RNN's per-step regions rely on
     // it). A part whose owner has not started it after a short grace period is taken by
@@ -73,6 +86,7 @@ class Pool {
     const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
     task_ = &fn;
     task_nt_.store(nt, std::memory_order_relaxed);
+    steal_.store(steal, std::memory_order_relaxed);
     error_ = nullptr;
     pending_.store(nt, std::memory_order_relaxed);
     {
@@ -149,9 +163,11 @@ class Pool {
     }
   }
 
-  // Own part first; then, after the grace period, any part nobody has started.
+  // Own part first; then (not in a team region), after the grace period, any part nobody has
+  // started.
   void participate(int tid, uint64_t gen, int nt) {
     if (tid < nt && claim(tid, gen)) run_counted(tid, nt);
+    if (!steal_.load(std::memory_order_relaxed)) return;
     for (int i = 0; i < kStealAfterIterations; ++i) {
       if (pending_.load(std::memory_order_acquire) == 0) return;
       cpu_relax();
@@ -202,6 +218,7 @@ class Pool {
   std::atomic<bool> stopping_{false};
   const TaskFn* task_ = nullptr;
   std::atomic<int> task_nt_{0};
+  std::atomic<bool> steal_{true};
   std::exception_ptr error_;
 };
 
@@ -324,6 +341,11 @@ void parallel_run(int nthreads, const TaskFn& fn) {
     }
   }
   pool().run(nthreads, fn);
+}
+
+bool parallel_team(int nthreads, const TaskFn& fn) {
+  if (g_omp.load(std::memory_order_acquire)) return false;
+  return pool().run_team(nthreads, fn);
 }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <type_traits>
 #include <vector>
 #if defined(__SSE2__)
@@ -77,10 +78,14 @@ using GCell = rnn_generic::Cell<T, rnn_generic::Math<T>>;
 inline bool row_valid(const int64_t* lengths, int64_t b, int64_t t) { return !lengths || t < lengths[b]; }
 
 // Runs fn(begin, end) over a static split of [0, n) on the pool when the work is big enough.
+// Threads for split_run: all from 2^15 units of work, at most one per item.
+int split_threads(int64_t n, int64_t work) {
+  const int nt = work >= (1 << 15) ? get_num_threads() : 1;
+  return nt > n ? static_cast<int>(n) : nt;
+}
 template <typename Fn>
 void split_run(int64_t n, int64_t work, Fn&& fn) {
-  int nt = work >= (1 << 15) ? get_num_threads() : 1;
-  if (nt > n) nt = static_cast<int>(n);
+  const int nt = split_threads(n, work);
   if (nt <= 1) {
     fn(int64_t(0), n);
     return;
@@ -199,10 +204,35 @@ void portable_step(const StepArgs<T>& s, int64_t u0, int64_t u1) {
 // of n is n-1-i when `reverse`. The direction alternates per pass process-wide (also across
 // calls); the order never changes a result. Forward, T=30 B=1, same runs: 3.5 -> 2.8 ms.
 inline int64_t serpentine(int64_t i, int64_t n, bool reverse) { return reverse ? n - 1 - i : i; }
-bool next_pass_reversed() {
+// Whether the next pass runs reversed; n passes are taken (the k-th of them reversed iff the
+// first is xor k odd).
+bool next_pass_reversed(unsigned n = 1) {
   static std::atomic<unsigned> passes{0};
-  return passes.fetch_add(1, std::memory_order_relaxed) & 1u;
+  return passes.fetch_add(n, std::memory_order_relaxed) & 1u;
 }
+
+// The threads of a parallel_team region meet here after each step of a recurrence: a thread
+// counts itself in for step s and spins until all nt have (a step's parts take equally long, a
+// few microseconds), yielding its core after a while (more threads than free cores). A part
+// that fails sets `failed` before it throws, which releases the rest.
+constexpr int STEP_BARRIER_SPINS = 20000;
+struct StepBarrier {
+  std::atomic<int64_t> arrived{0};
+  std::atomic<bool> failed{false};
+  // false: a part failed (stop)
+  bool arrive_and_wait(int64_t s, int nt) {
+    arrived.fetch_add(1, std::memory_order_acq_rel);
+    const int64_t all = (s + 1) * nt;
+    for (int i = 0; arrived.load(std::memory_order_acquire) < all; ++i) {
+      if (failed.load(std::memory_order_relaxed)) return false;
+      if (i < STEP_BARRIER_SPINS)
+        cpu_relax();
+      else
+        std::this_thread::yield();
+    }
+    return !failed.load(std::memory_order_relaxed);
+  }
+};
 
 // Threads that each run the whole recurrence for their own batch rows (rows are independent:
 // no barrier per step, and the state copies run in parallel too), or 1: every step split over
@@ -523,8 +553,8 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     // float32 ISA kernels: from batch pack_min_batch(), pack W_hh once (gate-interleaved panels)
     // and fuse the product with the gate formulas. Below, packing would be an extra pass over
     // W_hh for too little reuse: each thread takes h W_hh^T for its units from the GEMM engine's
-    // small-M path (unpacked W_hh) and then their gate formulas, in one region per step; a
-    // single step (cells) takes its input projection there too (own units, same region).
+    // small-M path (unpacked W_hh) and then their gate formulas (vk_step below); a single step
+    // (cells) takes its input projection there too (own units, same region).
     const RnnKernelsF32* vk = nullptr;
     FwdPanels panels;
     const float* panel_data = nullptr;  // panels.data, or the prepared weights' panels
@@ -609,19 +639,20 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
       if (lstm) copy_saved(ws + wl.cprev + row0 * H, c_cur + b0 * H, nb * H, stream_saved);
       if (stream_saved) stream_fence();
     };
-    auto step_args = [&](int64_t t, int64_t b0, int64_t b1) {
+    // (hc, cc): the state entering the step, (hx, cx): the one it writes
+    auto step_args = [&](int64_t t, int64_t b0, int64_t b1, const T* hc, const T* cc, T* hx, T* cx) {
       const int64_t row0 = t * B + b0;
       return StepArgs<T>{mode,
                          b1 - b0,
                          H,
                          K,
                          L.w_hh,
-                         h_cur + b0 * K,
+                         hc + b0 * K,
                          pre.data() + row0 * GH,
-                         lstm ? c_cur + b0 * H : nullptr,
+                         lstm ? cc + b0 * H : nullptr,
                          b_hn,
-                         h_nxt + b0 * H,
-                         lstm ? c_nxt + b0 * H : nullptr,
+                         hx + b0 * H,
+                         lstm ? cx + b0 * H : nullptr,
                          ws ? ws + wl.gates + row0 * GH : nullptr,
                          (ws && lstm) ? ws + wl.tanhc + row0 * H : nullptr,
                          (ws && gru) ? ws + wl.hn + row0 * H : nullptr};
@@ -663,13 +694,13 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     // writes during the step; the units' formulas read only their own columns of h_cur, c_cur.
     // Against the serial finish_rows (h, c and y copied row by row, the other thread waiting),
     // LSTM(300, 512, 2) T=30 forward at batch 8, alternating processes: 5.82-6.19 -> 5.40-5.75 ms.
-    auto finish_units = [&](int64_t t, int64_t u0, int64_t u1) {
+    auto finish_units = [&](int64_t t, int64_t u0, int64_t u1, const T* hc, const T* cc, const T* hx) {
       const size_t n = sizeof(T) * static_cast<size_t>(u1 - u0);
       for (int64_t b = 0; b < B; ++b) {
         const int64_t row = t * B + b;
-        if (ws) copy_saved(ws + wl.hprev + row * K + u0, h_cur + b * K + u0, u1 - u0, stream_saved);
-        if (ws && lstm) copy_saved(ws + wl.cprev + row * H + u0, c_cur + b * H + u0, u1 - u0, stream_saved);
-        std::memcpy(y + row * ldy + u0, h_nxt + b * H + u0, n);
+        if (ws) copy_saved(ws + wl.hprev + row * K + u0, hc + b * K + u0, u1 - u0, stream_saved);
+        if (ws && lstm) copy_saved(ws + wl.cprev + row * H + u0, cc + b * H + u0, u1 - u0, stream_saved);
+        std::memcpy(y + row * ldy + u0, hx + b * H + u0, n);
       }
       if (stream_saved) stream_fence();
     };
@@ -682,7 +713,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
           for (int64_t s = 0; b0 < b1 && s < Tn; ++s) {
             const int64_t t = L.reverse ? Tn - 1 - s : s;
             save_state(t, b0, b1);
-            RnnStepF32 fs = f32_args(step_args(t, b0, b1));
+            RnnStepF32 fs = f32_args(step_args(t, b0, b1, h_cur, c_cur, h_nxt, c_nxt));
             if (!(s == 0 && skip_first_product)) fs.Kd = K, fs.wp = panel_data;
             fs.reverse = (s & 1) != 0;  // serpentine order over this thread's steps
             vk->step(fs, 0, panels.count);
@@ -691,59 +722,102 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
         });
     } else {
       const bool units_in_step = vk && !P && !L.lengths;
-      for (int64_t s = 0; s < Tn; ++s) {
+      // Step s of the float32 ISA kernels for panels [p0, p1) (hidden units p0 * units ...):
+      // the product (packed panels, or this thread's own small-M products; none after the
+      // engine's or for the zero first state), the gate formulas, and with units_in_step the
+      // units' entering state saved and their new h written.
+      auto vk_step = [&](int64_t s, bool reverse, const T* hc, const T* cc, T* hx, T* cx, int64_t p0, int64_t p1) {
+        if constexpr (std::is_same<T, float>::value) {
+          const int64_t t = L.reverse ? Tn - 1 - s : s, units = panels.units;
+          RnnStepF32 fs = f32_args(step_args(t, 0, B, hc, cc, hx, cx));
+          if (s == 0 && skip_first_product) {
+            // pre alone (Kd = 0, no rec): the zero state's product is zero
+          } else if (packed) {
+            fs.Kd = K;
+            fs.wp = panel_data;
+            fs.reverse = reverse;
+          } else if (!engine_w) {
+            // this thread's units [u0, u1) of every gate, in chunks of 64 units in serpentine
+            // order: rec[:, g*H + c0 .. g*H + c1) = h W_hh[g*H + c0 .. g*H + c1)^T (and for a
+            // single step first pre[...] = x W_ih[...]^T + bias)
+            const int64_t u0 = p0 * units, u1 = std::min(H, p1 * units);
+            constexpr int64_t chunk = 64;
+            const int64_t nch = (u1 - u0 + chunk - 1) / chunk, nrec = G * nch, n = nrec << int(input_in_step);
+            for (int64_t i = 0; i < n; ++i) {
+              const int64_t j = serpentine(i, n, reverse);
+              const bool input = j >= nrec;  // (only when input_in_step)
+              const int g = static_cast<int>((j % nrec) / nch);
+              const int64_t c0 = u0 + (j % nch) * chunk, c1 = std::min(u1, c0 + chunk), col = g * H + c0;
+              if (input) {
+                GemmEpilogue<T> ep_own;
+                ep_own.bias = bsum.data() + col;
+                ep_own.bias_kind = BiasKind::col;
+                gemm<T>(false, true, B, c1 - c0, I, T(1), x, I, L.w_ih + col * I, I, T(0), pre.data() + col, GH,
+                        ep_own, 1);
+              } else {
+                gemm<T>(false, true, B, c1 - c0, K, T(1), hc, K, L.w_hh + col * K, K, T(0), rec.data() + col, GH,
+                        {}, 1);
+              }
+            }
+            fs.rec = rec.data();
+          }
+          vk->step(fs, p0, p1);
+          if (units_in_step) finish_units(t, std::min(H, p0 * units), std::min(H, p1 * units), hc, cc, hx);
+        }
+      };
+      const int64_t step_work = (B * GH * K) << int(input_in_step);
+      // With units_in_step and no engine product, all steps in one region whose threads meet at
+      // a barrier after each step (parallel_team; the state buffers take turns by the step's
+      // parity), instead of a region per step (the region's start and end cost ~2 us a step on
+      // 2 threads: 18.8 us regions around 16.7-17.0 us parts at batch 1). Where the pool cannot
+      // promise that (busy, an OpenMP runtime), the loop below. LSTM(300, 512, 2) T=30 forward,
+      // one process alternating: batch 1 1.76 -> 1.64 ms (prepared 1.54 -> 1.32), batch 8 5.13
+      // -> 4.87 (prepared 4.76 -> 4.61); GRU batch 1 1.34 -> 1.17; tanh RNN batch 1 0.59 -> 0.36.
+      bool steps_done = false;
+      if (vk && units_in_step && !engine_w && Tn >= 2) {
+        const int nt = split_threads(panels.count, step_work);
+        const bool first_reversed = next_pass_reversed(static_cast<unsigned>(Tn));
+        StepBarrier barrier;
+        T* hb[2] = {h_cur, h_nxt};
+        T* cb[2] = {c_cur, c_nxt};
+        steps_done = parallel_team(nt, [&](int tid, int nthreads) {
+          int64_t p0, p1;
+          split_range(panels.count, tid, nthreads, 1, &p0, &p1);
+          try {
+            for (int64_t s = 0; s < Tn; ++s) {
+              const int i = static_cast<int>(s & 1);
+              if (p0 < p1) vk_step(s, first_reversed != (i != 0), hb[i], cb[i], hb[1 - i], cb[1 - i], p0, p1);
+              if (s + 1 < Tn && !barrier.arrive_and_wait(s, nthreads)) return;
+            }
+          } catch (...) {
+            barrier.failed.store(true, std::memory_order_relaxed);
+            throw;
+          }
+        });
+        if (steps_done && (Tn & 1)) {
+          std::swap(h_cur, h_nxt);
+          if (lstm) std::swap(c_cur, c_nxt);
+        }
+      }
+      for (int64_t s = 0; s < Tn && !steps_done; ++s) {
         const int64_t t = L.reverse ? Tn - 1 - s : s;
         if (!units_in_step) save_state(t, 0, B);
-        const StepArgs<T> sa = step_args(t, 0, B);
         if constexpr (std::is_same<T, float>::value) {
           if (vk) {
-            RnnStepF32 fs = f32_args(sa);
             const bool reverse = next_pass_reversed();  // serpentine order: packed panels or own rows
-            if (s == 0 && skip_first_product) {
-              // pre alone (Kd = 0, no rec): the zero state's product is zero
-            } else if (engine_w) {
-              // pre[t] += h W_hh^T (the engine's threads), then only the gate formulas below
+            if (engine_w && !(s == 0 && skip_first_product)) {
+              // pre[t] += h W_hh^T (the engine's threads), then only the gate formulas
               gemm_packed_b<float>(false, B, 1.f, h_cur, K, *engine_w, 1.f, pre.data() + t * B * GH, GH);
-            } else if (packed) {
-              fs.Kd = K;
-              fs.wp = panel_data;
-              fs.reverse = reverse;
-            } else {
-              fs.rec = rec.data();
             }
-            RnnStepFn fn = vk->step;
-            const int64_t units = panels.units;
-            split_run(panels.count, (B * GH * K) << int(input_in_step), [&](int64_t p0, int64_t p1) {
-              if (!packed && !engine_w) {
-                // this thread's units [u0, u1) of every gate, in chunks of 64 units in serpentine
-                // order: rec[:, g*H + c0 .. g*H + c1) = h W_hh[g*H + c0 .. g*H + c1)^T (and for a
-                // single step first pre[...] = x W_ih[...]^T + bias)
-                const int64_t u0 = p0 * units, u1 = std::min(H, p1 * units);
-                constexpr int64_t chunk = 64;
-                const int64_t nch = (u1 - u0 + chunk - 1) / chunk, nrec = G * nch, n = nrec << int(input_in_step);
-                for (int64_t i = 0; i < n; ++i) {
-                  const int64_t j = serpentine(i, n, reverse);
-                  const bool input = j >= nrec;  // (only when input_in_step)
-                  const int g = static_cast<int>((j % nrec) / nch);
-                  const int64_t c0 = u0 + (j % nch) * chunk, c1 = std::min(u1, c0 + chunk), col = g * H + c0;
-                  if (input) {
-                    GemmEpilogue<T> ep_own;
-                    ep_own.bias = bsum.data() + col;
-                    ep_own.bias_kind = BiasKind::col;
-                    gemm<T>(false, true, B, c1 - c0, I, T(1), x, I, L.w_ih + col * I, I, T(0), pre.data() + col,
-                            GH, ep_own, 1);
-                  } else {
-                    gemm<T>(false, true, B, c1 - c0, K, T(1), h_cur, K, L.w_hh + col * K, K, T(0),
-                            rec.data() + col, GH, {}, 1);
-                  }
-                }
-              }
-              fn(fs, p0, p1);
-              if (units_in_step) finish_units(t, std::min(H, p0 * units), std::min(H, p1 * units));
+            split_run(panels.count, step_work, [&](int64_t p0, int64_t p1) {
+              vk_step(s, reverse, h_cur, c_cur, h_nxt, c_nxt, p0, p1);
             });
           }
         }
-        if (!vk) split_run(H, B * GH * K, [&](int64_t u0, int64_t u1) { portable_step<T>(sa, u0, u1); });
+        if (!vk) {
+          const StepArgs<T> sa = step_args(t, 0, B, h_cur, c_cur, h_nxt, c_nxt);
+          split_run(H, B * GH * K, [&](int64_t u0, int64_t u1) { portable_step<T>(sa, u0, u1); });
+        }
         if (!units_in_step) {
           finish_rows(t, 0, B);
         } else {
