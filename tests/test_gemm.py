@@ -281,6 +281,32 @@ def test_packed_b_reused_across_calls(rng, dtype):
         _C.gemm_packed_b(np.ones((2, 5), dtype), _C.pack_b(np.ones((13, 4), dtype)), np.zeros((2, 4), dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_rows_wide_transposed_b(rng, dtype):
+    """9-48 rows against a transposed B of 256+ columns (Linear at batch 9-48, an RNN's input
+    projection) compute C^T = B A^T and transpose it: every element written once inside C's
+    view, the oracle's bound, and the same bits as the pre-packed B path (which never swaps),
+    whatever the bias side, a partial last column group, the K blocks and the threads."""
+    for m, n, k in [(9, 256, 7), (13, 257, 300), (30, 1000, 513), (48, 300, 1030)]:
+        a = _rand(rng, (m, k), dtype)
+        bbig = _rand(rng, (n + 2, k + 3), dtype)
+        b = bbig[1 : 1 + n, 2 : 2 + k]  # B^T [N][K] with a row stride of its own
+        pb = _C.pack_b(b, True)
+        for bias_kind, relu, alpha, nt in [(0, False, 1.0, 2), (1, True, 0.5, 1), (2, False, -1.5, 2)]:
+            bias = _rand(rng, (m,) if bias_kind == 1 else (n,), dtype) if bias_kind else None
+            cbig = np.full((m + 2, n + 5), np.nan, dtype)
+            c = cbig[1 : 1 + m, 2 : 2 + n]
+            _C.gemm(a, b, c, False, True, alpha, 0.0, bias, bias_kind, relu, nt)
+            _check(c, a, b, False, True, alpha=alpha, bias=bias, bias_kind=bias_kind, relu=relu,
+                   what=f"{m}x{n}x{k} bias {bias_kind}")  # fmt: skip
+            mask = np.ones(cbig.shape, bool)
+            mask[1 : 1 + m, 2 : 2 + n] = False
+            assert np.isnan(cbig[mask]).all(), "wrote outside C"
+            c2 = np.full((m, n), np.nan, dtype)
+            _C.gemm_packed_b(a, pb, c2, False, alpha, 0.0, bias, bias_kind, relu, nt)
+            assert np.array_equal(c, c2), "differs from the pre-packed B path"
+
+
 def test_results_do_not_depend_on_thread_count(rng):
     # ta: weight-gradient shapes (dY^T X) whose A is packed per call, split over M on 2 threads
     for m, n, k, ta in [(300, 700, 300, False), (1000, 40, 300, False), (3, 3000, 500, False),

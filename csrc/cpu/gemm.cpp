@@ -17,13 +17,15 @@
 // order never depends on the thread count, so results are deterministic.
 // Entry points: plain (A, B in memory), provided B (conv's implicit GEMM), pre-packed A or B
 // (weights reused across calls). M <= SMALLM_MAX with A and B in memory takes the small-M
-// path instead: no packing, B streamed once (GEMV-like Linear / recurrent shapes).
+// path instead: no packing, B streamed once (GEMV-like Linear / recurrent shapes); a few more
+// rows against a wide transposed B compute C^T = B A^T (run_transposed_c).
 #include "cpu/gemm.h"
 
 #include <algorithm>
 #include <cstring>
 #include <new>
 
+#include "core/block_cache.h"
 #include "core/dispatch.h"
 #include "core/errors.h"
 #include "core/thread_pool.h"
@@ -522,6 +524,55 @@ void run_split_m_shared_b(const Problem<T>& P, const UkrInfo<T>& kr, int nt) {
 }
 
 template <typename T>
+void run(const Problem<T>& P, int nthreads);
+
+// Few rows (SMALLM_MAX < M <= GEMM_FEW_ROWS) against a transposed B of many columns (Linear's
+// weight [N][K] at batch 9-48, an RNN's input projection over T*B <= 48 rows): C^T = B A^T
+// instead, where B's rows are the A operand read in place (not packed: the few-rows path packs
+// every NR panel of B^T on every call, for M rows' worth of use) and A^T the small operand
+// packed, into a scratch C^T that is then transposed into C by the transposed-B packer. Every
+// sum is the same chain over k (same KC blocks; a * b = b * a) with the bias on the other
+// side: bit-identical. One process alternating, Linear M x K -> N: 12x300 -> 2048 107 -> 67
+// us, 30x300 -> 2048 106 -> 92, 30x512 -> 2048 169 -> 152, 48x1024 -> 1024 264 -> 224, 9x4096
+// -> 4096 2.63 -> 2.18 ms, 12x25088 -> 512 2.05 -> 1.71 ms; 24x300 -> 2048 even; below 256
+// columns not (40x1000 -> 64 20 -> 23 us). Only with beta = 0 (C is written, not updated).
+constexpr int64_t TRANSPOSED_C_MIN_N = 256;
+static_assert(TRANSPOSED_C_MIN_N > GEMM_FEW_ROWS, "C^T = B A^T must not swap back");
+template <typename T>
+bool transposed_c(const Problem<T>& P) {
+  return !P.pa && !P.pb && !P.prov && P.tb && !P.ta && P.beta == T(0) && P.M > SMALLM_MAX &&
+         P.M <= GEMM_FEW_ROWS && P.N >= TRANSPOSED_C_MIN_N;
+}
+template <typename T>
+void run_transposed_c(const Problem<T>& P, const UkrInfo<T>& kr, int nthreads) {
+  const int64_t ldt = round_up(P.M, 16);
+  BlockArray<T> ct(static_cast<size_t>(P.N * ldt));  // C^T [N][ldt]
+  GemmEpilogue<T> ep = P.ep;
+  if (ep.bias) ep.bias_kind = ep.bias_kind == BiasKind::col ? BiasKind::row : BiasKind::col;
+  const Problem<T> Q{P.N, P.M, P.K, P.alpha, T(0), nullptr, false, P.B, P.ldb, nullptr, nullptr, true, P.A, P.lda,
+                     ct.data(), ldt, ep};
+  run(Q, nthreads);
+  // C[:, n0 .. n0+g) = C^T[n0 .. n0+g, :]^T in groups of the packer's vector (g columns)
+  const int g = kr.nr_step;
+  const int64_t groups = (P.N + g - 1) / g;
+  const int nt = static_cast<int>(std::min<int64_t>(nthreads > 0 ? nthreads : get_num_threads(), groups));
+  parallel_run(nt, [&](int tid, int n) {
+    int64_t q0, q1;
+    split_range(groups, tid, n, 1, &q0, &q1);
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t n0 = q * g, cols = std::min<int64_t>(g, P.N - n0);
+      const T* src = ct.data() + n0 * ldt;
+      if (cols == g && kr.pack_bt) {
+        kr.pack_bt(src, ldt, P.M, g, g, P.C + n0, P.ldc);
+      } else {
+        for (int64_t m = 0; m < P.M; ++m)
+          for (int64_t c = 0; c < cols; ++c) P.C[m * P.ldc + n0 + c] = src[c * ldt + m];
+      }
+    }
+  });
+}
+
+template <typename T>
 void run(const Problem<T>& P, int nthreads) {
   if (P.M <= 0 || P.N <= 0) return;
   if (P.K <= 0) return scale_only(P);
@@ -537,6 +588,7 @@ void run(const Problem<T>& P, int nthreads) {
   // Small-M path (measured against packing, interleaved in one process, at 5x and 8x25088x4096:
   // 66 vs 96 ms and 86 vs 105 ms).
   if (!P.pa && !P.pb && !P.prov && gemm_small_m(P.M)) return run_smallm(P, kr, nt);
+  if (transposed_c(P)) return run_transposed_c(P, kr, nthreads);
   const int64_t nblocks_n = (P.N + kr.nr - 1) / kr.nr, nblocks_m = (P.M + kr.mr - 1) / kr.mr;
   // Split N (each thread packs only its own B; a provider is asked for each block once) unless
   // splitting M balances the micro-tiles better, e.g. N = 196 = 3 panels + 4 columns on two
