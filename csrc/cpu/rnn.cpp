@@ -77,12 +77,12 @@ using GCell = rnn_generic::Cell<T, rnn_generic::Math<T>>;
 
 inline bool row_valid(const int64_t* lengths, int64_t b, int64_t t) { return !lengths || t < lengths[b]; }
 
-// Runs fn(begin, end) over a static split of [0, n) on the pool when the work is big enough.
 // Threads for split_run: all from 2^15 units of work, at most one per item.
 int split_threads(int64_t n, int64_t work) {
   const int nt = work >= (1 << 15) ? get_num_threads() : 1;
   return nt > n ? static_cast<int>(n) : nt;
 }
+// Runs fn(begin, end) over a static split of [0, n) on the pool when the work is big enough.
 template <typename Fn>
 void split_run(int64_t n, int64_t work, Fn&& fn) {
   const int nt = split_threads(n, work);
@@ -307,22 +307,22 @@ FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
   p.data = BlockArray<float>(static_cast<size_t>(p.count * K * pw));
   // Each vector of a panel's rows holds consecutive units of one gate (RNN: one of its 4 unit
   // groups): the rows of W_hh from that gate's first unit, transposed by the GEMM engine's
-  // transposed-B packer (16 x 16 blocks in AVX-512 registers, full cache lines in and out) into
+  // transposed-B packer (16 x 16 blocks in AVX-512 registers, whole cache lines in and out) into
   // the vector's columns, zero past H. Then the panel, in L2, is checked for inf and NaN (see
-  // skip_first_product).
+  // skip_first_product). The 4x4 SSE transposes this replaced read 64 rows 128 bytes at a time,
+  // too many short streams for the hardware prefetcher: one 4 MiB W_hh in an LSTM forward at
+  // batch 8 took 400 us to pack, now 190 (LSTM(300, 512, 2) T=30 B=8 5.48 -> 5.02 ms).
   std::atomic<bool> nonfinite{false};
   split_run(p.count, p.count * K * pw, [&](int64_t p0, int64_t p1) {
     bool finite = true;
     for (int64_t q = p0; q < p1; ++q) {
       float* panel = p.data.data() + q * K * pw;
-      if (G == 1) {  // 4 vectors of units q*4vl ...
-        const int64_t u0 = q * p.units;
+      const int64_t u0 = q * p.units;
+      if (G == 1) {  // 4 vectors of units u0 ...
         pack_columns(w_hh + u0 * K, K, K, std::min(p.units, H - u0), static_cast<int>(pw), panel, pw);
       } else {
-        for (int v = 0; v < p.nv; ++v) {  // gate v, units q*vl ...
-          const int64_t u0 = q * p.units;
+        for (int v = 0; v < p.nv; ++v)  // gate v, units u0 ...
           pack_columns(w_hh + (v * H + u0) * K, K, K, std::min<int64_t>(vl, H - u0), vl, panel + v * vl, pw);
-        }
       }
       finite = finite && finite_values(panel, K * pw);
     }
@@ -770,9 +770,10 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
       // a barrier after each step (parallel_team; the state buffers take turns by the step's
       // parity), instead of a region per step (the region's start and end cost ~2 us a step on
       // 2 threads: 18.8 us regions around 16.7-17.0 us parts at batch 1). Where the pool cannot
-      // promise that (busy, an OpenMP runtime), the loop below. LSTM(300, 512, 2) T=30 forward,
-      // one process alternating: batch 1 1.76 -> 1.64 ms (prepared 1.54 -> 1.32), batch 8 5.13
-      // -> 4.87 (prepared 4.76 -> 4.61); GRU batch 1 1.34 -> 1.17; tanh RNN batch 1 0.59 -> 0.36.
+      // promise that (busy, an OpenMP runtime), the loop below. Two layers of 512 units, T=30,
+      // batch 1, the benchmark harness with the two builds alternating (medians of 3 rounds):
+      // LSTM(300, 512, 2) forward 1.72 -> 1.63 ms, prepared 1.34 -> 1.24, tanh RNN 0.43 -> 0.36,
+      // GRU 1.25 -> 1.23; batch 8 and 64 within noise.
       bool steps_done = false;
       if (vk && units_in_step && !engine_w && Tn >= 2) {
         const int nt = split_threads(panels.count, step_work);
