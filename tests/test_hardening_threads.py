@@ -72,6 +72,14 @@ def make_calls():
 
             calls[f"{mode}_forward"] = fwd
             calls[f"{mode}_backward"] = bwd
+            # 99 units at batch 1: the units split between threads that meet after each step
+            units_params = [_f(r, *s) * 0.3 for s in rnn_param_shapes(mode, 10, 99, 1, True, False)]
+            x1 = _f(r, 9, 1, 10)
+
+            def units_fwd(mode=mode, params=units_params, x1=x1):
+                return F.rnn_forward(mode, x1, None, params)[:2]
+
+            calls[f"{mode}_units_forward"] = units_fwd
         cx, ch = _f(r, 4, 10), (_f(r, 4, 24), _f(r, 4, 24))
         wih, whh = _f(r, 96, 10) * 0.3, _f(r, 96, 24) * 0.3
         calls["lstm_cell"] = lambda: F.lstm_cell(cx, ch, wih, whh)

@@ -343,9 +343,30 @@ void parallel_run(int nthreads, const TaskFn& fn) {
   pool().run(nthreads, fn);
 }
 
+namespace {
+// An OpenMP team's threads run at once: thread i takes part i of a region of team-size parts.
+void omp_team_body(void* data) {
+  auto* r = static_cast<OmpRegion*>(data);
+  const bool was_inside = tl_inside_region;
+  tl_inside_region = true;
+  try {
+    (*r->fn)(r->rt->thread_num(), std::max(1, r->rt->num_threads()));
+  } catch (...) {
+    std::lock_guard<std::mutex> lk(r->error_mutex);
+    if (!r->error) r->error = std::current_exception();
+  }
+  tl_inside_region = was_inside;
+}
+}  // namespace
+
 bool parallel_team(int nthreads, const TaskFn& fn) {
-  if (g_omp.load(std::memory_order_acquire)) return false;
-  return pool().run_team(nthreads, fn);
+  const OmpRuntime* rt = g_omp.load(std::memory_order_acquire);
+  if (!rt) return pool().run_team(nthreads, fn);
+  if (tl_inside_region) return false;
+  OmpRegion r{rt, &fn, nthreads, {}, nullptr};
+  rt->parallel(omp_team_body, &r, static_cast<unsigned>(std::max(1, std::min(nthreads, get_num_threads()))), 0);
+  if (r.error) std::rethrow_exception(r.error);
+  return true;
 }
 
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

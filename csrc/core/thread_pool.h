@@ -25,13 +25,14 @@ void set_num_threads(int n);
 using TaskFn = std::function<void(int tid, int nthreads)>;
 void parallel_run(int nthreads, const TaskFn& fn);
 
-// parallel_team(nt, fn): fn(tid, nt) for tid = 0..nt-1, every part on its own pool thread and
-// all of them at the same time (the caller takes part 0; no part is taken over by another
-// thread), so parts may wait for each other, e.g. at a barrier between the steps of a
-// recurrence (rnn.cpp). Returns false without calling fn where that cannot be promised: nt
-// above the pool's threads, the pool busy (another Python thread's region, a nested call), or
-// regions on an OpenMP runtime (use_openmp_runtime); the caller then runs ordinary regions.
-// A part that fails must release the parts waiting for it before it throws.
+// parallel_team(nt, fn): fn(tid, n) for tid = 0..n-1, every part on its own thread and all of
+// them at the same time (the caller takes part 0; no part is taken over by another thread), so
+// parts may wait for each other, e.g. at a barrier between the steps of a recurrence
+// (rnn.cpp). n is nt on the pool; on an OpenMP runtime (use_openmp_runtime) it is the team the
+// runtime gave, at most nt. Returns false without calling fn where that cannot be promised: nt
+// above the pool's threads, the pool busy (another Python thread's region) or a nested call;
+// the caller then runs ordinary regions. A part that fails must release the parts waiting for
+// it before it throws.
 bool parallel_team(int nthreads, const TaskFn& fn);
 
 // A pause for spin-wait loops.

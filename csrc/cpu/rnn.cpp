@@ -770,7 +770,7 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
       // a barrier after each step (parallel_team; the state buffers take turns by the step's
       // parity), instead of a region per step (the region's start and end cost ~2 us a step on
       // 2 threads: 18.8 us regions around 16.7-17.0 us parts at batch 1). Where the pool cannot
-      // promise that (busy, an OpenMP runtime), the loop below. Two layers of 512 units, T=30,
+      // promise that (busy, nested), the loop below. Two layers of 512 units, T=30,
       // batch 1, the benchmark harness with the two builds alternating (medians of 3 rounds):
       // LSTM(300, 512, 2) forward 1.72 -> 1.63 ms, prepared 1.34 -> 1.24, tanh RNN 0.43 -> 0.36,
       // GRU 1.25 -> 1.23; batch 8 and 64 within noise.
