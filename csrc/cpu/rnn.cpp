@@ -211,27 +211,59 @@ bool next_pass_reversed(unsigned n = 1) {
   return passes.fetch_add(n, std::memory_order_relaxed) & 1u;
 }
 
-// The threads of a parallel_team region meet here after each step of a recurrence: a thread
-// counts itself in for step s and spins until all nt have (a step's parts take equally long, a
-// few microseconds), yielding its core after a while (more threads than free cores). A part
-// that fails sets `failed` before it throws, which releases the rest.
-constexpr int STEP_BARRIER_SPINS = 20000;
-struct StepBarrier {
-  std::atomic<int64_t> arrived{0};
-  std::atomic<bool> failed{false};
-  // false: a part failed (stop)
-  bool arrive_and_wait(int64_t s, int nt) {
-    arrived.fetch_add(1, std::memory_order_acq_rel);
-    const int64_t all = (s + 1) * nt;
-    for (int i = 0; arrived.load(std::memory_order_acquire) < all; ++i) {
-      if (failed.load(std::memory_order_relaxed)) return false;
-      if (i < STEP_BARRIER_SPINS)
-        cpu_relax();
-      else
-        std::this_thread::yield();
-    }
-    return !failed.load(std::memory_order_relaxed);
+// The steps of a recurrence in one parallel_team region, part by part: step s has nparts parts
+// (static ranges of its work), each claimed once by compare-and-swap. A thread runs its own parts
+// (p = tid mod team size) first; a part still unclaimed after a grace period (its owner late:
+// descheduled, or more threads than free cores) is taken by whichever thread is waiting; a
+// thread goes on to step s + 1 once all of step s's parts are done. Who ran a part never
+// changes a result (the partition is fixed). A part that throws marks the steps failed, which
+// releases the waiting threads.
+constexpr int STEP_STEAL_AFTER_SPINS = 1000;  // as the pool's grace period (kStealAfterIterations)
+constexpr int STEP_YIELD_AFTER_SPINS = 20000;
+class StepParts {
+ public:
+  explicit StepParts(int nparts) : n_(nparts), last_(new std::atomic<int64_t>[nparts]) {
+    for (int p = 0; p < n_; ++p) last_[p].store(-1, std::memory_order_relaxed);
   }
+  int parts() const { return n_; }
+  // Step s (0, 1, ... in order) on thread tid of a team of `team`: run(p) for the parts this
+  // thread gets; returns once every part of step s is done, false if any part failed.
+  template <typename Run>
+  bool step(int64_t s, int tid, int team, Run&& run) {
+    try {
+      for (int p = tid; p < n_; p += team) try_run(s, p, run);
+      const int64_t all = (s + 1) * n_;
+      for (int i = 0; done_.load(std::memory_order_acquire) < all; ++i) {
+        if (failed_.load(std::memory_order_relaxed)) return false;
+        if (i == STEP_STEAL_AFTER_SPINS)
+          for (int p = 0; p < n_; ++p) try_run(s, p, run);
+        if (i < STEP_YIELD_AFTER_SPINS)
+          cpu_relax();
+        else
+          std::this_thread::yield();
+      }
+    } catch (...) {
+      failed_.store(true, std::memory_order_relaxed);
+      throw;
+    }
+    return !failed_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  template <typename Run>
+  void try_run(int64_t s, int p, Run& run) {
+    int64_t v = last_[p].load(std::memory_order_acquire);
+    while (v < s)
+      if (last_[p].compare_exchange_weak(v, s, std::memory_order_acq_rel, std::memory_order_acquire)) {
+        run(p);
+        done_.fetch_add(1, std::memory_order_acq_rel);
+        return;
+      }
+  }
+  const int n_;
+  std::unique_ptr<std::atomic<int64_t>[]> last_;  // the last step whose part p was claimed
+  std::atomic<int64_t> done_{0};                    // parts done, all steps
+  std::atomic<bool> failed_{false};
 };
 
 // Threads that each run the whole recurrence for their own batch rows (rows are independent:
@@ -766,33 +798,33 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
         }
       };
       const int64_t step_work = (B * GH * K) << int(input_in_step);
-      // With units_in_step and no engine product, all steps in one region whose threads meet at
-      // a barrier after each step (parallel_team; the state buffers take turns by the step's
-      // parity), instead of a region per step (the region's start and end cost ~2 us a step on
-      // 2 threads: 18.8 us regions around 16.7-17.0 us parts at batch 1). Where the pool cannot
-      // promise that (busy, nested), the loop below. Two layers of 512 units, T=30,
+      // With units_in_step and no engine product, all steps in one region whose threads go from
+      // step to step together (parallel_team and StepParts; the state buffers take turns by the
+      // step's parity), instead of a region per step (the region's start and end cost ~2 us a
+      // step on 2 threads: 18.8 us regions around 16.7-17.0 us parts at batch 1). Where the pool
+      // cannot promise that (busy, nested), the loop below. Two layers of 512 units, T=30,
       // batch 1, the benchmark harness with the two builds alternating (medians of 3 rounds):
       // LSTM(300, 512, 2) forward 1.72 -> 1.63 ms, prepared 1.34 -> 1.24, tanh RNN 0.43 -> 0.36,
-      // GRU 1.25 -> 1.23; batch 8 and 64 within noise.
+      // GRU 1.25 -> 1.23; batch 8 and 64 within noise. A late thread's parts are taken over (a
+      // plain barrier waited for it: LSTM batch 1 on 3 threads on 2 cores took 33 ms): 3 and 4
+      // threads on 2 cores 5.4-6.3 and 7.9-8.0 ms against the per-step regions' 5.5-6.9 and
+      // 7.4-7.6; with another process keeping one core busy 1.5-1.8 ms against 7.4-7.6 ms.
       bool steps_done = false;
       if (vk && units_in_step && !engine_w && Tn >= 2) {
         const int nt = split_threads(panels.count, step_work);
         const bool first_reversed = next_pass_reversed(static_cast<unsigned>(Tn));
-        StepBarrier barrier;
+        StepParts parts(nt);
         T* hb[2] = {h_cur, h_nxt};
         T* cb[2] = {c_cur, c_nxt};
-        steps_done = parallel_team(nt, [&](int tid, int nthreads) {
-          int64_t p0, p1;
-          split_range(panels.count, tid, nthreads, 1, &p0, &p1);
-          try {
-            for (int64_t s = 0; s < Tn; ++s) {
-              const int i = static_cast<int>(s & 1);
+        steps_done = parallel_team(nt, [&](int tid, int team) {
+          for (int64_t s = 0; s < Tn; ++s) {
+            const int i = static_cast<int>(s & 1);
+            const bool ok = parts.step(s, tid, team, [&](int p) {
+              int64_t p0, p1;
+              split_range(panels.count, p, parts.parts(), 1, &p0, &p1);
               if (p0 < p1) vk_step(s, first_reversed != (i != 0), hb[i], cb[i], hb[1 - i], cb[1 - i], p0, p1);
-              if (s + 1 < Tn && !barrier.arrive_and_wait(s, nthreads)) return;
-            }
-          } catch (...) {
-            barrier.failed.store(true, std::memory_order_relaxed);
-            throw;
+            });
+            if (!ok) return;
           }
         });
         if (steps_done && (Tn & 1)) {
