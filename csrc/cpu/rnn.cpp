@@ -313,7 +313,6 @@ struct FwdPanels {
   int nv = 0;
   int64_t units = 0, count = 0;  // hidden units per panel, panels
   BlockArray<float> data;
-  bool finite = false;  // every weight packed is finite (no inf, no NaN): see skip_first_product
 };
 FwdPanels panel_geometry(int G, int64_t H, int vl) {
   FwdPanels p;
@@ -322,17 +321,6 @@ FwdPanels panel_geometry(int G, int64_t H, int vl) {
   p.count = (H + p.units - 1) / p.units;
   return p;
 }
-// Whether every one of w[0 .. n) is finite (the exponent bits of each value).
-bool finite_values(const float* w, int64_t n) {
-  uint32_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t bits;
-    std::memcpy(&bits, w + i, sizeof bits);
-    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-  }
-  return !bad;
-}
-
 FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
   FwdPanels p = panel_geometry(G, H, vl);
   const int64_t pw = p.nv * vl;
@@ -340,13 +328,11 @@ FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
   // Each vector of a panel's rows holds consecutive units of one gate (RNN: one of its 4 unit
   // groups): the rows of W_hh from that gate's first unit, transposed by the GEMM engine's
   // transposed-B packer (16 x 16 blocks in AVX-512 registers, whole cache lines in and out) into
-  // the vector's columns, zero past H. Then the panel, in L2, is checked for inf and NaN (see
-  // skip_first_product). The 4x4 SSE transposes this replaced read 64 rows 128 bytes at a time,
-  // too many short streams for the hardware prefetcher: one 4 MiB W_hh in an LSTM forward at
-  // batch 8 took 400 us to pack, now 190 (LSTM(300, 512, 2) T=30 B=8 5.48 -> 5.02 ms).
-  std::atomic<bool> nonfinite{false};
+  // the vector's columns, zero past H. The 4x4 SSE transposes this replaced read 64 rows 128
+  // bytes at a time, too many short streams for the hardware prefetcher: one 4 MiB W_hh in an
+  // LSTM forward at batch 8 took 400 us to pack, now 190 (LSTM(300, 512, 2) T=30 B=8 5.48 ->
+  // 5.02 ms).
   split_run(p.count, p.count * K * pw, [&](int64_t p0, int64_t p1) {
-    bool finite = true;
     for (int64_t q = p0; q < p1; ++q) {
       float* panel = p.data.data() + q * K * pw;
       const int64_t u0 = q * p.units;
@@ -356,11 +342,8 @@ FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
         for (int v = 0; v < p.nv; ++v)  // gate v, units u0 ...
           pack_columns(w_hh + (v * H + u0) * K, K, K, std::min<int64_t>(vl, H - u0), vl, panel + v * vl, pw);
       }
-      finite = finite && finite_values(panel, K * pw);
     }
-    if (!finite) nonfinite.store(true, std::memory_order_relaxed);
   });
-  p.finite = !nonfinite.load(std::memory_order_relaxed);
   return p;
 }
 
@@ -368,7 +351,13 @@ FwdPanels pack_forward(const float* w_hh, int G, int64_t H, int64_t K, int vl) {
 bool all_finite(const float* w, int64_t n) {
   std::atomic<bool> nonfinite{false};
   split_run(n, n, [&](int64_t i0, int64_t i1) {
-    if (!finite_values(w + i0, i1 - i0)) nonfinite.store(true, std::memory_order_relaxed);
+    uint32_t bad = 0;
+    for (int64_t i = i0; i < i1; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, w + i, sizeof bits);
+      bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    if (bad) nonfinite.store(true, std::memory_order_relaxed);
   });
   return !nonfinite.load(std::memory_order_relaxed);
 }
@@ -619,21 +608,22 @@ void rnn_layer_forward(const RnnLayer<T>& L, const T* x, const T* h0, const T* c
     }
     // Without h0 the state entering the first step is zero, and so is its product h W_hh^T:
     // that step runs on pre alone. Only where every weight of W_hh is known to be finite (0 * inf
-    // is NaN, which the product would have put in those gates), which the packing pass learns on
-    // its way and prepared weights learn once; the engine's per-call operand takes a pass over
-    // W_hh for it (at the batches that use it a step costs far more). Not on the unpacked batch-1
-    // path, where that pass would cost as much as the step. The outputs are the product's to the
-    // bit (pre + 0 = pre; a -0 sum could flip the sign of a zero). LSTM(300, 512, 2) T=30
-    // forward, one process alternating with and without (medians of 8 rounds): batch 8 5.59 ->
-    // 5.50 ms, batch 64 37.5 -> 36.6 ms; prepared batch 1 1.39 -> 1.36 ms, batch 8 5.09 -> 5.01
-    // ms; GRU batch 8 within 0.5%.
+    // is NaN, which the product would have put in those gates): prepared weights learn it once,
+    // and the engine's per-call operand takes a pass over W_hh for it (at the batches that use
+    // it a step costs far more). Not for panels packed on this call, nor on the unpacked path:
+    // there the pass costs more than the step it saves (the pass over each packed panel, in L2:
+    // GRU(300, 512, 2) T=30 batch 1 1.16 -> 1.10 ms without it, LSTM batch 8 even; benchmark
+    // harness, alternating). The outputs are the product's to the bit (pre + 0 = pre; a -0 sum
+    // could flip the sign of a zero). LSTM(300, 512, 2) T=30 forward, one process alternating with
+    // and without (medians of 8 rounds): batch 64 37.5 -> 36.6 ms; prepared batch 1 1.39 -> 1.36
+    // ms, batch 8 5.09 -> 5.01 ms.
     bool skip_first_product = false;
     if constexpr (std::is_same<T, float>::value) {
-      if (vk && !h0 && Tn >= 2 && (packed || engine_w)) {
-        if (L.prepared)
+      if (vk && !h0 && Tn >= 2) {
+        if (L.prepared && (panel_data || engine_w))
           skip_first_product = L.prepared->recurrent_weights_finite(L.w_hh, GH * K);
-        else
-          skip_first_product = packed ? panels.finite : all_finite(L.w_hh, GH * K);
+        else if (engine_w)
+          skip_first_product = all_finite(L.w_hh, GH * K);
       }
     }
     const bool input_in_step = vk && !packed && Tn == 1;
