@@ -17,16 +17,8 @@
 namespace pycnnrnn {
 namespace {
 
-// Iterations a waiting thread spins (with a pause) before it sleeps on a condition variable.
-// Short regions (one LSTM step) then cost a cache-line handoff, not a futex wake.
-constexpr int kSpinIterations = 20000;
-
 // set_num_threads' upper bound (Pool keeps one claim mark per part).
 constexpr int kMaxThreads = 255;
-
-// Pauses (tens of microseconds) a participant that has finished its own part waits before it
-// takes parts whose owners have not started.
-constexpr int kStealAfterIterations = 1000;
 
 // True while this thread executes part of a parallel region: a nested parallel_run then runs
 // serially (std::mutex::try_lock by its owner would be undefined).

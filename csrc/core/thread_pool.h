@@ -35,6 +35,13 @@ void parallel_run(int nthreads, const TaskFn& fn);
 // it before it throws.
 bool parallel_team(int nthreads, const TaskFn& fn);
 
+// Pauses a waiting thread spins before it sleeps (the pool) or yields (rnn.cpp's StepParts):
+// short regions then cost a cache-line handoff, not a futex wake.
+constexpr int kSpinIterations = 20000;
+// Pauses a participant that has finished its own part waits before it takes parts whose owners
+// have not started (tens of microseconds).
+constexpr int kStealAfterIterations = 1000;
+
 // A pause for spin-wait loops.
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)

@@ -526,6 +526,19 @@ void run_split_m_shared_b(const Problem<T>& P, const UkrInfo<T>& kr, int nt) {
 template <typename T>
 void run(const Problem<T>& P, int nthreads);
 
+// dst[k * ld + c] = src[c * lds + k] (k < K, c < n), zero for n <= c < width: the transposed-B
+// packer where width is whole vectors of it, else element by element (gemm.h's pack_columns).
+template <typename T>
+void transpose_rows(const T* src, int64_t lds, int64_t K, int64_t n, int width, T* dst, int64_t ld) {
+  const UkrInfo<T>& kr = kernels<T>();
+  if (kr.pack_bt && width % kr.nr_step == 0) {
+    kr.pack_bt(src, lds, K, n, width, dst, ld);
+    return;
+  }
+  for (int64_t k = 0; k < K; ++k)
+    for (int c = 0; c < width; ++c) dst[k * ld + c] = c < n ? src[c * lds + k] : T(0);
+}
+
 // Few rows (SMALLM_MAX < M <= GEMM_FEW_ROWS) against a transposed B of many columns (Linear's
 // weight [N][K] at batch 9-48, an RNN's input projection over T*B <= 48 rows): C^T = B A^T
 // instead, where B's rows are the A operand read in place (not packed: the few-rows path packs
@@ -552,7 +565,8 @@ void run_transposed_c(const Problem<T>& P, const UkrInfo<T>& kr, int nthreads) {
   const Problem<T> Q{P.N, P.M, P.K, P.alpha, T(0), nullptr, false, P.B, P.ldb, nullptr, nullptr, true, P.A, P.lda,
                      ct.data(), ldt, ep};
   run(Q, nthreads);
-  // C[:, n0 .. n0+g) = C^T[n0 .. n0+g, :]^T in groups of the packer's vector (g columns)
+  // C[:, n0 .. n0+g) = C^T[n0 .. n0+g, :]^T in groups of the packer's vector (g columns; the
+  // last group as wide as what is left, so nothing is written past C's columns)
   const int g = kr.nr_step;
   const int64_t groups = (P.N + g - 1) / g;
   const int nt = static_cast<int>(std::min<int64_t>(nthreads > 0 ? nthreads : get_num_threads(), groups));
@@ -561,13 +575,7 @@ void run_transposed_c(const Problem<T>& P, const UkrInfo<T>& kr, int nthreads) {
     split_range(groups, tid, n, 1, &q0, &q1);
     for (int64_t q = q0; q < q1; ++q) {
       const int64_t n0 = q * g, cols = std::min<int64_t>(g, P.N - n0);
-      const T* src = ct.data() + n0 * ldt;
-      if (cols == g && kr.pack_bt) {
-        kr.pack_bt(src, ldt, P.M, g, g, P.C + n0, P.ldc);
-      } else {
-        for (int64_t m = 0; m < P.M; ++m)
-          for (int64_t c = 0; c < cols; ++c) P.C[m * P.ldc + n0 + c] = src[c * ldt + m];
-      }
+      transpose_rows(ct.data() + n0 * ldt, ldt, P.M, cols, static_cast<int>(cols), P.C + n0, P.ldc);
     }
   });
 }
@@ -635,13 +643,7 @@ void run(const Problem<T>& P, int nthreads) {
 bool gemm_small_m(int64_t M) { return M <= SMALLM_MAX; }
 
 void pack_columns(const float* src, int64_t lds, int64_t K, int64_t n, int width, float* dst, int64_t ld) {
-  const UkrInfo<float>& kr = kernels<float>();
-  if (kr.pack_bt && width % kr.nr_step == 0) {
-    kr.pack_bt(src, lds, K, n, width, dst, ld);
-    return;
-  }
-  for (int64_t k = 0; k < K; ++k)
-    for (int c = 0; c < width; ++c) dst[k * ld + c] = c < n ? src[c * lds + k] : 0.f;
+  transpose_rows(src, lds, K, n, width, dst, ld);
 }
 
 template <typename T>

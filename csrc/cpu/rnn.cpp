@@ -204,8 +204,8 @@ void portable_step(const StepArgs<T>& s, int64_t u0, int64_t u1) {
 // of n is n-1-i when `reverse`. The direction alternates per pass process-wide (also across
 // calls); the order never changes a result. Forward, T=30 B=1, same runs: 3.5 -> 2.8 ms.
 inline int64_t serpentine(int64_t i, int64_t n, bool reverse) { return reverse ? n - 1 - i : i; }
-// Whether the next pass runs reversed; n passes are taken (the k-th of them reversed iff the
-// first is xor k odd).
+// Whether the next pass runs reversed, taking n passes at once (the k-th of them is reversed when
+// the first is and k is even, or the first is not and k is odd).
 bool next_pass_reversed(unsigned n = 1) {
   static std::atomic<unsigned> passes{0};
   return passes.fetch_add(n, std::memory_order_relaxed) & 1u;
@@ -213,13 +213,12 @@ bool next_pass_reversed(unsigned n = 1) {
 
 // The steps of a recurrence in one parallel_team region, part by part: step s has nparts parts
 // (static ranges of its work), each claimed once by compare-and-swap. A thread runs its own parts
-// (p = tid mod team size) first; a part still unclaimed after a grace period (its owner late:
-// descheduled, or more threads than free cores) is taken by whichever thread is waiting; a
-// thread goes on to step s + 1 once all of step s's parts are done. Who ran a part never
-// changes a result (the partition is fixed). A part that throws marks the steps failed, which
-// releases the waiting threads.
-constexpr int STEP_STEAL_AFTER_SPINS = 1000;  // as the pool's grace period (kStealAfterIterations)
-constexpr int STEP_YIELD_AFTER_SPINS = 20000;
+// (p = tid mod team size) first; a part still unclaimed after the pool's grace period
+// (kStealAfterIterations; its owner late: descheduled, or more threads than free cores) is taken
+// by whichever thread is waiting, which yields its core after kSpinIterations; a thread goes on
+// to step s + 1 once all of step s's parts are done. Who ran a part never changes a result (the
+// partition is fixed). A part that throws marks the steps failed, which releases the waiting
+// threads.
 class StepParts {
  public:
   explicit StepParts(int nparts) : n_(nparts), last_(new std::atomic<int64_t>[nparts]) {
@@ -235,9 +234,9 @@ class StepParts {
       const int64_t all = (s + 1) * n_;
       for (int i = 0; done_.load(std::memory_order_acquire) < all; ++i) {
         if (failed_.load(std::memory_order_relaxed)) return false;
-        if (i == STEP_STEAL_AFTER_SPINS)
+        if (i == kStealAfterIterations)
           for (int p = 0; p < n_; ++p) try_run(s, p, run);
-        if (i < STEP_YIELD_AFTER_SPINS)
+        if (i < kSpinIterations)
           cpu_relax();
         else
           std::this_thread::yield();
