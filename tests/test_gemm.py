@@ -307,6 +307,33 @@ def test_few_rows_wide_transposed_b(rng, dtype):
             assert np.array_equal(c, c2), "differs from the pre-packed B path"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_rows_row_major_b_a_page_apart(rng, dtype):
+    """9-48 rows against a row-major B read in place whose rows lie 4 KiB or more apart (the
+    micro-kernel fetches rows ahead, past the last row of the last K block too): the oracle's
+    bound, writes only inside C's view, and the same bits as the pre-packed B path, with a
+    partial last panel (packed), bias either side, relu, alpha and 1 or 2 threads."""
+    item = np.dtype(dtype).itemsize
+    for m, n, k, ld in [(9, 500, 300, 4096 // item), (30, 2048, 77, 2048), (48, 640, 513, 1100),
+                        (13, 130, 1030, 8192 // item)]:  # fmt: skip
+        a = _rand(rng, (m, k), dtype)
+        b = _rand(rng, (k, ld), dtype)[:, ld - n :]  # the view ends where the buffer does
+        pb = _C.pack_b(b, False)
+        for bias_kind, relu, alpha, nt in [(0, False, 1.0, 2), (1, True, 0.5, 1), (2, False, -1.5, 2)]:
+            bias = _rand(rng, (m,) if bias_kind == 1 else (n,), dtype) if bias_kind else None
+            cbig = np.full((m + 2, n + 5), np.nan, dtype)
+            c = cbig[1 : 1 + m, 2 : 2 + n]
+            _C.gemm(a, b, c, False, False, alpha, 0.0, bias, bias_kind, relu, nt)
+            _check(c, a, b, False, False, alpha=alpha, bias=bias, bias_kind=bias_kind, relu=relu,
+                   what=f"{m}x{n}x{k} ld {ld} bias {bias_kind}")  # fmt: skip
+            mask = np.ones(cbig.shape, bool)
+            mask[1 : 1 + m, 2 : 2 + n] = False
+            assert np.isnan(cbig[mask]).all(), "wrote outside C"
+            c2 = np.full((m, n), np.nan, dtype)
+            _C.gemm_packed_b(a, pb, c2, False, alpha, 0.0, bias, bias_kind, relu, nt)
+            assert np.array_equal(c, c2), "differs from the pre-packed B path"
+
+
 def test_results_do_not_depend_on_thread_count(rng):
     # ta: weight-gradient shapes (dY^T X) whose A is packed per call, split over M on 2 threads
     for m, n, k, ta in [(300, 700, 300, False), (1000, 40, 300, False), (3, 3000, 500, False),

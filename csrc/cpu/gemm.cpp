@@ -287,6 +287,19 @@ int64_t block_n(const UkrInfo<T>& kr, int64_t kc) {
 // row panel makes several calls: in the Winograd blocks' GEMMs (48 rows, one 64-column call per
 // row panel) the lines competed with the current panel's own (512->512@14 N=1 1.75 -> 1.79 ms).
 constexpr int64_t A_PREFETCH_MIN_PANELS = 4;
+
+// A row-major B read in place (the few-rows path below) at a row stride of a page or more: each
+// of a panel's rows lies in another 4 KiB page, where the hardware prefetchers stop, and every
+// row panel of A waited for the panel's lines from L3 (at 8 KiB the panel's 300 x 4 lines also
+// overflow their L1 and L2 sets). The micro-kernel fetches row k + FETCH_B_ROWS as it reads row
+// k. Intel Xeon (Emerald Rapids class, 2 threads), one process alternating, median of 7 rounds:
+// 30x300 @ 300x2048 0.87x the time, 16x512 @ 512x2048 0.76x, 9x4096 @ 4096x4096 0.72x, 40x1024 @
+// 1024x4096 0.84x (8 rows ahead: 0.89x, 0.76x, 0.74x, 0.89x; 16: 0.91x, 0.88x, 0.89x, 0.98x). At
+// strides of 1-3 KiB mixed (30x600 @ 600x256 1.08x, 12x25088 @ 25088x512 0.91x): not there. Not for
+// the convolutions (short sums): their in-place B, Winograd's transformed tiles, was just
+// written and is in L2 (128->128@112 N=1 1.07x, 256->256@56 1.21x with the fetch).
+constexpr int64_t FETCH_B_MIN_STRIDE = 4096;  // bytes
+constexpr int64_t FETCH_B_ROWS = 4;
 template <typename T>
 void prefetch_a_panel(const T* a, int64_t a_rows, int rows, int64_t kc) {
   const int64_t step = 64 / static_cast<int64_t>(sizeof(T));  // elements per cache line
@@ -349,6 +362,8 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       }
       const bool last = pc + kc == P.K;
       UkrParams<T> prm;
+      const bool far_rows = bs * static_cast<int64_t>(sizeof(T)) >= FETCH_B_MIN_STRIDE;  // B in place (bs > nr)
+      prm.fetch_b = far_rows && !P.ep.short_sums ? FETCH_B_ROWS : 0;
       prm.alpha = P.alpha;
       prm.beta = pc == 0 ? P.beta : T(1);
       prm.relu = last && P.ep.relu;

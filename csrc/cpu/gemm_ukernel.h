@@ -30,6 +30,7 @@ struct UkrParams {
   const T* bias_col;       // bias_col[j] for tile column j (already offset), or nullptr
   int relu;                // 1: C = max(C, 0) keeping NaN
   int64_t ksub;            // > 0: accumulate in sub-blocks of ksub k steps (see above)
+  int64_t fetch_b;         // > 0: while reading b's row k, fetch row k + fetch_b into L1 (see gemm.cpp)
 };
 
 // Small-M kernels (M <= SMALLM_MAX): raw sums, no packing, B streamed once from memory at
