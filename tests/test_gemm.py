@@ -309,10 +309,11 @@ def test_few_rows_wide_transposed_b(rng, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_few_rows_row_major_b_a_page_apart(rng, dtype):
-    """9-48 rows against a row-major B read in place whose rows lie 4 KiB or more apart (the
-    micro-kernel fetches rows ahead, past the last row of the last K block too): the oracle's
-    bound, writes only inside C's view, and the same bits as the pre-packed B path, with a
-    partial last panel (packed), bias either side, relu, alpha and 1 or 2 threads."""
+    """9-48 rows against a row-major B whose rows lie 4 KiB or more apart: read in place with
+    rows fetched ahead (past the last row of the last K block too) at up to two row panels (9
+    rows), its panels packed from three (13-48 rows). The oracle's bound, writes only inside C's
+    view, and the same bits as the pre-packed B path, with a partial last panel, bias either
+    side, relu, alpha and 1 or 2 threads."""
     item = np.dtype(dtype).itemsize
     for m, n, k, ld in [(9, 500, 300, 4096 // item), (30, 2048, 77, 2048), (48, 640, 513, 1100),
                         (13, 130, 1030, 8192 // item)]:  # fmt: skip

@@ -288,11 +288,13 @@ int64_t block_n(const UkrInfo<T>& kr, int64_t kc) {
 // row panel) the lines competed with the current panel's own (512->512@14 N=1 1.75 -> 1.79 ms).
 constexpr int64_t A_PREFETCH_MIN_PANELS = 4;
 
-// A row-major B read in place (the few-rows path below) at a row stride of a page or more: each
-// of a panel's rows lies in another 4 KiB page, where the hardware prefetchers stop, and every
-// row panel of A waited for the panel's lines from L3 (at 8 KiB the panel's 300 x 4 lines also
-// overflow their L1 and L2 sets). The micro-kernel fetches row k + FETCH_B_ROWS as it reads row
-// k. Intel Xeon (Emerald Rapids class, 2 threads), one process alternating, median of 7 rounds:
+// A row-major B read in place (the few-rows path below, one or two row panels at this stride) at
+// a row stride of a page or more: each of a panel's rows lies in another 4 KiB page, where the
+// hardware prefetchers stop, and every row panel of A waited for the panel's lines from L3 (at 8
+// KiB the panel's 300 x 4 lines also overflow their L1 and L2 sets, which is why more row panels
+// get a packed panel instead). The micro-kernel fetches row k + FETCH_B_ROWS as it reads row k.
+// Intel Xeon (Emerald Rapids class, 2 threads), one process alternating, median of 7 rounds,
+// before the packing rule:
 // 30x300 @ 300x2048 0.87x the time, 16x512 @ 512x2048 0.76x, 9x4096 @ 4096x4096 0.72x, 40x1024 @
 // 1024x4096 0.84x (8 rows ahead: 0.89x, 0.76x, 0.74x, 0.89x; 16: 0.91x, 0.88x, 0.89x, 0.98x). At
 // strides of 1-3 KiB mixed (30x600 @ 600x256 1.08x, 12x25088 @ 25088x512 0.91x): not there. Not for
@@ -332,7 +334,15 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   // 25088x512 2350 / 1250. Provided and pre-packed B keep the wide blocks.
   const bool few_rows = m1 - m0 <= GEMM_FEW_ROWS && !P.pb && !P.prov;
   const int64_t NC = few_rows ? nr : block_n(kr, KC);
-  const bool few_rows_b_in_place = few_rows && !P.tb;
+  // Rows of B a page or more apart (FETCH_B_MIN_STRIDE) are read in place by one or two row
+  // panels only: the panel's lines, all in a few L1 and L2 sets, are not there for a third, and
+  // a packed panel is (Intel Xeon, one process alternating, 7-15 rounds, packed / in place with
+  // the fetch: 48x1024 @ 1024x1024 0.64x the time, 40x1024 @ 1024x4096 0.57x, 48x300 @ 300x2048
+  // 0.80x, 16x512 @ 512x2048 0.81x, 13x4096 @ 4096x4096 0.85x, 30x300 @ 300x2048 1.01x, at 12
+  // rows and below even or slower). The figures above for in place came from AMD Zen, whose L3
+  // serves the misses faster. The convolutions' short sums keep their in-place B (in L2).
+  const bool b_rows_page_apart = !P.tb && P.ldb * static_cast<int64_t>(sizeof(T)) >= FETCH_B_MIN_STRIDE;
+  const bool few_rows_b_in_place = few_rows && !P.tb && (P.ep.short_sums || !b_rows_page_apart || m1 - m0 <= 2 * mr);
   const int64_t ncmax = std::min<int64_t>(NC, n1 - n0);
   const int64_t kcmax = std::min<int64_t>(KC, P.K);
   T* bbuf = P.pb ? nullptr : tl_b.get<T>(kcmax * round_up(ncmax, nr));
