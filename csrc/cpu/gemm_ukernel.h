@@ -16,6 +16,9 @@
 //   chains of about ksub + K / ksub terms instead of kc. The convolutions ask for it (K = 9 *
 //   C_in, Winograd included: within torch's error on long reductions); it costs ~8% speed.
 //   then, if the params say so: += bias_row[i], += bias_col[j], relu (NaN kept).
+//   p->fetch_b > 0 (b in place, rows a page or more apart): row k + fetch_b is fetched into L1 as
+//   row k is read (the portable kernel ignores it); p->copy_b (a full panel, n == NR): every row
+//   of b read is also written to copy_b + k * NR, the packed panel of the next row panels.
 // Edges are masked stores (AVX-512 k-masks, AVX2 maskstore), never a scalar loop over C.
 #pragma once
 #include <cstdint>
@@ -30,7 +33,8 @@ struct UkrParams {
   const T* bias_col;       // bias_col[j] for tile column j (already offset), or nullptr
   int relu;                // 1: C = max(C, 0) keeping NaN
   int64_t ksub;            // > 0: accumulate in sub-blocks of ksub k steps (see above)
-  int64_t fetch_b;         // > 0: while reading b's row k, fetch row k + fetch_b into L1 (see gemm.cpp)
+  int64_t fetch_b;         // > 0: fetch b's row k + fetch_b while reading row k (see above)
+  T* copy_b;               // or nullptr: write each row of b read to copy_b + k * NR (see above)
 };
 
 // Small-M kernels (M <= SMALLM_MAX): raw sums, no packing, B streamed once from memory at

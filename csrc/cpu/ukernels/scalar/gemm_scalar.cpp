@@ -17,6 +17,8 @@ void ukr(int64_t kc, const T* a, int64_t lda, const T* b, int64_t bs, T* c, int6
     const int64_t k1 = k0 + ksub < kc ? k0 + ksub : kc;
     T acc[MR][NR] = {};
     for (int64_t k = k0; k < k1; ++k) {
+      if (p->copy_b)
+        for (int j = 0; j < NR; ++j) p->copy_b[k * NR + j] = b[j];
       for (int i = 0; i < MR; ++i) {
         // packed: a[k*MR + i]; in place (lda > 0): row i (clamped to the last real row).
         const T ai = lda > 0 ? a[(i < m ? i : m - 1) * lda + k] : a[k * MR + i];
