@@ -308,15 +308,17 @@ def test_few_rows_wide_transposed_b(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_few_rows_row_major_b_a_page_apart(rng, dtype):
-    """9-48 rows against a row-major B whose rows lie 4 KiB or more apart: read in place with
-    rows fetched ahead (past the last row of the last K block too) at up to two row panels (9
-    rows), its panels packed from three (13-48 rows). The oracle's bound, writes only inside C's
-    view, and the same bits as the pre-packed B path, with a partial last panel, bias either
-    side, relu, alpha and 1 or 2 threads."""
+def test_row_major_b_a_page_apart(rng, dtype):
+    """A row-major B whose rows lie 4 KiB or more apart: read in place with rows fetched ahead
+    (past the last row of the last K block too) at up to two row panels (9 rows), from three
+    (13-48 rows, and 64-100 on the wide-block path) its full panels packed by the first row
+    panel as it reads them, a partial last panel by the packer. The oracle's bound, writes only
+    inside C's view, and the same bits as the pre-packed B path, with bias either side, relu,
+    alpha and 1 or 2 threads."""
     item = np.dtype(dtype).itemsize
     for m, n, k, ld in [(9, 500, 300, 4096 // item), (30, 2048, 77, 2048), (48, 640, 513, 1100),
-                        (13, 130, 1030, 8192 // item)]:  # fmt: skip
+                        (13, 130, 1030, 8192 // item), (64, 500, 300, 4096 // item),
+                        (100, 250, 600, 8192 // item)]:  # fmt: skip
         a = _rand(rng, (m, k), dtype)
         b = _rand(rng, (k, ld), dtype)[:, ld - n :]  # the view ends where the buffer does
         pb = _C.pack_b(b, False)

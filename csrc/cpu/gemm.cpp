@@ -336,17 +336,20 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
   const int64_t NC = few_rows ? nr : block_n(kr, KC);
   // Rows of B a page or more apart (FETCH_B_MIN_STRIDE) are read in place by one or two row
   // panels only: the panel's lines, all in a few L1 and L2 sets, are not there for a third. From
-  // three row panels the first reads them in place (fetched ahead) and writes the packed panel
-  // that the others read (UkrParams::copy_b), which costs less than a packing pass. Intel Xeon,
-  // one process alternating, 7-15 rounds, time against reading in place with the fetch: packing
-  // pass 48x1024 @ 1024x1024 0.64x, 40x1024 @ 1024x4096 0.57x, 48x300 @ 300x2048 0.80x, 16x512
-  // @ 512x2048 0.81x, 13x4096 @ 4096x4096 0.85x, 30x300 @ 300x2048 1.01x (at 12 rows and below
-  // even or slower); then the copy against the packing pass 0.89x, 0.90x, 0.90x, 0.78x, 0.68x,
-  // 0.86x. The figures above for in place came from AMD Zen, whose L3 serves the misses faster.
-  // The convolutions' short sums keep their in-place B (in L2).
+  // three row panels, and on the wide-block path, the first row panel reads a full panel's rows
+  // in place (fetched ahead) and writes the packed panel that the others read
+  // (UkrParams::copy_b): the packing pass read them a page apart, without the hardware's
+  // prefetch. Intel Xeon, one process alternating, 7-15 rounds, time against reading in place
+  // with the fetch: packing pass 48x1024 @ 1024x1024 0.64x, 40x1024 @ 1024x4096 0.57x, 48x300 @
+  // 300x2048 0.80x, 16x512 @ 512x2048 0.81x, 13x4096 @ 4096x4096 0.85x, 30x300 @ 300x2048 1.01x
+  // (at 12 rows and below even or slower); then the copy against the packing pass 0.89x, 0.90x,
+  // 0.90x, 0.78x, 0.68x, 0.86x, and on the wide-block path 64x512 @ 512x2048 0.88x / 0.94x (two
+  // sets), 64x1024 @ 1024x4096 0.95x, 100x1024 @ 1024x1024 0.95x, 200x512 @ 512x2048 0.96x,
+  // 1024^3 and 2048^3 even. The figures above for in place came from AMD Zen, whose L3 serves the
+  // misses faster. The convolutions' short sums keep their in-place B (in L2).
   const bool b_rows_page_apart = !P.tb && P.ldb * static_cast<int64_t>(sizeof(T)) >= FETCH_B_MIN_STRIDE;
   const bool few_rows_b_in_place = few_rows && !P.tb && (P.ep.short_sums || !b_rows_page_apart || m1 - m0 <= 2 * mr);
-  const bool few_rows_b_copied = few_rows && b_rows_page_apart && !few_rows_b_in_place;
+  const bool copy_b_panels = !P.pb && !P.prov && !P.ep.short_sums && b_rows_page_apart && !few_rows_b_in_place;
   const int64_t ncmax = std::min<int64_t>(NC, n1 - n0);
   const int64_t kcmax = std::min<int64_t>(KC, P.K);
   T* bbuf = P.pb ? nullptr : tl_b.get<T>(kcmax * round_up(ncmax, nr));
@@ -359,12 +362,10 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       const int64_t kc = std::min<int64_t>(KC, P.K - pc);
       const T* bp = bbuf;
       int64_t bs = nr;  // B's row stride as the micro-kernel reads it
-      const bool copying = few_rows_b_copied && nc == nr;  // bbuf written by the first row panel
+      const int64_t copied = copy_b_panels ? nc / nr * nr : 0;  // full panels the first row panel packs
       if (few_rows_b_in_place && nc == nr) {  // a full panel of a row-major B, read where it lies
         bp = P.B + pc * P.ldb + jc;
         bs = P.ldb;
-      } else if (copying) {
-        // packed by the first row panel's micro-kernel below
       } else if (P.pb) {  // jc is a multiple of NR: panel jc/NR of KC block pc
         bp = P.pb->data.get() + pc * P.pb->npad + jc * kc;
       } else if (P.prov) {
@@ -374,8 +375,8 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
           provide_panel(P, pc, kc, jc + q, std::min<int64_t>(nr, nc - q), nr, bbuf + q * kc);
       } else if (P.tb && kr.pack_bt) {
         kr.pack_bt(P.B + jc * P.ldb + pc, P.ldb, kc, nc, nr, bbuf, nr);
-      } else {
-        pack_b_block(P.tb, P.B, P.ldb, pc, kc, jc, nc, nr, bbuf);
+      } else if (copied < nc) {
+        pack_b_block(P.tb, P.B, P.ldb, pc, kc, jc + copied, nc - copied, nr, bbuf + copied * kc);
       }
       const bool last = pc + kc == P.K;
       UkrParams<T> prm;
@@ -411,11 +412,11 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
             if (jr + nr >= nc && nc >= A_PREFETCH_MIN_PANELS * nr && ir + mr < mc)
               prefetch_a_panel(a_rows ? a + mr * a_rows : a + mr * kc, a_rows,
                                static_cast<int>(std::min<int64_t>(mr, mc - ir - mr)), kc);
-            if (copying && ic == m0 && ir == 0) {  // B's rows in place, fetched ahead, copied to bbuf
+            if (jr < copied && ic == m0 && ir == 0) {  // B's rows in place, fetched ahead, copied to bbuf
               UkrParams<T> first = prm;
               first.fetch_b = FETCH_B_ROWS;
-              first.copy_b = bbuf;
-              kr.ukr(kc, a, a_rows, P.B + pc * P.ldb + jc, P.ldb, crow + jc + jr, P.ldc, m, n, &first);
+              first.copy_b = bbuf + jr * kc;
+              kr.ukr(kc, a, a_rows, P.B + pc * P.ldb + jc + jr, P.ldb, crow + jc + jr, P.ldc, m, n, &first);
               continue;
             }
             kr.ukr(kc, a, a_rows, bs == nr ? bp + jr * kc : bp + jr, bs, crow + jc + jr, P.ldc, m, n, &prm);
