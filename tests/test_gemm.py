@@ -281,6 +281,28 @@ def test_packed_b_reused_across_calls(rng, dtype):
         _C.gemm_packed_b(np.ones((2, 5), dtype), _C.pack_b(np.ones((13, 4), dtype)), np.zeros((2, 4), dtype))
 
 
+def _check_epilogues_against_packed_b(rng, a, b, tb, what):
+    """C = op(a) op(b) into a NaN-filled view of a larger array, with no bias, a row bias and relu,
+    a column bias, alpha 1 / 0.5 / -1.5 and 1 or 2 threads: the oracle's bound, nothing written
+    outside the view, and the same bits as the pre-packed B path."""
+    m, n = a.shape[0], (b.shape[0] if tb else b.shape[1])
+    dtype = a.dtype
+    pb = _C.pack_b(b, tb)
+    for bias_kind, relu, alpha, nt in [(0, False, 1.0, 2), (1, True, 0.5, 1), (2, False, -1.5, 2)]:
+        bias = _rand(rng, (m,) if bias_kind == 1 else (n,), dtype) if bias_kind else None
+        cbig = np.full((m + 2, n + 5), np.nan, dtype)
+        c = cbig[1 : 1 + m, 2 : 2 + n]
+        _C.gemm(a, b, c, False, tb, alpha, 0.0, bias, bias_kind, relu, nt)
+        _check(c, a, b, False, tb, alpha=alpha, bias=bias, bias_kind=bias_kind, relu=relu,
+               what=f"{what} bias {bias_kind}")  # fmt: skip
+        mask = np.ones(cbig.shape, bool)
+        mask[1 : 1 + m, 2 : 2 + n] = False
+        assert np.isnan(cbig[mask]).all(), "wrote outside C"
+        c2 = np.full((m, n), np.nan, dtype)
+        _C.gemm_packed_b(a, pb, c2, False, alpha, 0.0, bias, bias_kind, relu, nt)
+        assert np.array_equal(c, c2), "differs from the pre-packed B path"
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_few_rows_wide_transposed_b(rng, dtype):
     """9-48 rows against a transposed B of 256+ columns (Linear at batch 9-48, an RNN's input
@@ -291,20 +313,7 @@ def test_few_rows_wide_transposed_b(rng, dtype):
         a = _rand(rng, (m, k), dtype)
         bbig = _rand(rng, (n + 2, k + 3), dtype)
         b = bbig[1 : 1 + n, 2 : 2 + k]  # B^T [N][K] with a row stride of its own
-        pb = _C.pack_b(b, True)
-        for bias_kind, relu, alpha, nt in [(0, False, 1.0, 2), (1, True, 0.5, 1), (2, False, -1.5, 2)]:
-            bias = _rand(rng, (m,) if bias_kind == 1 else (n,), dtype) if bias_kind else None
-            cbig = np.full((m + 2, n + 5), np.nan, dtype)
-            c = cbig[1 : 1 + m, 2 : 2 + n]
-            _C.gemm(a, b, c, False, True, alpha, 0.0, bias, bias_kind, relu, nt)
-            _check(c, a, b, False, True, alpha=alpha, bias=bias, bias_kind=bias_kind, relu=relu,
-                   what=f"{m}x{n}x{k} bias {bias_kind}")  # fmt: skip
-            mask = np.ones(cbig.shape, bool)
-            mask[1 : 1 + m, 2 : 2 + n] = False
-            assert np.isnan(cbig[mask]).all(), "wrote outside C"
-            c2 = np.full((m, n), np.nan, dtype)
-            _C.gemm_packed_b(a, pb, c2, False, alpha, 0.0, bias, bias_kind, relu, nt)
-            assert np.array_equal(c, c2), "differs from the pre-packed B path"
+        _check_epilogues_against_packed_b(rng, a, b, True, f"{m}x{n}x{k}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -321,20 +330,7 @@ def test_row_major_b_a_page_apart(rng, dtype):
                         (100, 250, 600, 8192 // item)]:  # fmt: skip
         a = _rand(rng, (m, k), dtype)
         b = _rand(rng, (k, ld), dtype)[:, ld - n :]  # the view ends where the buffer does
-        pb = _C.pack_b(b, False)
-        for bias_kind, relu, alpha, nt in [(0, False, 1.0, 2), (1, True, 0.5, 1), (2, False, -1.5, 2)]:
-            bias = _rand(rng, (m,) if bias_kind == 1 else (n,), dtype) if bias_kind else None
-            cbig = np.full((m + 2, n + 5), np.nan, dtype)
-            c = cbig[1 : 1 + m, 2 : 2 + n]
-            _C.gemm(a, b, c, False, False, alpha, 0.0, bias, bias_kind, relu, nt)
-            _check(c, a, b, False, False, alpha=alpha, bias=bias, bias_kind=bias_kind, relu=relu,
-                   what=f"{m}x{n}x{k} ld {ld} bias {bias_kind}")  # fmt: skip
-            mask = np.ones(cbig.shape, bool)
-            mask[1 : 1 + m, 2 : 2 + n] = False
-            assert np.isnan(cbig[mask]).all(), "wrote outside C"
-            c2 = np.full((m, n), np.nan, dtype)
-            _C.gemm_packed_b(a, pb, c2, False, alpha, 0.0, bias, bias_kind, relu, nt)
-            assert np.array_equal(c, c2), "differs from the pre-packed B path"
+        _check_epilogues_against_packed_b(rng, a, b, False, f"{m}x{n}x{k} ld {ld}")
 
 
 def test_results_do_not_depend_on_thread_count(rng):
