@@ -294,12 +294,12 @@ constexpr int64_t A_PREFETCH_MIN_PANELS = 4;
 // KiB the panel's 300 x 4 lines also overflow their L1 and L2 sets, which is why more row panels
 // get a packed panel instead). The micro-kernel fetches row k + FETCH_B_ROWS as it reads row k.
 // Intel Xeon (Emerald Rapids class, 2 threads), one process alternating, median of 7 rounds,
-// before the packing rule:
-// 30x300 @ 300x2048 0.87x the time, 16x512 @ 512x2048 0.76x, 9x4096 @ 4096x4096 0.72x, 40x1024 @
-// 1024x4096 0.84x (8 rows ahead: 0.89x, 0.76x, 0.74x, 0.89x; 16: 0.91x, 0.88x, 0.89x, 0.98x). At
-// strides of 1-3 KiB mixed (30x600 @ 600x256 1.08x, 12x25088 @ 25088x512 0.91x): not there. Not for
-// the convolutions (short sums): their in-place B, Winograd's transformed tiles, was just
-// written and is in L2 (128->128@112 N=1 1.07x, 256->256@56 1.21x with the fetch).
+// measured before the packing rule in run_rect: 30x300 @ 300x2048 0.87x the time, 16x512 @
+// 512x2048 0.76x, 9x4096 @ 4096x4096 0.72x, 40x1024 @ 1024x4096 0.84x (8 rows ahead: 0.89x,
+// 0.76x, 0.74x, 0.89x; 16: 0.91x, 0.88x, 0.89x, 0.98x). At strides of 1-3 KiB mixed (30x600 @
+// 600x256 1.08x, 12x25088 @ 25088x512 0.91x): not there. Not for the convolutions (short sums):
+// their in-place B, Winograd's transformed tiles, was just written and is in L2 (128->128@112
+// N=1 1.07x, 256->256@56 1.21x with the fetch).
 constexpr int64_t FETCH_B_MIN_STRIDE = 4096;  // bytes
 constexpr int64_t FETCH_B_ROWS = 4;
 template <typename T>
