@@ -251,7 +251,7 @@ std::atomic<const OmpRuntime*> g_omp{nullptr};
 struct OmpRegion {
   const OmpRuntime* rt;
   const TaskFn* fn;
-  int nt;
+  int nt;  // parts; 0: as many as the team has threads (parallel_team)
   std::mutex error_mutex;
   std::exception_ptr error;
 };
@@ -261,11 +261,12 @@ struct OmpRegion {
 void omp_region_body(void* data) {
   auto* r = static_cast<OmpRegion*>(data);
   const int team = std::max(1, r->rt->num_threads());
+  const int nt = r->nt > 0 ? r->nt : team;
   const bool was_inside = tl_inside_region;
   tl_inside_region = true;
-  for (int part = r->rt->thread_num(); part < r->nt; part += team) {
+  for (int part = r->rt->thread_num(); part < nt; part += team) {
     try {
-      (*r->fn)(part, r->nt);
+      (*r->fn)(part, nt);
     } catch (...) {
       std::lock_guard<std::mutex> lk(r->error_mutex);
       if (!r->error) r->error = std::current_exception();
@@ -335,28 +336,12 @@ void parallel_run(int nthreads, const TaskFn& fn) {
   pool().run(nthreads, fn);
 }
 
-namespace {
-// An OpenMP team's threads run at once: thread i takes part i of a region of team-size parts.
-void omp_team_body(void* data) {
-  auto* r = static_cast<OmpRegion*>(data);
-  const bool was_inside = tl_inside_region;
-  tl_inside_region = true;
-  try {
-    (*r->fn)(r->rt->thread_num(), std::max(1, r->rt->num_threads()));
-  } catch (...) {
-    std::lock_guard<std::mutex> lk(r->error_mutex);
-    if (!r->error) r->error = std::current_exception();
-  }
-  tl_inside_region = was_inside;
-}
-}  // namespace
-
 bool parallel_team(int nthreads, const TaskFn& fn) {
   const OmpRuntime* rt = g_omp.load(std::memory_order_acquire);
   if (!rt) return pool().run_team(nthreads, fn);
   if (tl_inside_region) return false;
-  OmpRegion r{rt, &fn, nthreads, {}, nullptr};
-  rt->parallel(omp_team_body, &r, static_cast<unsigned>(std::max(1, std::min(nthreads, get_num_threads()))), 0);
+  OmpRegion r{rt, &fn, 0, {}, nullptr};  // an OpenMP team's threads run at once: one part each
+  rt->parallel(omp_region_body, &r, static_cast<unsigned>(std::max(1, std::min(nthreads, get_num_threads()))), 0);
   if (r.error) std::rethrow_exception(r.error);
   return true;
 }

@@ -380,8 +380,7 @@ void run_rect(const Problem<T>& P, const UkrInfo<T>& kr, int64_t m0, int64_t m1,
       }
       const bool last = pc + kc == P.K;
       UkrParams<T> prm;
-      const bool far_rows = bs * static_cast<int64_t>(sizeof(T)) >= FETCH_B_MIN_STRIDE;  // B in place (bs > nr)
-      prm.fetch_b = far_rows && !P.ep.short_sums ? FETCH_B_ROWS : 0;
+      prm.fetch_b = bs != nr && b_rows_page_apart && !P.ep.short_sums ? FETCH_B_ROWS : 0;  // B read in place
       prm.copy_b = nullptr;
       prm.alpha = P.alpha;
       prm.beta = pc == 0 ? P.beta : T(1);
