@@ -290,6 +290,32 @@ def test_fast_float64_matches_naive_oracle(case, rng):
     np.testing.assert_allclose(gb, gb_ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stride2_columns_match_naive_oracle(dtype, rng):
+    """Stride 2 along W with zero padding: im2col copies every other element of each padded row
+    (a permute on the vector ISAs). Output widths 1 to 37 give every partial-vector tail of 16,
+    8 and 4 lanes, with an input width whose last element is read and one whose last is not (so
+    a run's last read is the padded copy's last element); a 7x7 stem, a dilated 3x3 at stride
+    (1, 2), 1x1 and 2x2 taps. Forward and the gradients against the naive float64 loop."""
+    for k, p, d, sh in ((7, 3, 1, 2), (3, 1, 2, 1), (1, 0, 1, 2), (2, 0, 1, 2)):
+        for ow in range(1, 38):
+            for extra in (0, 1):
+                W = 2 * (ow - 1) + d * (k - 1) + 1 - 2 * p + extra
+                kw = {"stride": (sh, 2), "padding": p, "dilation": d}
+                x, w, b = make_inputs(rng, (2, 3, 6, W), (4, 3, k, k), dtype=dtype)
+                x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+                args = _oracle_args(x, w, kw)
+                ref = _C.conv2d_forward_naive(x64, w64, b64, *args)
+                y = F.conv2d(x, w, b, **kw)
+                assert y.shape == ref.shape and y.shape[-1] == ow and y.dtype == dtype
+                tol = 1e-12 if dtype == np.float64 else 2e-5
+                np.testing.assert_allclose(y, ref, rtol=tol, atol=tol, err_msg=f"k={k} ow={ow} W={W}")
+                gy = rng.uniform(-1, 1, ref.shape).astype(dtype)
+                refs = _C.conv2d_backward_naive(gy.astype(np.float64), x64, w64, *args)
+                for got, want in zip(F.conv2d_backward(gy, x, w, **kw), refs):
+                    np.testing.assert_allclose(got, want, rtol=10 * tol, atol=10 * tol, err_msg=f"k={k} ow={ow}")
+
+
 @needs_torch
 @pytest.mark.torch
 def test_oracle_matches_torch(rng):

@@ -262,7 +262,7 @@ constexpr int64_t PADDED_IMAGE_MAX_BYTES = int64_t(32) << 20;
 
 // The padded image group [Cg][H+pt+pb][W+pl+pr] and the taps the kernels read from it.
 PaddedGeometry padded_geometry(const Conv2dShape& s) {
-  return PaddedGeometry{s.H + s.pt + s.pb, s.W + s.pl + s.pr, s.KH, s.KW, s.sh, s.dh, s.dw, s.OW};
+  return PaddedGeometry{s.H + s.pt + s.pb, s.W + s.pl + s.pr, s.KH, s.KW, s.sh, s.sw, s.dh, s.dw, s.OW};
 }
 
 // Bytes of one padded image group [Cg][Hp][Wp].
@@ -272,10 +272,12 @@ int64_t padded_image_bytes(const Conv2dShape& s) {
   return s.Cg() * g.Hp * g.Wp * int64_t(sizeof(T));
 }
 
-// Stride 1 along W, zero padding, a small enough image group: the padded-copy path applies.
+// Zero padding, a small enough image group and stride 1 along W (the adjoint col2im) or 1 or 2
+// (im2col): the padded-copy path applies.
 template <typename T>
-bool padded_path_applies(const Conv2dShape& s) {
-  return s.sw == 1 && s.mode == PadMode::zeros && padded_image_bytes<T>(s) <= PADDED_IMAGE_MAX_BYTES;
+bool padded_path_applies(const Conv2dShape& s, bool col2im) {
+  return (s.sw == 1 || (s.sw == 2 && !col2im)) && s.mode == PadMode::zeros &&
+         padded_image_bytes<T>(s) <= PADDED_IMAGE_MAX_BYTES;
 }
 
 // im2col blocks of one image group at a time. Where the padded path applies and the ISA has
@@ -290,7 +292,7 @@ template <typename T>
 class ImageCols {
  public:
   ImageCols(const Conv2dShape& s, const ConvIndex& ix, int slot, int64_t images = 1) : s_(s), ix_(ix) {
-    if (padded_path_applies<T>(s)) kernel_ = padded_kernels<T>().im2col;
+    if (padded_path_applies<T>(s, /*col2im=*/false)) kernel_ = padded_kernels<T>().im2col;
     if (kernel_) {
       g_ = padded_geometry(s);
       thread_local PadBuffer bufs[2];
@@ -393,7 +395,7 @@ template <typename T>
 class ImageGrad {
  public:
   ImageGrad(const Conv2dShape& s, const ConvIndex& ix) : s_(s), ix_(ix) {
-    if (padded_path_applies<T>(s)) kernel_ = padded_kernels<T>().col2im;
+    if (padded_path_applies<T>(s, /*col2im=*/true)) kernel_ = padded_kernels<T>().col2im;
     if (kernel_) {
       g_ = padded_geometry(s);
       thread_local std::vector<T> tl_buf;
@@ -938,7 +940,7 @@ bool backward_data_via_col2im(const Conv2dShape& s, ConvAlgo forward_algo) {
   if (!backward_data_as_forward_applies(s)) return true;
   const int64_t cg = s.Cg(), cog = s.Cog();
   if (cg >= cog || !(cg <= 8 || cog >= 4 * cg || s.OW >= 32)) return false;
-  if (!padded_path_applies<T>(s) || !padded_kernels<T>().col2im) return false;
+  if (!padded_path_applies<T>(s, /*col2im=*/true) || !padded_kernels<T>().col2im) return false;
   return forward_algo == ConvAlgo::gemm;
 }
 
