@@ -313,7 +313,9 @@ def test_stride2_columns_match_naive_oracle(dtype, rng):
                 gy = rng.uniform(-1, 1, ref.shape).astype(dtype)
                 refs = _C.conv2d_backward_naive(gy.astype(np.float64), x64, w64, *args)
                 for got, want in zip(F.conv2d_backward(gy, x, w, **kw), refs):
-                    np.testing.assert_allclose(got, want, rtol=10 * tol, atol=10 * tol, err_msg=f"k={k} ow={ow}")
+                    np.testing.assert_allclose(
+                        got, want, rtol=10 * tol, atol=10 * tol, err_msg=f"k={k} ow={ow}"
+                    )
 
 
 @needs_torch
