@@ -14,6 +14,7 @@ intra_op_num_threads = pycnnrnn.get_num_threads().
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 
@@ -23,7 +24,8 @@ import pytest
 import pycnnrnn
 
 F = pycnnrnn.functional
-IMPLS = ["pycnnrnn", "torch", "onnxruntime"]
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 # (name, N, Cin, Cout, HW, k, stride, pad, dilation, groups)
 VGG = [
@@ -69,13 +71,13 @@ def _data(case):
     return x, w, b
 
 
-def _rounds(case):
-    return max(3, min(20, int(2e10 / _flops(case))))
+def _rounds(case):  # rounds of BLOCK timed calls per implementation
+    return max(5, min(10, int(7e9 / _flops(case))))
 
 
 def _ort_session(case, w, b):
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
     _, n, ci, co, hw, k, s, p, d, g = case
@@ -107,34 +109,32 @@ def _ort_session(case, w, b):
         return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
-def _forward(benchmark, timed, impl, case, prepared):
+def _forward(benchmark, interleaved, case, prepared):
     name, n, ci, co, hw, k, s, p, d, g = case
     x, w, b = _data(case)
     benchmark.group = f"conv2d-fwd-{'prepared-' if prepared else ''}{name}"
     benchmark.extra_info["flops"] = _flops(case)
-    rounds = _rounds(case)
-    if impl == "pycnnrnn":
-        weight = F.prepare_conv2d_weight(w) if prepared else w
-        fn, args = F.conv2d, (x, weight, b, s, p, d, g)
-    elif impl == "torch":
-        torch = pytest.importorskip("torch")
+    weight = F.prepare_conv2d_weight(w) if prepared else w
+    fns = {"pycnnrnn": lambda: F.conv2d(x, weight, b, s, p, d, g)}
+    if HAVE_TORCH:
+        import torch
+
         tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
 
-        def fn():
+        def torch_conv():
             with torch.no_grad():
                 return torch.nn.functional.conv2d(tx, tw, tb, s, p, d, g)
 
-        args = ()
-    else:
+        fns["torch"] = torch_conv
+    if HAVE_ORT:
         sess = _ort_session(case, w, b)
-        fn, args = sess.run, (["y"], {"x": x})
-    timed(fn, *args, rounds=rounds)
+        fns["onnxruntime"] = lambda: sess.run(["y"], {"x": x})
+    interleaved(fns, rounds=_rounds(case))
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_forward(benchmark, timed, impl, case):
-    _forward(benchmark, timed, impl, case, prepared=False)
+def test_forward(benchmark, interleaved, case):
+    _forward(benchmark, interleaved, case, prepared=False)
 
 
 # The VGG layers at N=1 once more with pycnnrnn on prepare_conv2d_weight (the Winograd matrices
@@ -143,27 +143,24 @@ def test_forward(benchmark, timed, impl, case):
 PREPARED_CASES = [c for c in CASES if c[0].startswith("vgg-") and c[1] == 1]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", PREPARED_CASES, ids=[c[0] for c in PREPARED_CASES])
-def test_forward_prepared(benchmark, timed, impl, case):
-    _forward(benchmark, timed, impl, case, prepared=True)
+def test_forward_prepared(benchmark, interleaved, case):
+    _forward(benchmark, interleaved, case, prepared=True)
 
 
-@pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
 @pytest.mark.parametrize("case", BWD_CASES, ids=[c[0] for c in BWD_CASES])
-def test_backward(benchmark, timed, impl, case):
+def test_backward(benchmark, interleaved, case):
     name, n, ci, co, hw, k, s, p, d, g = case
     x, w, b = _data(case)
     o = _out(hw, k, s, p, d)
     gy = np.random.default_rng(1).standard_normal((n, co, o, o), dtype=np.float32)
     benchmark.group = f"conv2d-bwd-{name}"
     benchmark.extra_info["flops"] = 2 * _flops(case)  # grad_input + grad_weight
-    rounds = max(3, _rounds(case) // 2)
-    if impl == "pycnnrnn":
-        timed(F.conv2d_backward, gy, x, w, s, p, d, g, rounds=rounds)
-    else:
-        torch = pytest.importorskip("torch")
+    fns = {"pycnnrnn": lambda: F.conv2d_backward(gy, x, w, s, p, d, g)}
+    if HAVE_TORCH:
+        import torch
+
         tg, tx, tw = (torch.from_numpy(a) for a in (gy, x, w))
-        bw = torch.ops.aten.convolution_backward
         args = (tg, tx, tw, [co], [s, s], [p, p], [d, d], False, [0, 0], g, [True, True, True])
-        timed(bw, *args, rounds=rounds)
+        fns["torch"] = lambda: torch.ops.aten.convolution_backward(*args)
+    interleaved(fns, rounds=max(5, _rounds(case) // 2))

@@ -6,13 +6,16 @@ reports bytes (B read once + A + C) against the measured copy bandwidth."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
 import pycnnrnn
 from pycnnrnn import functional as F
 
-IMPLS = ["pycnnrnn", "numpy", "torch"]
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+IMPLS = ["pycnnrnn", "numpy"] + (["torch"] if HAVE_TORCH else [])
 
 # (name, M, K, N, memory-bound)
 CASES = [
@@ -31,14 +34,14 @@ def _fn(impl, a, b):
         return lambda: F.matmul(a, b)
     if impl == "numpy":
         return lambda: np.matmul(a, b)
-    torch = pytest.importorskip("torch")
+    import torch
+
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     return lambda: torch.mm(ta, tb)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_matmul(benchmark, timed, impl, case):
+def test_matmul(benchmark, interleaved, case):
     name, m, k, n, membound = case
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)
@@ -49,8 +52,7 @@ def test_matmul(benchmark, timed, impl, case):
     else:
         benchmark.extra_info["flops"] = 2 * m * n * k
     benchmark.extra_info["threads"] = pycnnrnn.get_num_threads()
-    fn = _fn(impl, a, b)
-    timed(fn, rounds=7 if m * n * k < 2**31 else 5)
+    interleaved({impl: _fn(impl, a, b) for impl in IMPLS})
 
 
 # Linear (x @ W^T + b, W stored (out, in)) at the model shapes
@@ -62,9 +64,8 @@ LINEAR = [
 ]
 
 
-@pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
 @pytest.mark.parametrize("case", LINEAR, ids=[c[0] for c in LINEAR])
-def test_linear(benchmark, timed, impl, case):
+def test_linear(benchmark, interleaved, case):
     name, m, k, n = case
     rng = np.random.default_rng(0)
     x = rng.standard_normal((m, k), dtype=np.float32)
@@ -75,10 +76,10 @@ def test_linear(benchmark, timed, impl, case):
         benchmark.extra_info["bytes"] = 4 * (m * k + k * n + m * n + n)
     else:
         benchmark.extra_info["flops"] = 2 * m * n * k
-    if impl == "pycnnrnn":
-        fn = lambda: F.linear(x, w, bias)  # noqa: E731
-    else:
-        torch = pytest.importorskip("torch")
+    fns = {"pycnnrnn": lambda: F.linear(x, w, bias)}
+    if HAVE_TORCH:
+        import torch
+
         tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(bias)
-        fn = lambda: torch.nn.functional.linear(tx, tw, tb)  # noqa: E731
-    timed(fn, rounds=7)
+        fns["torch"] = lambda: torch.nn.functional.linear(tx, tw, tb)
+    interleaved(fns)

@@ -10,6 +10,7 @@ pycnnrnn.get_num_threads(). extra_info["flops"] = 2 * multiply-adds (convs + lin
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 
@@ -21,7 +22,8 @@ from pycnnrnn import models
 from pycnnrnn.nn import init
 from pycnnrnn.nn.summary import summary
 
-IMPLS = ["pycnnrnn", "torch", "onnxruntime"]
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_ORT = HAVE_TORCH and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 BATCHES = [1, 8] if os.environ.get("PYCNNRNN_BENCH_N8") else [1]
 
 
@@ -45,9 +47,9 @@ def torch_vgg16(vgg16):
 
 @pytest.fixture(scope="module")
 def ort_vgg16(torch_vgg16):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+    import torch
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = pycnnrnn.get_num_threads()
     so.inter_op_num_threads = 1
@@ -72,37 +74,36 @@ def vgg16_prepacked(vgg16):
     return copy.deepcopy(vgg16[0]).prepack()
 
 
-def _vgg16(benchmark, timed, request, vgg16, impl, n, prepacked):
+def _vgg16(benchmark, interleaved, request, vgg16, n, prepacked):
     model, macs = vgg16
     x = np.random.default_rng(1).random((n, 3, 224, 224), dtype=np.float32)
     benchmark.group = f"vgg16-fwd-{'prepacked-' if prepacked else ''}N{n}"
     benchmark.extra_info["flops"] = 2.0 * macs * n
-    if impl == "pycnnrnn":
-        fn, args = (request.getfixturevalue("vgg16_prepacked") if prepacked else model), (x,)
-    elif impl == "torch":
-        torch = pytest.importorskip("torch")
+    ours = request.getfixturevalue("vgg16_prepacked") if prepacked else model
+    fns = {"pycnnrnn": lambda: ours(x)}
+    if HAVE_TORCH:
+        import torch
+
         tm, tx = request.getfixturevalue("torch_vgg16"), torch.from_numpy(x)
 
-        def fn():
+        def theirs():
             with torch.no_grad():
                 return tm(tx)
 
-        args = ()
-    else:
+        fns["torch"] = theirs
+    if HAVE_ORT:
         sess = request.getfixturevalue("ort_vgg16")
-        fn, args = sess.run, (["y"], {"x": x})
-    timed(fn, *args, rounds=5 if n == 1 else 3)
+        fns["onnxruntime"] = lambda: sess.run(["y"], {"x": x})
+    interleaved(fns, rounds=5 if n == 1 else 3)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("n", BATCHES, ids=lambda n: f"N{n}")
-def test_vgg16_forward(benchmark, timed, request, vgg16, impl, n):
-    _vgg16(benchmark, timed, request, vgg16, impl, n, prepacked=False)
+def test_vgg16_forward(benchmark, interleaved, request, vgg16, n):
+    _vgg16(benchmark, interleaved, request, vgg16, n, prepacked=False)
 
 
 # pycnnrnn after Module.prepack() (the Winograd matrices kept across calls, as onnxruntime keeps
 # its session's prepacked initializers); torch eager has no such step.
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("n", BATCHES, ids=lambda n: f"N{n}")
-def test_vgg16_forward_prepacked(benchmark, timed, request, vgg16, impl, n):
-    _vgg16(benchmark, timed, request, vgg16, impl, n, prepacked=True)
+def test_vgg16_forward_prepacked(benchmark, interleaved, request, vgg16, n):
+    _vgg16(benchmark, interleaved, request, vgg16, n, prepacked=True)

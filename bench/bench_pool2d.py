@@ -10,6 +10,7 @@ written, so the table prints the fraction of the measured copy bandwidth.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 
@@ -22,7 +23,8 @@ F = pycnnrnn.functional
 
 CASES = [(1, 2, 2), (8, 2, 2), (1, 3, 2), (8, 3, 2)]  # (N, kernel, stride)
 C, HW = 64, 224
-IMPLS = ["pycnnrnn", "torch", "onnxruntime"]
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+HAVE_ORT = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
 
 def _case_id(c):
@@ -40,8 +42,8 @@ def _out_hw(k, s):
 
 
 def _ort_session(k, s, with_indices):
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnx
+    import onnxruntime as ort
     from onnx import TensorProto, helper
 
     outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
@@ -65,59 +67,52 @@ def _ort_session(k, s, with_indices):
     return sess, names
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_forward(benchmark, timed, impl, case):
+def _forward(benchmark, interleaved, case, with_indices):
     n, k, s = case
     x = _input(n)
     o = _out_hw(k, s)
-    benchmark.group = f"max_pool2d-fwd-{_case_id(case)}"
-    benchmark.extra_info["bytes"] = x.nbytes + n * C * o * o * 4
-    if impl == "pycnnrnn":
-        timed(F.max_pool2d, x, k, s)
-    elif impl == "torch":
-        torch = pytest.importorskip("torch")
+    benchmark.group = f"max_pool2d-fwd-{'idx-' if with_indices else ''}{_case_id(case)}"
+    benchmark.extra_info["bytes"] = x.nbytes + n * C * o * o * (4 + (8 if with_indices else 0))
+    fns = {"pycnnrnn": lambda: F.max_pool2d(x, k, s, return_indices=with_indices)}
+    if HAVE_TORCH:
+        import torch
+
         tx = torch.from_numpy(x)
-        with torch.no_grad():
-            timed(torch.nn.functional.max_pool2d, tx, k, s)
-    else:
-        sess, names = _ort_session(k, s, False)
-        timed(sess.run, names, {"x": x})
+
+        def theirs():
+            with torch.no_grad():
+                return torch.nn.functional.max_pool2d(tx, k, s, return_indices=with_indices)
+
+        fns["torch"] = theirs
+    if HAVE_ORT:
+        sess, names = _ort_session(k, s, with_indices)
+        fns["onnxruntime"] = lambda: sess.run(names, {"x": x})
+    interleaved(fns)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_forward_indices(benchmark, timed, impl, case):
-    n, k, s = case
-    x = _input(n)
-    o = _out_hw(k, s)
-    benchmark.group = f"max_pool2d-fwd-idx-{_case_id(case)}"
-    benchmark.extra_info["bytes"] = x.nbytes + n * C * o * o * (4 + 8)
-    if impl == "pycnnrnn":
-        timed(F.max_pool2d, x, k, s, return_indices=True)
-    elif impl == "torch":
-        torch = pytest.importorskip("torch")
-        tx = torch.from_numpy(x)
-        with torch.no_grad():
-            timed(torch.nn.functional.max_pool2d, tx, k, s, return_indices=True)
-    else:
-        sess, names = _ort_session(k, s, True)
-        timed(sess.run, names, {"x": x})
+def test_forward(benchmark, interleaved, case):
+    _forward(benchmark, interleaved, case, with_indices=False)
 
 
-@pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_backward(benchmark, timed, impl, case):
+def test_forward_indices(benchmark, interleaved, case):
+    _forward(benchmark, interleaved, case, with_indices=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_backward(benchmark, interleaved, case):
     n, k, s = case
     x = _input(n)
     y, idx = F.max_pool2d(x, k, s, return_indices=True)
     gy = np.random.default_rng(1).standard_normal(y.shape, dtype=np.float32)
     benchmark.group = f"max_pool2d-bwd-{_case_id(case)}"
     benchmark.extra_info["bytes"] = gy.nbytes + idx.nbytes + x.nbytes
-    if impl == "pycnnrnn":
-        timed(F.max_pool2d_backward, gy, x, idx, k, s)
-    else:
-        torch = pytest.importorskip("torch")
+    fns = {"pycnnrnn": lambda: F.max_pool2d_backward(gy, x, idx, k, s)}
+    if HAVE_TORCH:
+        import torch
+
         tg, tx, ti = torch.from_numpy(gy), torch.from_numpy(x), torch.from_numpy(idx)
         bw = torch.ops.aten.max_pool2d_with_indices_backward
-        timed(bw, tg, tx, [k, k], [s, s], [0, 0], [1, 1], False, ti)
+        fns["torch"] = lambda: bw(tg, tx, [k, k], [s, s], [0, 0], [1, 1], False, ti)
+    interleaved(fns)

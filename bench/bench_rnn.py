@@ -10,6 +10,7 @@ at the same shapes (onnxruntime, torch). onnxruntime runs torch.onnx.export'ed m
 
 from __future__ import annotations
 
+import importlib.util
 import io
 
 import numpy as np
@@ -21,7 +22,9 @@ from pycnnrnn.ops import rnn as R
 torch = pytest.importorskip("torch")
 
 I, H, L, T = 300, 512, 2, 30
-IMPLS = ["pycnnrnn", "torch", "onnxruntime"]
+IMPLS = ["pycnnrnn", "torch"] + (
+    ["onnxruntime"] if all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime")) else []
+)
 
 
 def _module(kind):
@@ -40,8 +43,8 @@ def _flops(kind, B, backward=False):
 
 
 def _ort_session(m, x):
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
     buf = io.BytesIO()
     torch.onnx.export(m, (torch.from_numpy(x),), buf, dynamo=False, opset_version=17)
     so = ort.SessionOptions()
@@ -72,87 +75,73 @@ def _forward_fn(impl, kind, m, x, prepared=False):
     return _ort_session(m, x)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("B", [1, 8, 64])
-def test_lstm_forward(benchmark, timed, impl, B):
+def test_lstm_forward(benchmark, interleaved, B):
     m = _module("lstm")
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
-    fn = _forward_fn(impl, "lstm", m, x)
     benchmark.group = f"rnn-lstm300x512x2-T30-fwd-B{B}"
     benchmark.extra_info["flops"] = _flops("lstm", B)
-    timed(fn)
+    interleaved({impl: _forward_fn(impl, "lstm", m, x) for impl in IMPLS})
 
 
 # pycnnrnn with prepared weights (R.prepare_rnn_weight, nn.LSTM.prepack()); torch and
 # onnxruntime run as in test_lstm_forward (onnxruntime packs its weights at session creation).
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("B", [1, 8, 64])
-def test_lstm_forward_prepared(benchmark, timed, impl, B):
+def test_lstm_forward_prepared(benchmark, interleaved, B):
     m = _module("lstm")
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
-    fn = _forward_fn(impl, "lstm", m, x, prepared=True)
     benchmark.group = f"rnn-lstm300x512x2-T30-fwd-prepared-B{B}"
     benchmark.extra_info["flops"] = _flops("lstm", B)
-    timed(fn)
+    interleaved({impl: _forward_fn(impl, "lstm", m, x, prepared=True) for impl in IMPLS})
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("kind", ["gru", "rnn"])
 @pytest.mark.parametrize("B", [1, 64])
-def test_gru_rnn_forward(benchmark, timed, impl, kind, B):
+def test_gru_rnn_forward(benchmark, interleaved, kind, B):
     m = _module(kind)
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
-    fn = _forward_fn(impl, kind, m, x)
     benchmark.group = f"rnn-{kind}300x512x2-T30-fwd-B{B}"
     benchmark.extra_info["flops"] = _flops("gru" if kind == "gru" else "rnn_tanh", B)
-    timed(fn)
+    interleaved({impl: _forward_fn(impl, kind, m, x) for impl in IMPLS})
 
 
-@pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
 @pytest.mark.parametrize("B", [1, 64])
-def test_lstm_forward_backward(benchmark, timed, impl, B):
+def test_lstm_forward_backward(benchmark, interleaved, B):
     m = _module("lstm").train()
     x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
     gy = np.random.default_rng(1).standard_normal((T, B, H)).astype(np.float32)
-    if impl == "pycnnrnn":
-        params = [p.detach().numpy() for p in m._flat_weights]
+    params = [p.detach().numpy() for p in m._flat_weights]
 
-        def fn():
-            y, h, c, saved = R.rnn_forward("lstm", x, None, params, L, training=True, need_saved=True)
-            return R.rnn_backward("lstm", gy, None, None, x, None, params, saved, L)
-    else:
-        gyt = torch.from_numpy(gy)
+    def ours():
+        y, h, c, saved = R.rnn_forward("lstm", x, None, params, L, training=True, need_saved=True)
+        return R.rnn_backward("lstm", gy, None, None, x, None, params, saved, L)
 
-        def fn():
-            xt = torch.from_numpy(x).requires_grad_()
-            m.zero_grad(set_to_none=True)
-            y, _ = m(xt)
-            y.backward(gyt)
-            return xt.grad
+    gyt = torch.from_numpy(gy)
+
+    def theirs():
+        xt = torch.from_numpy(x).requires_grad_()
+        m.zero_grad(set_to_none=True)
+        y, _ = m(xt)
+        y.backward(gyt)
+        return xt.grad
 
     benchmark.group = f"rnn-lstm300x512x2-T30-fwdbwd-B{B}"
     benchmark.extra_info["flops"] = _flops("lstm", B, backward=True)
-    timed(fn)
+    interleaved({"pycnnrnn": ours, "torch": theirs})
 
 
-@pytest.mark.parametrize("impl", ["pycnnrnn", "torch"])
-def test_lstm_cell_step(benchmark, timed, impl):
+def test_lstm_cell_step(benchmark, interleaved):
     torch.manual_seed(0)
     cell = torch.nn.LSTMCell(512, 512)
     rng = np.random.default_rng(0)
     x, h, c = (rng.standard_normal((1, 512)).astype(np.float32) for _ in range(3))
-    if impl == "pycnnrnn":
-        w = [p.detach().numpy() for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
+    w = [p.detach().numpy() for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
+    xt, ht, ct = torch.from_numpy(x), torch.from_numpy(h), torch.from_numpy(c)
 
-        def fn():
-            return R.lstm_cell(x, (h, c), *w)
-    else:
-        xt, ht, ct = torch.from_numpy(x), torch.from_numpy(h), torch.from_numpy(c)
-
-        def fn():
-            with torch.no_grad():
-                return cell(xt, (ht, ct))
+    def theirs():
+        with torch.no_grad():
+            return cell(xt, (ht, ct))
 
     benchmark.group = "rnn-lstmcell512-B1-step"
     benchmark.extra_info["flops"] = 2 * 4 * 512 * 1024
-    timed(fn)
+    interleaved({"pycnnrnn": lambda: R.lstm_cell(x, (h, c), *w), "torch": theirs})

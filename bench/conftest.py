@@ -1,16 +1,16 @@
 """Benchmark harness: pycnnrnn, torch and onnxruntime side by side, one group per case.
 
 Conventions for bench_*.py files:
-- parametrize the implementation as ``impl`` (values "pycnnrnn", "torch", "onnxruntime",
-  "numpy", ...) and set ``benchmark.group = "<op>-<case>"`` so peers share a group;
+- one test per case: build a callable per implementation ("pycnnrnn" first, then "torch",
+  "onnxruntime", "numpy", ...; a peer whose package is absent is left out) and
+  time them together with the ``interleaved`` fixture; set ``benchmark.group = "<op>-<case>"``;
 - set ``benchmark.extra_info["flops"]`` (useful floating-point operations per call) or
   ``benchmark.extra_info["bytes"]`` (bytes that must move: read + written) so the table can
-  print the fraction of the machine's FMA peak / copy bandwidth;
-- skip an impl with ``pytest.skip`` only when its package is absent or lacks the op.
+  print the fraction of the machine's FMA peak / copy bandwidth.
 
 At the end of the session the harness prints, per group, each impl's median time, its ratio
-(baseline median / pycnnrnn median, > 1 means pycnnrnn is faster) and its GFLOP/s or GB/s as
-a fraction of the ceilings measured by pycnnrnn.roofline() in the same run; the same table is
+(baseline time / pycnnrnn time, > 1 means pycnnrnn is faster) and its GFLOP/s or GB/s as a
+fraction of the ceilings measured by pycnnrnn.roofline() in the same run; the same table is
 written to bench/results/ratios.json (or $PYCNNRNN_BENCH_JSON).
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -42,14 +43,12 @@ def roof():
 
 # Every case starts on idle cores and times warm calls. A library's worker threads keep spinning
 # after its last call (OpenBLAS for ~0.1 s or more, torch's OpenMP team for milliseconds,
-# pycnnrnn's pool for under one), and the cases of one group run back to back in one process:
-# on the 2-core Zen 3 box pycnnrnn's 64x512 @ 512x2048 ran 2.2x slower right after numpy's rounds
-# and 1.3x slower right after torch's, so the order of the implementations decided the ratios.
-# After an idle pause the first calls are slow too (about 3x for the first, ~10 ms of calls to
-# settle), so each case warms up for WARMUP_S before its timed rounds. The same for every
-# implementation.
+# onnxruntime's pool for milliseconds, pycnnrnn's pool for under one): on the 2-core Zen 3 box
+# pycnnrnn's 64x512 @ 512x2048 ran 2.2x slower right after numpy's rounds and 1.3x slower
+# right after torch's, and on the Intel Xeon a 512->512@14 convolution right after
+# onnxruntime's calls took 8.0 ms against 5.0 ms a moment later. After an idle pause the first
+# calls are slow too (about 3x for the first, ~10 ms of calls to settle).
 SETTLE_S = 0.3
-WARMUP_S = 0.05
 
 
 @pytest.fixture(autouse=True)
@@ -58,20 +57,69 @@ def _settle(request):
         time.sleep(SETTLE_S)
 
 
-@pytest.fixture
-def timed(benchmark):
-    """timed(fn, *args, rounds=None, **kwargs): fn(*args, **kwargs) called for WARMUP_S (at least
-    twice), then timed by pytest-benchmark: `rounds` rounds of one call (pedantic), or its own
-    calibration when None. Returns fn's result."""
+# The implementations of a case run in alternating blocks within one loop, not one after the
+# other: the machine's speed changes for seconds to minutes at a time (on the Intel Xeon one
+# process timing the same 2048^3 GEMM every second read 154-300 GFLOP/s over 20 s), which
+# back-to-back rows straddle, so a ratio could move 2x between runs with no code change.
+# Within a round every implementation sees the same machine. After each block the library that
+# ran it gets SPIN_S to let its worker threads stop spinning (measured on the Intel Xeon, 512^3
+# matmul by pycnnrnn right after 5 calls of the peer, median of 7: after numpy even the sixth
+# call ran at 2.1-2.5x its time until a 0.2 s pause, after onnxruntime 2.1-3.3x until 0.05 s,
+# after torch about 1.4x at no pause), then the next block is one untimed call (its data into
+# the caches) and BLOCK timed calls; who goes first rotates. (bench_train found alternating
+# single calls, each starting on the other model's caches, cost pycnnrnn's step more:
+# 1.40-1.49x where separate rows read 1.54-1.73x.)
+SPIN_S = {"numpy": 0.25, "onnxruntime": 0.06, "torch": 0.03}  # others: DEFAULT_SPIN_S
+DEFAULT_SPIN_S = 0.01
+BLOCK = 3  # timed calls per block; more for calls under BLOCK_MIN_S / BLOCK (up to 50)
+BLOCK_MIN_S = 0.01
+ROUND_TARGET_S = 4.0  # rounds are chosen to fill about this much time (5 to 15 rounds)
 
-    def run(fn, *args, rounds=None, **kwargs):
-        t0, calls = time.perf_counter(), 0
-        while calls < 2 or time.perf_counter() - t0 < WARMUP_S:
-            fn(*args, **kwargs)
-            calls += 1
+
+@pytest.fixture
+def interleaved(benchmark, request):
+    """interleaved(fns, rounds=None): fns maps impl name -> zero-argument callable, "pycnnrnn"
+    first. One warm-up round, then `rounds` timed ones (None: 5-15, about ROUND_TARGET_S in all;
+    at most 3 with --quick), BLOCK timed calls an impl a round (more for short calls). Each
+    impl's row is the median of its block medians and its ratio the median over rounds of (its
+    block median / pycnnrnn's in the same round). pytest-benchmark times whole rounds (its own
+    table, not used for the ratios). Returns the kept block medians per impl, seconds."""
+
+    def run(fns: dict, rounds: int | None = None) -> dict:
+        names = list(fns)
+        blocks: dict[str, list[float]] = {n: [] for n in names}
+        block = BLOCK
+
+        def round_():
+            first = len(blocks[names[0]]) % len(names)
+            for name in names[first:] + names[:first]:
+                fn = fns[name]
+                fn()
+                ts = []
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    fn()
+                    ts.append(time.perf_counter() - t0)
+                blocks[name].append(statistics.median(ts))
+                time.sleep(SPIN_S.get(name, DEFAULT_SPIN_S))
+
+        round_()  # warm-up (not kept)
+        call_s = {n: b[0] for n, b in blocks.items()}
+        block = max(BLOCK, min(50, int(BLOCK_MIN_S / min(call_s.values()))))
         if rounds is None:
-            return benchmark(fn, *args, **kwargs)
-        return benchmark.pedantic(fn, args=args, kwargs=kwargs, rounds=rounds, iterations=1, warmup_rounds=0)
+            round_s = sum((block + 1) * s + SPIN_S.get(n, DEFAULT_SPIN_S) for n, s in call_s.items())
+            rounds = max(5, min(15, int(ROUND_TARGET_S / round_s)))
+        if float(request.config.getoption("benchmark_max_time", 1.0)) < 0.5:  # --quick
+            rounds = min(rounds, 3)
+        benchmark.pedantic(round_, rounds=rounds, iterations=1, warmup_rounds=0)
+        kept = {n: b[-rounds:] for n, b in blocks.items()}
+        ours = kept.get("pycnnrnn")
+        benchmark.extra_info["interleaved"] = {
+            n: {"median_ms": 1e3 * statistics.median(b)}
+            | ({"ratio": statistics.median([t / o for o, t in zip(ours, b)])} if ours else {})
+            for n, b in kept.items()
+        }
+        return kept
 
     return run
 
@@ -95,46 +143,22 @@ def pytest_configure(config):
         pass
 
 
-def _median(bench) -> float | None:
-    stats = getattr(bench, "stats", None)
-    if stats is None:
-        return None
-    inner = getattr(stats, "stats", stats)
-    return getattr(inner, "median", None)
-
-
 def collect_table(benchmarks) -> list[dict]:
-    groups: dict[str, list] = {}
-    for b in benchmarks:
-        med = _median(b)
-        if med is None:
-            continue
-        params = getattr(b, "params", None) or {}
-        impl = params.get("impl", b.name)
-        groups.setdefault(b.group or b.name, []).append((impl, med, dict(getattr(b, "extra_info", {}) or {})))
     roof = roofline()
     rows = []
-    for group, entries in sorted(groups.items()):
-        # an interleaved case (bench_train: extra_info["paired"]): its own step medians, and the
-        # median of its per-round ratios as the peer's ratio
-        paired = next((e["paired"] for _, _, e in entries if "paired" in e), None)
-        if paired:
-            entries = [("pycnnrnn", paired["pycnnrnn_ms"] * 1e-3, entries[0][2])]
-            peer = {"group": group, "impl": "torch", "median_ms": paired["torch_ms"]}
-            rows.append({**peer, "ratio_vs_pycnnrnn": paired["torch_ratio"]})
-        ours = next((m for i, m, _ in entries if i == "pycnnrnn"), None)
-        for impl, med, extra in entries:
-            row = {"group": group, "impl": impl, "median_ms": med * 1e3}
-            if ours:
-                row["ratio_vs_pycnnrnn"] = med / ours  # baseline time / pycnnrnn time
+    for b in sorted(benchmarks, key=lambda b: b.group or b.name):
+        extra = dict(getattr(b, "extra_info", {}) or {})
+        for impl, r in extra.get("interleaved", {}).items():
+            row = {"group": b.group or b.name, "impl": impl, "median_ms": r["median_ms"]}
+            if "ratio" in r:
+                row["ratio_vs_pycnnrnn"] = r["ratio"]  # baseline time / pycnnrnn time, per round
+            sec = r["median_ms"] * 1e-3
             if "flops" in extra:
-                g = extra["flops"] / med * 1e-9
-                row["gflops"] = g
-                row["frac_fma_peak"] = g / roof["fma_peak_gflops"]
+                row["gflops"] = extra["flops"] / sec * 1e-9
+                row["frac_fma_peak"] = row["gflops"] / roof["fma_peak_gflops"]
             if "bytes" in extra:
-                g = extra["bytes"] / med * 1e-9
-                row["gbs"] = g
-                row["frac_bandwidth"] = g / roof["copy_bandwidth_gbs"]
+                row["gbs"] = extra["bytes"] / sec * 1e-9
+                row["frac_bandwidth"] = row["gbs"] / roof["copy_bandwidth_gbs"]
             rows.append(row)
     return rows
 
