@@ -126,14 +126,15 @@ def interleaved(benchmark, request):
 
 def pytest_configure(config):
     # glibc serves blocks over its mmap threshold (128 KiB at start) with fresh mappings, and
-    # raises the threshold to the size of the first such block freed. Until some library frees
-    # one, every large tensor page-faults anew: torch's LSTM(300, 512, 2) forward+backward at
-    # B=1 took 17-18 ms with 4,700-5,700 page faults per call, 8.6-9.3 ms with none after one
-    # 16 MiB free (in the full suite the first ONNX export did that by chance, so a case's
-    # figures depended on what ran before it). Every run starts in the settled state.
+    # raises the threshold to the size of a larger such block freed, up to 32 MiB. Until some
+    # library frees one, every large tensor page-faults anew: torch's LSTM(300, 512, 2)
+    # forward+backward at B=1 took 17-18 ms with 4,700-5,700 page faults per call, 8.6-9.3 ms
+    # with none after one 16 MiB free, and torch's 7x7/2 stem at N=8 (a 25.7 MB output) 23-30 ms
+    # after a 16 MiB free, 10 ms after a 31 MiB one (in the full suite what ran before decided
+    # which). Every run starts in the settled state: the threshold at its ceiling.
     import numpy as np
 
-    block = np.ones(16 << 20, np.uint8)
+    block = np.ones(31 << 20, np.uint8)
     del block
     try:
         import torch
