@@ -126,16 +126,23 @@ def interleaved(benchmark, request):
 
 def pytest_configure(config):
     # glibc serves blocks over its mmap threshold (128 KiB at start) with fresh mappings, and
-    # raises the threshold to the size of a larger such block freed, up to 32 MiB. Until some
-    # library frees one, every large tensor page-faults anew: torch's LSTM(300, 512, 2)
-    # forward+backward at B=1 took 17-18 ms with 4,700-5,700 page faults per call, 8.6-9.3 ms
-    # with none after one 16 MiB free, and torch's 7x7/2 stem at N=8 (a 25.7 MB output) 23-30 ms
-    # after a 16 MiB free, 10 ms after a 31 MiB one (in the full suite what ran before decided
-    # which). Every run starts in the settled state: the threshold at its ceiling.
-    import numpy as np
+    # raises the threshold to the size of a larger such block freed, up to 32 MiB; it also
+    # returns the heap's free top to the system past a trim threshold. A tensor served either
+    # way page-faults anew on every call: torch's LSTM(300, 512, 2) forward+backward at B=1 took
+    # 17-18 ms with 4,700-5,700 page faults per call, 8.6-9.3 ms with none; torch's 7x7/2 stem
+    # at N=8 (a 25.7 MB output) 23-30 ms or 10 ms, and its depthwise 3x3 at N=8 C=256 56x56
+    # 1.14x or 6.7x pycnnrnn's time, as what ran before in the process left the allocator (a
+    # freed block raising the threshold, or not). Every run fixes the settled state: blocks up to
+    # 32 MiB (the most glibc allows) from the heap, which is never trimmed.
+    import ctypes
 
-    block = np.ones(31 << 20, np.uint8)
-    del block
+    try:
+        libc = ctypes.CDLL(None)
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError):  # not glibc: its own allocator's behaviour
+        pass
     try:
         import torch
 
