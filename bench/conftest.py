@@ -36,11 +36,6 @@ def roofline() -> dict:
     return _ROOF
 
 
-@pytest.fixture(scope="session")
-def roof():
-    return roofline()
-
-
 # Every case starts on idle cores and times warm calls. A library's worker threads keep spinning
 # after its last call (OpenBLAS for ~0.1 s or more, torch's OpenMP team for milliseconds,
 # onnxruntime's pool for milliseconds, pycnnrnn's pool for under one): on the 2-core Zen 3 box
@@ -83,9 +78,9 @@ def interleaved(benchmark, request):
     at most 3 with --quick), BLOCK timed calls an impl a round (more for short calls). Each
     impl's row is the median of its block medians and its ratio the median over rounds of (its
     block median / pycnnrnn's in the same round). pytest-benchmark times whole rounds (its own
-    table, not used for the ratios). Returns the kept block medians per impl, seconds."""
+    table, not used for the ratios)."""
 
-    def run(fns: dict, rounds: int | None = None) -> dict:
+    def run(fns: dict, rounds: int | None = None) -> None:
         names = list(fns)
         blocks: dict[str, list[float]] = {n: [] for n in names}
         block = BLOCK
@@ -119,7 +114,6 @@ def interleaved(benchmark, request):
             | ({"ratio": statistics.median([t / o for o, t in zip(ours, b)])} if ours else {})
             for n, b in kept.items()
         }
-        return kept
 
     return run
 
